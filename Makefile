@@ -1,0 +1,48 @@
+# cairn: the commands people type. CMake does the building; this file only strings steps together.
+#   make          build everything into build/
+#   make run      install what is missing, build, start one member in the foreground (etcd defaults)
+#   make test     install what is missing, build with -Werror, run unit + black-box tests, then
+#                 the same again under AddressSanitizer+UBSan
+#   make bench    side-by-side benchmarks against etcd (when installed)
+JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
+PYTHON ?= /usr/bin/python3
+CMAKE_FLAGS ?=
+
+.PHONY: all build run test test-unit test-integration test-asan deps bench fuzz sim-long chaos clean format
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+build:
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build -j $(JOBS)
+
+run: deps build
+	./build/cairn
+
+test: deps
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCN_WERROR=ON >/dev/null
+	cmake --build build -j $(JOBS)
+	cd build && ctest --output-on-failure -j $(JOBS)
+	CAIRN_BIN=$(CURDIR)/build/cairn $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+	$(MAKE) --no-print-directory test-asan
+
+test-asan:
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCN_SANITIZE=ON -DCN_WERROR=ON >/dev/null
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		CN_SIM_SEEDS=300 ctest --output-on-failure -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		CAIRN_BIN=$(CURDIR)/build-asan/cairn CAIRN_SANITIZED=1 \
+		$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+bench: deps build
+	$(PYTHON) bench/bench.py --cairn build/cairn --loadgen build/bench/cn_loadgen
+
+clean:
+	rm -rf build build-asan
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -1,0 +1,649 @@
+#!/usr/bin/python3
+"""Side-by-side benchmarks of cairn and etcd on the v2 keys API.
+
+Starts each server itself (ephemeral loopback ports, a fresh temp data dir), drives it with
+cn_loadgen, measures start-up, memory, data-dir size and restart time, stops only the servers
+it started (by PID) and prints medians over --runs with the cairn/etcd ratio next to the
+project's targets. Builds nothing: see bench/README.md.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGETS = ("cairn", "etcd")
+OPS = ("put", "get", "qget")
+OP_LABEL = {"put": "PUT", "get": "GET", "qget": "quorum GET"}
+
+# Project targets, as ratio cairn/etcd. "ge": the ratio must be at least the bound
+# (higher is better); "le": at most (lower is better).
+GOALS = {
+    "put.c64.ops_per_s": ("ge", 3.0, ">= 3x"),
+    "get.c64.ops_per_s": ("ge", 2.5, ">= 2.5x"),
+    "qget.c64.ops_per_s": ("ge", 2.0, ">= 2x"),
+    "put.c64.p99_ms": ("le", 0.5, "<= 1/2"),
+    "rss_100k_mib": ("le", 1.0 / 6.0, "<= 1/6"),
+    "startup_ms": ("le", 1.0 / 20.0, "<= 1/20"),
+    "restart_get_ms": ("le", 1.0 / 5.0, "<= 1/5"),
+}
+
+_children = {}  # pid -> Popen of every server we started and have not reaped
+
+
+def log(msg):
+    print("bench: " + msg, file=sys.stderr, flush=True)
+
+
+class BenchError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def expected_value(i, size):
+    """The value cn_loadgen stores under key i (see fill_value in cn_loadgen.c)."""
+    digits = "%010d" % i
+    return "".join(digits[j] if j < 10 else chr(97 + (i + j) % 26) for j in range(size))
+
+
+def http_request(port, method, path, body=None, timeout=1.0):
+    """One request on a fresh connection; returns (status, body bytes) or raises OSError."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        headers = {}
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def proc_status(pid):
+    """VmRSS and VmHWM of pid in bytes."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(rest.split()[0]) * 1024
+    return out
+
+
+def proc_cpu_s(pid):
+    """User + system CPU seconds used so far by pid."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def dir_size(path):
+    """(apparent bytes, allocated bytes) of every file under path, like du -sb / du -s."""
+    apparent = allocated = 0
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except FileNotFoundError:
+                continue
+            apparent += st.st_size
+            allocated += st.st_blocks * 512
+    return apparent, allocated
+
+
+def first_line(cmd):
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        text = (out.stdout or out.stderr).strip()
+        return text.splitlines()[0] if text else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+# ---------------------------------------------------------------- servers
+
+
+class Server:
+    """One cairn or etcd process on 127.0.0.1 ephemeral ports and its own data dir."""
+
+    def __init__(self, target, binary, workdir, extra_args, startup_timeout_s):
+        self.target = target
+        self.binary = binary
+        self.workdir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self.data_dir = os.path.join(workdir, "data")
+        self.extra_args = list(extra_args)
+        self.timeout_s = startup_timeout_s
+        self.client_port = free_port()
+        self.peer_port = free_port()
+        while self.peer_port == self.client_port:
+            self.peer_port = free_port()
+        self.proc = None
+        self.starts = 0
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.client_port
+
+    def command(self):
+        client = self.url
+        peer = "http://127.0.0.1:%d" % self.peer_port
+        name = "bench-" + self.target
+        cmd = [
+            self.binary,
+            "--name", name,
+            "--data-dir", self.data_dir,
+            "--listen-client-urls", client,
+            "--advertise-client-urls", client,
+            "--listen-peer-urls", peer,
+            "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", "%s=%s" % (name, peer),
+        ]
+        if self.target == "etcd":
+            cmd.append("--enable-v2")
+        return cmd + self.extra_args
+
+    def spawn(self):
+        """Starts the process; returns the monotonic time just before the spawn."""
+        assert self.proc is None
+        self.starts += 1
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
+        logf = open(os.path.join(self.workdir, "server-%d.log" % self.starts), "wb")
+        t0 = time.monotonic()
+        try:
+            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=logf,
+                                         stderr=subprocess.STDOUT, env=env, cwd=self.workdir)
+        finally:
+            logf.close()
+        _children[self.proc.pid] = self.proc
+        return t0
+
+    def log_tail(self, n=15):
+        path = os.path.join(self.workdir, "server-%d.log" % self.starts)
+        try:
+            with open(path, "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join("    " + line for line in lines[-n:])
+
+    def wait_until(self, t0, what, check):
+        """Polls check() every 1 ms until it is true; returns ms since t0."""
+        deadline = t0 + self.timeout_s
+        while True:
+            if self.proc.poll() is not None:
+                raise BenchError("%s exited with status %s while waiting for %s\n%s"
+                                 % (self.target, self.proc.returncode, what, self.log_tail()))
+            try:
+                if check():
+                    return (time.monotonic() - t0) * 1000.0
+            except (OSError, http.client.HTTPException):
+                pass
+            if time.monotonic() > deadline:
+                raise BenchError("%s: no %s within %.0f s\n%s"
+                                 % (self.target, what, self.timeout_s, self.log_tail()))
+            time.sleep(0.001)
+
+    def version_ok(self):
+        status, _ = http_request(self.client_port, "GET", "/version", timeout=0.5)
+        return status == 200
+
+    def put_ok(self, path, value):
+        body = urllib.parse.urlencode({"value": value})
+        status, _ = http_request(self.client_port, "PUT", "/v2/keys" + path, body, timeout=2.0)
+        return status in (200, 201)
+
+    def get_matches(self, path, value):
+        status, body = http_request(self.client_port, "GET", "/v2/keys" + path, timeout=2.0)
+        if status != 200:
+            return False
+        return json.loads(body).get("node", {}).get("value") == value
+
+    def stop(self, sig=signal.SIGTERM, grace_s=15.0):
+        if self.proc is None:
+            return
+        p = self.proc
+        if p.poll() is None:
+            p.send_signal(sig)
+            try:
+                p.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        _children.pop(p.pid, None)
+        self.proc = None
+
+
+def kill_children():
+    for pid, p in list(_children.items()):
+        if p.poll() is None:
+            p.kill()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        _children.pop(pid, None)
+
+
+# ---------------------------------------------------------------- load
+
+
+def run_loadgen(args, url, op, conns, extra):
+    cmd = [args.loadgen, "--url", url, "--op", op, "--conns", str(conns),
+           "--value-size", str(args.value_size)] + extra
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True,
+                             timeout=args.duration_s + args.warmup_s + 700)
+    except subprocess.TimeoutExpired:
+        raise BenchError("cn_loadgen hung: %s" % " ".join(cmd))
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode not in (0, 3) or not lines:
+        raise BenchError("cn_loadgen failed (exit %d): %s\n    %s"
+                         % (out.returncode, " ".join(cmd), out.stderr.strip() or out.stdout.strip()))
+    res = json.loads(lines[-1])
+    if res["errors"]:
+        log("  %s conns=%d: %d errors (first: %s)" % (op, conns, res["errors"], res["first_error"]))
+    return res
+
+
+def measure_startups(args, target, binary, workdir, metrics):
+    """Start-up on an empty data dir, --startup-samples times, each in a fresh dir."""
+    to_version, to_put = [], []
+    for i in range(args.startup_samples):
+        sub = os.path.join(workdir, "startup-%d" % i)
+        srv = Server(target, binary, sub, args.extra[target], args.startup_timeout_s)
+        try:
+            t0 = srv.spawn()
+            to_version.append(srv.wait_until(t0, "200 on GET /version", srv.version_ok))
+            to_put.append(srv.wait_until(t0, "a successful PUT",
+                                         lambda: srv.put_ok("/bench-ready", "1")))
+        finally:
+            srv.stop()
+    metrics["startup_ms"] = statistics.median(to_version)
+    metrics["startup_put_ms"] = statistics.median(to_put)
+    metrics["startup_ms_samples"] = to_version
+    metrics["startup_put_ms_samples"] = to_put
+    log("%s: start-up %.1f ms, first PUT %.1f ms (median of %d; samples %s)"
+        % (target, metrics["startup_ms"], metrics["startup_put_ms"], len(to_version),
+           " ".join("%.0f" % v for v in to_version)))
+
+
+def phase_load(args, target, binary, workdir, metrics, errors):
+    """Start-up samples, then the throughput/latency matrix on --keys keys."""
+    measure_startups(args, target, binary, workdir, metrics)
+    srv = Server(target, binary, os.path.join(workdir, "matrix"), args.extra[target],
+                 args.startup_timeout_s)
+    try:
+        t0 = srv.spawn()
+        srv.wait_until(t0, "a successful PUT", lambda: srv.put_ok("/bench-ready", "1"))
+
+        pre = run_loadgen(args, srv.url, "put", 64,
+                          ["--keys", str(args.keys), "--requests", str(args.keys), "--seq",
+                           "--prefix", "/bench"])
+        if pre["errors"]:
+            raise BenchError("%s: preload of %d keys had %d errors" % (target, args.keys, pre["errors"]))
+        metrics["preload_ops_per_s"] = pre["ops_per_s"]
+
+        for conns in args.conns:
+            for op in args.ops:
+                cpu0 = proc_cpu_s(srv.proc.pid)
+                res = run_loadgen(args, srv.url, op, conns,
+                                  ["--keys", str(args.keys), "--prefix", "/bench",
+                                   "--duration-s", str(args.duration_s),
+                                   "--warmup-s", str(args.warmup_s)])
+                cpu = proc_cpu_s(srv.proc.pid) - cpu0
+                key = "%s.c%d" % (op, conns)
+                for field in ("ops_per_s", "p50_ms", "p99_ms", "errors", "count"):
+                    metrics["%s.%s" % (key, field)] = res[field]
+                # server CPU seconds per 1000 successful requests (warm-up included in cpu)
+                total = res["count"] * (1.0 + args.warmup_s / max(args.duration_s, 1e-9))
+                metrics[key + ".cpu_ms_per_kop"] = cpu * 1e6 / total if total else None
+                if res["errors"]:
+                    errors.append("%s %s: %d errors (%s)" % (target, key, res["errors"], res["first_error"]))
+                log("%s: %-4s conns=%-3d %9.0f ops/s  p50 %7.3f ms  p99 %7.3f ms  errors %d"
+                    % (target, op, conns, res["ops_per_s"], res["p50_ms"], res["p99_ms"], res["errors"]))
+    finally:
+        srv.stop()
+
+
+def phase_recovery(args, target, binary, workdir, metrics):
+    """RSS and data-dir size after 100,000 keys, then kill + restart-to-first-GET."""
+    srv = Server(target, binary, workdir, args.extra[target], args.startup_timeout_s)
+    try:
+        t0 = srv.spawn()
+        srv.wait_until(t0, "a successful PUT", lambda: srv.put_ok("/bench-ready", "1"))
+        n = args.big_keys
+        res = run_loadgen(args, srv.url, "put", 64,
+                          ["--keys", str(n), "--requests", str(n), "--seq", "--prefix", "/big"])
+        if res["errors"]:
+            raise BenchError("%s: writing %d keys had %d errors (%s)"
+                             % (target, n, res["errors"], res["first_error"]))
+        metrics["write_100k_ops_per_s"] = res["ops_per_s"]
+        st = proc_status(srv.proc.pid)
+        metrics["rss_100k_mib"] = st["VmRSS"] / 1048576.0
+        metrics["hwm_100k_mib"] = st["VmHWM"] / 1048576.0
+        apparent, allocated = dir_size(srv.data_dir)
+        metrics["datadir_100k_mib"] = allocated / 1048576.0
+        metrics["datadir_100k_apparent_mib"] = apparent / 1048576.0
+
+        last = n - 1
+        want = expected_value(last, args.value_size)
+        if not srv.get_matches("/big/k%d" % last, want):
+            raise BenchError("%s: /big/k%d does not hold the value written" % (target, last))
+        restarts = []
+        for _ in range(args.restart_samples):
+            srv.stop(sig=args.kill_signal)
+            t0 = srv.spawn()
+            restarts.append(srv.wait_until(
+                t0, "GET /big/k%d with its value" % last,
+                lambda: srv.get_matches("/big/k%d" % last, want)))
+        metrics["restart_get_ms"] = statistics.median(restarts)
+        metrics["restart_get_ms_samples"] = restarts
+        st = proc_status(srv.proc.pid)
+        metrics["rss_restarted_mib"] = st["VmRSS"] / 1048576.0
+        if not srv.get_matches("/big/k0", expected_value(0, args.value_size)):
+            raise BenchError("%s: /big/k0 lost after restart" % target)
+        log("%s: %d keys: RSS %.1f MiB, data dir %.1f MiB (apparent %.1f), restart-to-GET %.1f ms"
+            " (median of %d; samples %s)"
+            % (target, n, metrics["rss_100k_mib"], metrics["datadir_100k_mib"],
+               metrics["datadir_100k_apparent_mib"], metrics["restart_get_ms"], len(restarts),
+               " ".join("%.0f" % v for v in restarts)))
+    finally:
+        srv.stop()
+
+
+def run_once(args, target, binary, run_no):
+    workdir = tempfile.mkdtemp(prefix="cairn-bench-%s-%d-" % (target, run_no), dir=args.tmpdir)
+    metrics, errors = {}, []
+    ok = True
+    try:
+        for name, fn in (("load", phase_load), ("recovery", phase_recovery)):
+            if name not in args.phases:
+                continue
+            sub = os.path.join(workdir, name)
+            os.mkdir(sub)
+            try:
+                if name == "load":
+                    fn(args, target, binary, sub, metrics, errors)
+                else:
+                    fn(args, target, binary, sub, metrics)
+            except BenchError as e:
+                ok = False
+                errors.append(str(e))
+                log("%s run %d, %s phase failed: %s" % (target, run_no, name, e))
+    except BaseException:
+        kill_children()  # interrupted: servers first, then their files
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    if args.keep or not ok:
+        log("%s run %d: kept %s" % (target, run_no, workdir))
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {"run": run_no, "metrics": metrics, "errors": errors}
+
+
+# ---------------------------------------------------------------- report
+
+
+def metric_rows(args):
+    """(key, label, unit, higher_is_better) in table order."""
+    rows = []
+    for op in args.ops:
+        for c in args.conns:
+            for field, label, unit, hib in (("ops_per_s", "ops/s", "", True),
+                                             ("p50_ms", "p50", "ms", False),
+                                             ("p99_ms", "p99", "ms", False)):
+                rows.append(("%s.c%d.%s" % (op, c, field),
+                             "%s @%d conns %s" % (OP_LABEL[op], c, label), unit, hib))
+    rows += [
+        ("startup_ms", "start-up to /version 200", "ms", False),
+        ("startup_put_ms", "start-up to first PUT", "ms", False),
+        ("rss_100k_mib", "RSS after %d keys" % args.big_keys, "MiB", False),
+        ("datadir_100k_mib", "data dir after %d keys (du)" % args.big_keys, "MiB", False),
+        ("datadir_100k_apparent_mib", "data dir, apparent size", "MiB", False),
+        ("restart_get_ms", "restart to first GET", "ms", False),
+    ]
+    return rows
+
+
+def medians(runs):
+    keys = sorted({k for r in runs for k in r["metrics"]})
+    out = {}
+    for k in keys:
+        vals = [r["metrics"][k] for r in runs if isinstance(r["metrics"].get(k), (int, float))]
+        if vals:
+            out[k] = statistics.median(vals)
+    return out
+
+
+def fmt(v, unit):
+    if v is None:
+        return "-"
+    if unit == "":
+        return "%.0f" % v
+    if v >= 100:
+        return "%.0f %s" % (v, unit)
+    return "%.3g %s" % (v, unit)
+
+
+def compare(args, results):
+    rows = []
+    med = {t: results[t]["median"] for t in TARGETS if t in results and "median" in results[t]}
+    for key, label, unit, hib in metric_rows(args):
+        c = med.get("cairn", {}).get(key)
+        e = med.get("etcd", {}).get(key)
+        ratio = c / e if (c is not None and e) else None
+        goal = GOALS.get(key)
+        verdict = None
+        if goal and ratio is not None:
+            verdict = ratio >= goal[1] if goal[0] == "ge" else ratio <= goal[1]
+        rows.append({"metric": key, "label": label, "unit": unit, "cairn": c, "etcd": e,
+                     "ratio": ratio, "better": "higher" if hib else "lower",
+                     "target": goal[2] if goal else None, "pass": verdict})
+    return rows
+
+
+def print_table(args, results, rows):
+    runs = args.runs
+    head = ["metric", "cairn", "etcd", "cairn/etcd", "better", "target", "verdict"]
+    body = []
+    for r in rows:
+        if r["cairn"] is None and r["etcd"] is None:
+            continue
+        status = "" if r["pass"] is None else ("PASS" if r["pass"] else "MISS")
+        ratio = "-" if r["ratio"] is None else "%.2fx" % r["ratio"]
+        body.append([r["label"], fmt(r["cairn"], r["unit"]), fmt(r["etcd"], r["unit"]), ratio,
+                     r["better"], r["target"] or "", status])
+    widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
+    print()
+    print("v2 API, %d-byte values, %d keys, %.0f s per load (+%.1f s warm-up), median of %d run%s"
+          % (args.value_size, args.keys, args.duration_s, args.warmup_s, runs, "" if runs == 1 else "s"))
+    for t in TARGETS:
+        info = results.get(t)
+        if info is None:
+            continue
+        if "skipped" in info:
+            print("  %s: skipped (%s)" % (t, info["skipped"]))
+        else:
+            print("  %s: %s  [%s]" % (t, info["binary"], info["version"] or "version unknown"))
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
+    print("  ".join("-" * w for w in widths if w).rstrip())
+    for b in body:
+        cells = [b[0].ljust(widths[0])] + [b[i].rjust(widths[i]) if i < 4 else b[i].ljust(widths[i])
+                                            for i in range(1, len(b))]
+        print("  ".join(cells).rstrip())
+    print("ratio = cairn/etcd; 'better' says which way the figure, and so the ratio, improves;")
+    print("the verdict compares the ratio with the project's target.")
+    errs = [(t, e) for t in TARGETS if t in results for r in results[t].get("runs", []) for e in r["errors"]]
+    if errs:
+        print()
+        print("errors:")
+        for t, e in errs:
+            print("  %s: %s" % (t, e.splitlines()[0]))
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--cairn", default=os.path.join(REPO, "build", "cairn"), help="cairn binary")
+    p.add_argument("--etcd", default="/usr/bin/etcd" if os.path.exists("/usr/bin/etcd") else None,
+                   help="etcd binary (run with --enable-v2)")
+    p.add_argument("--loadgen", default=os.path.join(REPO, "build", "bench", "cn_loadgen"),
+                   help="cn_loadgen binary")
+    p.add_argument("--target", choices=("cairn", "etcd", "both"), default="both")
+    p.add_argument("--runs", type=int, default=1, help="repeat everything N times, report medians")
+    p.add_argument("--quick", action="store_true",
+                   help="conns 1 and 64 only, 2 s loads with 0.5 s warm-up")
+    p.add_argument("--json", metavar="OUT", help="also write all results as JSON to OUT")
+    p.add_argument("--conns", help="comma-separated connection counts [1,16,64,256]")
+    p.add_argument("--ops", default="put,get,qget", help="comma-separated subset of put,get,qget")
+    p.add_argument("--duration-s", type=float, help="seconds per load [10, quick 2]")
+    p.add_argument("--warmup-s", type=float, help="unmeasured seconds before each load [1, quick 0.5]")
+    p.add_argument("--keys", type=int, default=10000, help="key space of the load phase")
+    p.add_argument("--value-size", type=int, default=256, help="bytes per value")
+    p.add_argument("--big-keys", type=int, default=100000,
+                   help="keys written before measuring RSS, data dir and restart")
+    p.add_argument("--phases", default="load,recovery",
+                   help="comma-separated subset of load (start-up + throughput), recovery")
+    p.add_argument("--startup-samples", type=int,
+                   help="start-ups per run on fresh data dirs; the run reports their median [5, quick 2]")
+    p.add_argument("--restart-samples", type=int,
+                   help="kill + restart cycles per run; the run reports their median [3, quick 1]")
+    p.add_argument("--kill-signal", choices=("TERM", "KILL"), default="KILL",
+                   help="how the server is stopped before the restart measurement")
+    p.add_argument("--startup-timeout-s", type=float, default=60.0)
+    p.add_argument("--tmpdir", help="where data dirs are created (its file system matters: fsync)")
+    p.add_argument("--keep", action="store_true", help="keep data dirs and server logs")
+    p.add_argument("--cairn-arg", action="append", default=[], metavar="ARG",
+                   help="extra argument for cairn (repeatable)")
+    p.add_argument("--etcd-arg", action="append", default=[], metavar="ARG",
+                   help="extra argument for etcd (repeatable)")
+    a = p.parse_args(argv)
+
+    a.conns = [int(x) for x in (a.conns or ("1,64" if a.quick else "1,16,64,256")).split(",")]
+    a.ops = [x for x in a.ops.split(",") if x]
+    for op in a.ops:
+        if op not in OPS:
+            p.error("--ops: unknown op %r" % op)
+    a.phases = set(x for x in a.phases.split(",") if x)
+    if not a.phases <= {"load", "recovery"}:
+        p.error("--phases: use load and/or recovery")
+    if a.duration_s is None:
+        a.duration_s = 2.0 if a.quick else 10.0
+    if a.warmup_s is None:
+        a.warmup_s = 0.5 if a.quick else 1.0
+    if a.startup_samples is None:
+        a.startup_samples = 2 if a.quick else 5
+    if a.restart_samples is None:
+        a.restart_samples = 1 if a.quick else 3
+    if a.startup_samples < 1 or a.restart_samples < 1:
+        p.error("--startup-samples and --restart-samples must be at least 1")
+    if a.runs < 1:
+        p.error("--runs must be at least 1")
+    if a.big_keys < 1 or a.keys < 1:
+        p.error("--keys and --big-keys must be positive")
+    a.kill_signal = signal.SIGKILL if a.kill_signal == "KILL" else signal.SIGTERM
+    a.extra = {"cairn": a.cairn_arg, "etcd": a.etcd_arg}
+    return a
+
+
+def on_signal(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def main(argv):
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    if not (os.path.isfile(args.loadgen) and os.access(args.loadgen, os.X_OK)):
+        log("no load generator at %s; build it with: cmake --build build --target cn_loadgen"
+            % args.loadgen)
+        return 2
+
+    wanted = TARGETS if args.target == "both" else (args.target,)
+    results, plan = {}, []
+    for t in wanted:
+        binary = args.cairn if t == "cairn" else args.etcd
+        if not binary or not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+            why = "%s not found" % (binary or "no binary given")
+            log("%s: skipped, %s" % (t, why))
+            results[t] = {"skipped": why}
+            continue
+        binary = os.path.abspath(binary)
+        results[t] = {"binary": binary, "version": first_line([binary, "--version"]), "runs": []}
+        plan.append((t, binary))
+    if not plan:
+        log("nothing to run")
+        return 2
+
+    started = time.time()
+    try:
+        for run_no in range(1, args.runs + 1):
+            for t, binary in plan:  # interleaved, so drift on the machine hits both alike
+                log("run %d/%d: %s" % (run_no, args.runs, t))
+                results[t]["runs"].append(run_once(args, t, binary, run_no))
+    finally:
+        kill_children()
+
+    for t, _ in plan:
+        results[t]["median"] = medians(results[t]["runs"])
+    rows = compare(args, results)
+    print_table(args, results, rows)
+
+    if args.json:
+        doc = {
+            "meta": {
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+                "seconds": round(time.time() - started, 1),
+                "host": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
+                "command": [sys.executable] + sys.argv,
+                "params": {"runs": args.runs, "conns": args.conns, "ops": args.ops,
+                           "duration_s": args.duration_s, "warmup_s": args.warmup_s,
+                           "keys": args.keys, "value_size": args.value_size,
+                           "big_keys": args.big_keys, "kill_signal": args.kill_signal.name,
+                           "startup_samples": args.startup_samples,
+                           "restart_samples": args.restart_samples},
+            },
+            "targets": results,
+            "comparison": rows,
+        }
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=1, sort_keys=True)
+            f.write("\n")
+        log("wrote %s" % args.json)
+
+    failed = any(r["errors"] for t, _ in plan for r in results[t]["runs"])
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    finally:
+        kill_children()

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what cairn needs to build and test from Debian 12's packages.
+# Idempotent: apt-get runs only when a package is missing.
+set -euo pipefail
+
+pkgs=(
+    build-essential cmake pkg-config clang
+    libuv1-dev libhttp-parser-dev libyaml-dev libjansson-dev libsystemd-dev libssl-dev zlib1g-dev
+    libcmocka-dev
+    python3 python3-pytest python3-etcd python3-requests
+    etcd-client curl
+)
+# Optional: the real etcd for side-by-side benches and compatibility checks.
+if [ "${CAIRN_WITH_ETCD:-1}" = 1 ]; then
+    pkgs+=(etcd-server)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian's etcd-server package starts a system etcd on 2379; cairn's tests and `make run`
+# need that port, so keep the packaged service stopped (only ever one we just installed).
+if printf '%s\n' "${missing[@]}" | grep -qx etcd-server && command -v systemctl >/dev/null 2>&1; then
+    $SUDO systemctl disable --now etcd >/dev/null 2>&1 || true
+fi

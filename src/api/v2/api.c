@@ -1,0 +1,256 @@
+/* api/v2: routing, CORS, response helpers and the error table. */
+#include "api_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/clock.h"
+#include "common/json.h"
+#include "common/log.h"
+
+const char *const cn_api_method_names[M_COUNT] = {"GET",  "QGET", "PUT", "POST",
+                                                  "DELETE", "HEAD", "OTHER"};
+
+struct v2_err {
+    int code;
+    const char *message;
+    int status;
+};
+
+static const struct v2_err v2_errors[] = {
+#define CN_V2_ERR(code, msg, status) {code, msg, status},
+#include "v2_errors.def"
+#undef CN_V2_ERR
+};
+
+static const struct v2_err *find_err(int code)
+{
+    for (size_t i = 0; i < sizeof(v2_errors) / sizeof(v2_errors[0]); i++)
+        if (v2_errors[i].code == code) return &v2_errors[i];
+    return NULL;
+}
+
+struct cn_api *cn_api_new(uv_loop_t *loop, const struct cn_api_options *opt,
+                          struct cn_store *store, struct cn_node *node)
+{
+    struct cn_api *api = CN_NEW(struct cn_api);
+    api->loop = loop;
+    api->store = store;
+    api->node = node;
+    api->name = cn_xstrdup(opt->name);
+    api->cors = opt->cors ? cn_xstrdup(opt->cors) : NULL;
+    api->member_id = opt->member_id;
+    api->cluster_id = opt->cluster_id;
+    snprintf(api->cluster_hex, sizeof(api->cluster_hex), "%" PRIx64, opt->cluster_id);
+    snprintf(api->member_hex, sizeof(api->member_hex), "%" PRIx64, opt->member_id);
+    api->max_request_bytes = opt->max_request_bytes;
+    api->election_ms = opt->election_ms;
+    api->start_ns = cn_clock_real_ns();
+    cn_list_init(&api->watches);
+    return api;
+}
+
+void cn_api_free(struct cn_api *api)
+{
+    if (api == NULL) return;
+    cn_free(api->name);
+    cn_free(api->cors);
+    cn_free(api);
+}
+
+int cn_api_method_index(const struct cn_http_req *req, bool quorum)
+{
+    switch (req->method) {
+    case CN_HTTP_GET:
+        return quorum ? M_QGET : M_GET;
+    case CN_HTTP_HEAD:
+        return M_HEAD;
+    case CN_HTTP_PUT:
+        return M_PUT;
+    case CN_HTTP_POST:
+        return M_POST;
+    case CN_HTTP_DELETE:
+        return M_DELETE;
+    default:
+        return M_OTHER;
+    }
+}
+
+const double cn_api_latency_buckets[14] = {0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032,
+                                           0.064,  0.128, 0.256, 0.512, 1.024, 2.048, 4.096};
+
+void cn_api_count(struct cn_api *api, int m, int status, int64_t start_ns)
+{
+    if (status < 400) {
+        double s = (double)(cn_clock_mono_ns() - start_ns) / 1e9;
+        for (int i = 0; i < 14; i++)
+            if (s <= cn_api_latency_buckets[i]) {
+                api->ok_bucket[m][i]++;
+                break;
+            }
+        api->ok_count[m]++;
+        api->ok_sum[m] += s;
+        return;
+    }
+    for (int i = 0; i < CN_API_NCODES; i++) {
+        if (api->failed_code[i] == status || api->failed_code[i] == 0) {
+            api->failed_code[i] = status;
+            api->failed[m][i]++;
+            return;
+        }
+    }
+}
+
+void cn_api_send(struct cn_api *api, struct cn_http_req *req, int status, const char *ctype,
+                 const struct cn_http_hdr *hdrs, size_t nhdrs, const void *body, size_t len)
+{
+    (void)api;
+    cn_http_respond(req, status, ctype, hdrs, nhdrs, body, len, false);
+}
+
+void cn_api_send_error(struct cn_api *api, struct cn_http_req *req, int ecode, const char *cause,
+                       uint64_t index)
+{
+    const struct v2_err *e = find_err(ecode);
+    struct cn_buf b = CN_BUF_INIT;
+    cn_buf_appendf(&b, "{\"errorCode\":%d,\"message\":", ecode);
+    cn_json_strz(&b, e ? e->message : "Unknown error");
+    if (cause && *cause) {
+        cn_buf_appends(&b, ",\"cause\":");
+        cn_json_strz(&b, cause);
+    }
+    cn_buf_appends(&b, ",\"index\":");
+    cn_buf_append_u64(&b, index);
+    cn_buf_appends(&b, "}\n");
+    char idx[24];
+    snprintf(idx, sizeof(idx), "%" PRIu64, index);
+    struct cn_http_hdr h[] = {{"X-Etcd-Cluster-Id", api->cluster_hex}, {"X-Etcd-Index", idx}};
+    cn_http_respond(req, e ? e->status : 500, "application/json", h, 2, b.p, b.len, false);
+    cn_buf_free(&b);
+}
+
+void cn_api_send_message(struct cn_api *api, struct cn_http_req *req, int status,
+                         const char *message)
+{
+    struct cn_buf b = CN_BUF_INIT;
+    cn_buf_appends(&b, "{\"message\":");
+    cn_json_strz(&b, message);
+    cn_buf_putc(&b, '}');
+    struct cn_http_hdr h[] = {{"X-Etcd-Cluster-Id", api->cluster_hex}};
+    cn_http_respond(req, status, "application/json", h, 1, b.p, b.len, false);
+    cn_buf_free(&b);
+}
+
+static void send_text(struct cn_http_req *req, int status, const char *text,
+                      const struct cn_http_hdr *hdrs, size_t nhdrs)
+{
+    cn_http_respond(req, status, "text/plain; charset=utf-8", hdrs, nhdrs, text, strlen(text),
+                    false);
+}
+
+static void method_not_allowed(struct cn_http_req *req, const char *allow)
+{
+    struct cn_http_hdr h[] = {{"Allow", allow}};
+    send_text(req, 405, "Method Not Allowed\n", h, 1);
+}
+
+static bool method_in(const struct cn_http_req *req, const int *ms, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (req->method == ms[i]) return true;
+    return false;
+}
+
+/* etcd 2.x adds CORS headers only when --cors is configured and the Origin is allowed. Returns
+ * true when the request was an OPTIONS preflight and has been answered. */
+static bool cors(struct cn_api *api, struct cn_http_req *req)
+{
+    if (api->cors == NULL) return false;
+    struct cn_str origin = cn_http_req_header(req, "Origin");
+    const char *allow = NULL;
+    char obuf[512];
+    bool star = false;
+    for (const char *p = api->cors; *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == 1 && *p == '*') star = true;
+        if (origin.p && origin.len == len && memcmp(origin.p, p, len) == 0 &&
+            origin.len < sizeof(obuf)) {
+            memcpy(obuf, origin.p, origin.len);
+            obuf[origin.len] = '\0';
+            allow = obuf;
+        }
+        if (!e) break;
+        p = e + 1;
+    }
+    if (star) allow = "*";
+    if (allow == NULL) return false;
+    struct cn_http_hdr h[] = {
+        {"Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE"},
+        {"Access-Control-Allow-Origin", allow},
+        {"Access-Control-Allow-Headers", "accept, content-type, authorization"},
+    };
+    if (req->method == CN_HTTP_OPTIONS) {
+        cn_http_respond(req, 200, NULL, h, 3, "", 0, false);
+        return true;
+    }
+    /* Non-preflight: the headers ride on whatever response the request gets. */
+    for (size_t i = 0; i < 3; i++) cn_http_req_add_header(req, h[i].name, h[i].value);
+    return false;
+}
+
+void cn_api_handle(struct cn_http_req *req, void *ctx)
+{
+    struct cn_api *api = ctx;
+    struct cn_str path = req->path;
+    if (cors(api, req)) return;
+
+    static const int keys_m[] = {CN_HTTP_HEAD, CN_HTTP_GET, CN_HTTP_PUT, CN_HTTP_POST,
+                                 CN_HTTP_DELETE};
+    static const int get_m[] = {CN_HTTP_GET};
+    static const int gethead_m[] = {CN_HTTP_GET, CN_HTTP_HEAD};
+    static const int members_m[] = {CN_HTTP_GET, CN_HTTP_POST, CN_HTTP_DELETE, CN_HTTP_PUT};
+
+    if (cn_str_eqz(path, "/v2/keys") || cn_str_has_prefix(path, CN_STR("/v2/keys/"))) {
+        if (!method_in(req, keys_m, 5)) return method_not_allowed(req, "HEAD,GET,PUT,POST,DELETE");
+        return cn_api_keys(api, req, cn_str_make(path.p + 8, path.len - 8));
+    }
+    if (cn_str_eqz(path, "/v2/members") || cn_str_has_prefix(path, CN_STR("/v2/members/"))) {
+        if (!method_in(req, members_m, 4)) return method_not_allowed(req, "GET,POST,DELETE,PUT");
+        return cn_api_members(api, req, cn_str_make(path.p + 11, path.len - 11));
+    }
+    if (cn_str_eqz(path, "/v2/machines")) {
+        if (!method_in(req, gethead_m, 2)) return method_not_allowed(req, "GET,HEAD");
+        return cn_api_machines(api, req);
+    }
+    if (cn_str_has_prefix(path, CN_STR("/v2/stats/"))) {
+        struct cn_str which = cn_str_make(path.p + 10, path.len - 10);
+        if (cn_str_eqz(which, "self") || cn_str_eqz(which, "leader") || cn_str_eqz(which, "store")) {
+            if (!method_in(req, get_m, 1)) return method_not_allowed(req, "GET");
+            return cn_api_stats(api, req, which);
+        }
+    }
+    if (cn_str_eqz(path, "/version")) {
+        if (!method_in(req, get_m, 1)) return method_not_allowed(req, "GET");
+        return cn_api_version(api, req);
+    }
+    if (cn_str_eqz(path, "/health")) {
+        if (!method_in(req, get_m, 1)) return method_not_allowed(req, "GET");
+        return cn_api_health(api, req);
+    }
+    if (cn_str_eqz(path, "/metrics")) {
+        if (!method_in(req, gethead_m, 2)) return method_not_allowed(req, "GET");
+        return cn_api_metrics(api, req);
+    }
+    send_text(req, 404, "404 page not found\n", NULL, 0);
+}
+
+void cn_api_too_large(struct cn_http_req *req, void *ctx)
+{
+    struct cn_api *api = ctx;
+    /* etcd's form parser refuses bodies over its limit with this error; the connection is then
+     * closed by the http layer because the rest of the body was not read. */
+    cn_api_send_error(api, req, 210, "http: POST too large", 0);
+}

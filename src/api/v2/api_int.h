@@ -1,0 +1,63 @@
+/* api/v2 internals shared by its files: the api object, response helpers, metrics. */
+#ifndef CN_API_V2_API_INT_H
+#define CN_API_V2_API_INT_H
+
+#include "api.h"
+#include "common/buf.h"
+#include "common/list.h"
+
+/* Methods counted in etcd_http_received_total (QGET is a quorum GET). */
+enum { M_GET, M_QGET, M_PUT, M_POST, M_DELETE, M_HEAD, M_OTHER, M_COUNT };
+
+#define CN_API_NCODES 12
+
+struct cn_api {
+    uv_loop_t *loop;
+    struct cn_store *store;
+    struct cn_node *node;
+    char *name;
+    char *cors;
+    uint64_t member_id;
+    uint64_t cluster_id;
+    char cluster_hex[20];
+    char member_hex[20];
+    uint64_t max_request_bytes;
+    unsigned election_ms;
+    int64_t start_ns;
+    struct cn_list watches; /* struct watch.link */
+    uint64_t watch_requests;
+    /* metrics */
+    uint64_t received[M_COUNT];
+    uint64_t failed[M_COUNT][CN_API_NCODES];
+    int failed_code[CN_API_NCODES]; /* HTTP status per column */
+    uint64_t ok_bucket[M_COUNT][14];
+    uint64_t ok_count[M_COUNT];
+    double ok_sum[M_COUNT];
+    uint64_t health_ok, health_fail;
+};
+
+extern const char *const cn_api_method_names[M_COUNT];
+
+/* Responses. hdrs: extra headers; the keys/members ones add X-Etcd-Cluster-Id themselves. */
+void cn_api_send(struct cn_api *api, struct cn_http_req *req, int status, const char *ctype,
+                 const struct cn_http_hdr *hdrs, size_t nhdrs, const void *body, size_t len);
+/* etcd keys-style error: {"errorCode":..,"message":..,"cause":..,"index":..}\n */
+void cn_api_send_error(struct cn_api *api, struct cn_http_req *req, int ecode, const char *cause,
+                       uint64_t index);
+/* {"message":"..."} (no newline), the members/stats/auth error form. */
+void cn_api_send_message(struct cn_api *api, struct cn_http_req *req, int status,
+                         const char *message);
+void cn_api_count(struct cn_api *api, int m, int status, int64_t start_ns);
+int cn_api_method_index(const struct cn_http_req *req, bool quorum);
+
+/* keys.c */
+void cn_api_keys(struct cn_api *api, struct cn_http_req *req, struct cn_str rest);
+/* misc.c */
+void cn_api_members(struct cn_api *api, struct cn_http_req *req, struct cn_str rest);
+void cn_api_machines(struct cn_api *api, struct cn_http_req *req);
+void cn_api_stats(struct cn_api *api, struct cn_http_req *req, struct cn_str which);
+void cn_api_version(struct cn_api *api, struct cn_http_req *req);
+void cn_api_health(struct cn_api *api, struct cn_http_req *req);
+void cn_api_metrics(struct cn_api *api, struct cn_http_req *req);
+
+#endif

@@ -1,0 +1,449 @@
+/* misc: /v2/members, /v2/machines, /v2/stats/{self,leader,store}, /version, /health and /metrics. Member records
+ * live in the store's system namespace, as etcd keeps them under /0/members:
+ *   /members/<hex id>/raftAttributes  {"peerURLs":[...]}
+ *   /members/<hex id>/attributes      {"name":"...","clientURLs":[...]}
+ * so every member reads the same list. */
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api_int.h"
+#include "common/alloc.h"
+#include "common/clock.h"
+#include "common/json.h"
+
+struct member {
+    uint64_t id;
+    json_t *raft; /* {"peerURLs":[...]} or NULL */
+    json_t *attr; /* {"name":..,"clientURLs":[...]} or NULL */
+};
+
+struct member_list {
+    struct member *m;
+    size_t n, cap;
+    struct cn_store *store;
+};
+
+static void collect(const char *key, const char *value, size_t value_len, bool is_dir, void *ctx)
+{
+    struct member_list *l = ctx;
+    if (!is_dir) return;
+    const char *slash = strrchr(key, '/');
+    if (slash == NULL) return;
+    char *end;
+    uint64_t id = strtoull(slash + 1, &end, 16);
+    if (*end != '\0' || id == 0) return;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 8;
+        l->m = cn_xrealloc(l->m, l->cap * sizeof(*l->m));
+    }
+    struct member *m = &l->m[l->n++];
+    memset(m, 0, sizeof(*m));
+    m->id = id;
+    char path[128];
+    size_t len;
+    const char *v;
+    snprintf(path, sizeof(path), "%s/raftAttributes", key);
+    if ((v = cn_store_peek(l->store, CN_NS_SYS, path, &len)) != NULL)
+        m->raft = json_loadb(v, len, 0, NULL);
+    snprintf(path, sizeof(path), "%s/attributes", key);
+    if ((v = cn_store_peek(l->store, CN_NS_SYS, path, &len)) != NULL)
+        m->attr = json_loadb(v, len, 0, NULL);
+}
+
+static int cmp_member(const void *a, const void *b)
+{
+    const struct member *x = a, *y = b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static void members_load(struct cn_api *api, struct member_list *l)
+{
+    memset(l, 0, sizeof(*l));
+    l->store = api->store;
+    cn_store_each_child(api->store, CN_NS_SYS, "/members", collect, l);
+    if (l->n) qsort(l->m, l->n, sizeof(*l->m), cmp_member);
+}
+
+static void members_free(struct member_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        json_decref(l->m[i].raft);
+        json_decref(l->m[i].attr);
+    }
+    cn_free(l->m);
+}
+
+static void url_array(struct cn_buf *b, json_t *obj, const char *field)
+{
+    cn_buf_putc(b, '[');
+    json_t *arr = obj ? json_object_get(obj, field) : NULL;
+    size_t i;
+    json_t *v;
+    bool first = true;
+    if (json_is_array(arr)) {
+        json_array_foreach(arr, i, v)
+        {
+            if (!json_is_string(v)) continue;
+            if (!first) cn_buf_putc(b, ',');
+            first = false;
+            cn_json_str(b, json_string_value(v), json_string_length(v));
+        }
+    }
+    cn_buf_putc(b, ']');
+}
+
+static void member_json(struct cn_buf *b, const struct member *m)
+{
+    cn_buf_appendf(b, "{\"id\":\"%" PRIx64 "\",\"name\":", m->id);
+    json_t *name = m->attr ? json_object_get(m->attr, "name") : NULL;
+    cn_json_strz(b, json_is_string(name) ? json_string_value(name) : "");
+    cn_buf_appends(b, ",\"peerURLs\":");
+    url_array(b, m->raft, "peerURLs");
+    cn_buf_appends(b, ",\"clientURLs\":");
+    url_array(b, m->attr, "clientURLs");
+    cn_buf_putc(b, '}');
+}
+
+static void send_body(struct cn_api *api, struct cn_http_req *req, int status, struct cn_buf *b,
+                      bool cluster_header)
+{
+    struct cn_http_hdr h[] = {{"X-Etcd-Cluster-Id", api->cluster_hex}};
+    cn_http_respond(req, status, "application/json", h, cluster_header ? 1 : 0, b->p, b->len,
+                    false);
+}
+
+void cn_api_members(struct cn_api *api, struct cn_http_req *req, struct cn_str rest)
+{
+    struct member_list l;
+    struct cn_buf b = CN_BUF_INIT;
+    members_load(api, &l);
+    if (rest.len == 0 || cn_str_eqz(rest, "/")) {
+        if (req->method == CN_HTTP_GET) {
+            cn_buf_appends(&b, "{\"members\":[");
+            for (size_t i = 0; i < l.n; i++) {
+                if (i) cn_buf_putc(&b, ',');
+                member_json(&b, &l.m[i]);
+            }
+            cn_buf_appends(&b, "]}\n");
+            send_body(api, req, 200, &b, true);
+        } else if (req->method == CN_HTTP_POST) {
+            /* Runtime membership needs consensus among several members: the cluster issue. */
+            cn_api_send_message(api, req, 500,
+                                "membership changes are not supported yet by this cairn build");
+        } else {
+            struct cn_http_hdr h[] = {{"Allow", "GET,POST"}};
+            cn_http_respond(req, 405, "text/plain; charset=utf-8", h, 1, "Method Not Allowed\n",
+                            19, false);
+        }
+        goto out;
+    }
+    struct cn_str id = cn_str_make(rest.p + 1, rest.len - 1);
+    if (cn_str_eqz(id, "leader") && req->method == CN_HTTP_GET) {
+        struct cn_node_status st;
+        cn_node_get_status(api->node, &st);
+        struct member *found = NULL;
+        for (size_t i = 0; i < l.n; i++)
+            if (l.m[i].id == st.leader && st.leader != 0) found = &l.m[i];
+        if (found == NULL) {
+            cn_api_send_message(api, req, 503, "During election");
+        } else {
+            member_json(&b, found);
+            cn_buf_putc(&b, '\n');
+            send_body(api, req, 200, &b, true);
+        }
+        goto out;
+    }
+    if (req->method == CN_HTTP_GET) {
+        cn_api_send_message(api, req, 404, "Not found");
+        goto out;
+    }
+    char msg[200];
+    snprintf(msg, sizeof(msg), "No such member: %.*s", (int)(id.len > 64 ? 64 : id.len), id.p);
+    char idz[80];
+    snprintf(idz, sizeof(idz), "%.*s", (int)(id.len > 64 ? 64 : id.len), id.p);
+    char *end;
+    uint64_t mid = strtoull(idz, &end, 16);
+    bool exists = false;
+    for (size_t i = 0; i < l.n; i++)
+        if (*end == '\0' && *idz && l.m[i].id == mid) exists = true;
+    if (!exists) {
+        cn_api_send_message(api, req, 404, msg);
+    } else {
+        cn_api_send_message(api, req, 500,
+                            "membership changes are not supported yet by this cairn build");
+    }
+out:
+    members_free(&l);
+    cn_buf_free(&b);
+}
+
+void cn_api_machines(struct cn_api *api, struct cn_http_req *req)
+{
+    struct member_list l;
+    members_load(api, &l);
+    struct cn_buf b = CN_BUF_INIT;
+    bool first = true;
+    for (size_t i = 0; i < l.n; i++) {
+        json_t *arr = l.m[i].attr ? json_object_get(l.m[i].attr, "clientURLs") : NULL;
+        size_t j;
+        json_t *v;
+        if (!json_is_array(arr)) continue;
+        json_array_foreach(arr, j, v)
+        {
+            if (!json_is_string(v)) continue;
+            if (!first) cn_buf_appends(&b, ", ");
+            first = false;
+            cn_buf_appends(&b, json_string_value(v));
+        }
+    }
+    cn_http_respond(req, 200, "text/plain; charset=utf-8", NULL, 0, b.p ? b.p : "", b.len, false);
+    cn_buf_free(&b);
+    members_free(&l);
+}
+
+void cn_api_stats(struct cn_api *api, struct cn_http_req *req, struct cn_str which)
+{
+    struct cn_buf b = CN_BUF_INIT;
+    struct cn_node_status st;
+    cn_node_get_status(api->node, &st);
+    if (cn_str_eqz(which, "store")) {
+        cn_store_stats_json(api->store, &b);
+        cn_buf_putc(&b, '\n');
+        send_body(api, req, 200, &b, false);
+    } else if (cn_str_eqz(which, "self")) {
+        cn_buf_appends(&b, "{\"name\":");
+        cn_json_strz(&b, api->name);
+        cn_buf_appendf(&b, ",\"id\":\"%" PRIx64 "\",\"state\":\"%s\",\"startTime\":\"", st.id,
+                       st.state);
+        cn_time_rfc3339nano(&b, api->start_ns);
+        cn_buf_appends(&b, "\",\"leaderInfo\":{\"leader\":\"");
+        if (st.leader) cn_buf_appendf(&b, "%" PRIx64, st.leader);
+        cn_buf_appends(&b, "\",\"uptime\":\"");
+        int64_t now = cn_clock_real_ns();
+        cn_duration_go(&b, st.leader ? now - st.leader_since_ns : 0);
+        cn_buf_appends(&b, "\",\"startTime\":\"");
+        cn_time_rfc3339nano(&b, st.leader ? st.leader_since_ns : api->start_ns);
+        cn_buf_appendf(&b,
+                       "\"},\"recvAppendRequestCnt\":%" PRIu64 ",\"sendAppendRequestCnt\":%" PRIu64
+                       "}\n",
+                       st.recv_append, st.send_append);
+        send_body(api, req, 200, &b, false);
+    } else { /* leader */
+        if (st.leader != st.id || st.leader == 0) {
+            cn_api_send_message(api, req, 403, "not current leader");
+        } else {
+            /* One member has no followers; the cluster issue fills latency and counts. */
+            cn_buf_appendf(&b, "{\"leader\":\"%" PRIx64 "\",\"followers\":{}}\n", st.id);
+            send_body(api, req, 200, &b, false);
+        }
+    }
+    cn_buf_free(&b);
+}
+
+void cn_api_version(struct cn_api *api, struct cn_http_req *req)
+{
+    size_t len;
+    const char *v = cn_store_peek(api->store, CN_NS_SYS, "/version", &len);
+    struct cn_buf b = CN_BUF_INIT;
+    cn_buf_appends(&b, "{\"etcdserver\":\"2.3.8\",\"etcdcluster\":");
+    if (v)
+        cn_json_str(&b, v, len);
+    else
+        cn_buf_appends(&b, "\"not_decided\"");
+    cn_buf_putc(&b, '}');
+    cn_http_respond(req, 200, "application/json", NULL, 0, b.p, b.len, false);
+    cn_buf_free(&b);
+}
+
+struct health {
+    struct cn_api *api;
+    struct cn_http_req *req;
+    struct cn_node_req *nreq;
+};
+
+static void health_abort(struct cn_http_req *req, void *ctx)
+{
+    struct health *h = ctx;
+    cn_node_req_detach(h->nreq);
+    cn_free(h);
+}
+
+static void health_send(struct cn_api *api, struct cn_http_req *req, bool ok)
+{
+    if (ok) {
+        api->health_ok++;
+        cn_http_respond(req, 200, "application/json", NULL, 0, "{\"health\":\"true\"}", 17, false);
+    } else {
+        api->health_fail++;
+        cn_http_respond(req, 503, "application/json", NULL, 0, "{\"health\":\"false\"}", 18,
+                        false);
+    }
+}
+
+static void health_done(void *ctx, int rc, const struct cn_store_result *res)
+{
+    (void)res;
+    struct health *h = ctx;
+    h->req->on_abort = NULL;
+    health_send(h->api, h->req, rc == 0);
+    cn_free(h);
+}
+
+void cn_api_health(struct cn_api *api, struct cn_http_req *req)
+{
+    struct cn_node_status st;
+    cn_node_get_status(api->node, &st);
+    if (st.leader == 0) {
+        health_send(api, req, false);
+        return;
+    }
+    /* A quorum read through consensus proves the member can serve (etcd 3.4's rule). */
+    struct health *h = CN_NEW(struct health);
+    h->api = api;
+    h->req = req;
+    req->data = h;
+    req->on_abort = health_abort;
+    h->nreq = cn_node_read_index(api->node, health_done, h);
+}
+
+extern const double cn_api_latency_buckets[14];
+
+static void histogram(struct cn_buf *b, const char *name, const char *labels, const double *bounds,
+                      const uint64_t *counts, size_t n, uint64_t total, double sum)
+{
+    uint64_t cum = 0;
+    for (size_t i = 0; i < n; i++) {
+        cum += counts[i];
+        cn_buf_appendf(b, "%s_bucket{%s%sle=\"%g\"} %" PRIu64 "\n", name, labels,
+                       *labels ? "," : "", bounds[i], cum);
+    }
+    cn_buf_appendf(b, "%s_bucket{%s%sle=\"+Inf\"} %" PRIu64 "\n", name, labels, *labels ? "," : "",
+                   total);
+    cn_buf_appendf(b, "%s_sum%s%s%s %.9g\n", name, *labels ? "{" : "", labels, *labels ? "}" : "",
+                   sum);
+    cn_buf_appendf(b, "%s_count%s%s%s %" PRIu64 "\n", name, *labels ? "{" : "", labels,
+                   *labels ? "}" : "", total);
+}
+
+void cn_api_metrics(struct cn_api *api, struct cn_http_req *req)
+{
+    struct cn_buf b = CN_BUF_INIT;
+    struct cn_node_status st;
+    cn_node_get_status(api->node, &st);
+    struct cn_store_stats ss;
+    cn_store_get_stats(api->store, &ss);
+
+    cn_buf_appends(&b, "# HELP etcd_server_has_leader Whether or not a leader exists. 1 is "
+                       "existence, 0 is not.\n# TYPE etcd_server_has_leader gauge\n");
+    cn_buf_appendf(&b, "etcd_server_has_leader %d\n", st.leader != 0);
+    cn_buf_appends(&b, "# HELP etcd_server_is_leader Whether or not this member is a leader.\n"
+                       "# TYPE etcd_server_is_leader gauge\n");
+    cn_buf_appendf(&b, "etcd_server_is_leader %d\n", st.leader != 0 && st.leader == st.id);
+    cn_buf_appends(&b, "# HELP etcd_server_leader_changes_seen_total The number of leader changes "
+                       "seen.\n# TYPE etcd_server_leader_changes_seen_total counter\n");
+    cn_buf_appendf(&b, "etcd_server_leader_changes_seen_total %" PRIu64 "\n", st.leader_changes);
+    static const char *const prop[4] = {"committed", "applied", "pending", "failed"};
+    uint64_t pv[4] = {st.proposals_committed, st.proposals_applied, st.proposals_pending,
+                      st.proposals_failed};
+    for (int i = 0; i < 4; i++) {
+        bool gauge = i == 2;
+        cn_buf_appendf(&b,
+                       "# HELP etcd_server_proposals_%s%s The number of consensus proposals %s.\n"
+                       "# TYPE etcd_server_proposals_%s%s %s\netcd_server_proposals_%s%s %" PRIu64
+                       "\n",
+                       prop[i], gauge ? "" : "_total", prop[i], prop[i], gauge ? "" : "_total",
+                       gauge ? "gauge" : "counter", prop[i], gauge ? "" : "_total", pv[i]);
+    }
+    cn_buf_appends(&b, "# HELP etcd_http_received_total Counter of requests received into the "
+                       "system (successfully parsed and authd).\n"
+                       "# TYPE etcd_http_received_total counter\n");
+    for (int m = 0; m < M_COUNT; m++)
+        if (api->received[m])
+            cn_buf_appendf(&b, "etcd_http_received_total{method=\"%s\"} %" PRIu64 "\n",
+                           cn_api_method_names[m], api->received[m]);
+    cn_buf_appends(&b, "# HELP etcd_http_failed_total Counter of handle failures of requests "
+                       "(non-watches), by method (GET/PUT etc.) and code (400, 500 etc.).\n"
+                       "# TYPE etcd_http_failed_total counter\n");
+    for (int m = 0; m < M_COUNT; m++)
+        for (int c = 0; c < CN_API_NCODES; c++)
+            if (api->failed[m][c])
+                cn_buf_appendf(&b,
+                               "etcd_http_failed_total{code=\"%d\",method=\"%s\"} %" PRIu64 "\n",
+                               api->failed_code[c], cn_api_method_names[m], api->failed[m][c]);
+    cn_buf_appends(&b, "# HELP etcd_http_successful_duration_seconds Bucketed histogram of "
+                       "processing time (s) of successfully handled requests (non-watches), by "
+                       "method (GET/PUT etc.).\n"
+                       "# TYPE etcd_http_successful_duration_seconds histogram\n");
+    for (int m = 0; m < M_COUNT; m++) {
+        if (!api->ok_count[m]) continue;
+        char labels[40];
+        snprintf(labels, sizeof(labels), "method=\"%s\"", cn_api_method_names[m]);
+        histogram(&b, "etcd_http_successful_duration_seconds", labels, cn_api_latency_buckets,
+                  api->ok_bucket[m], 14, api->ok_count[m], api->ok_sum[m]);
+    }
+    cn_buf_appends(&b, "# HELP etcd_wal_fsync_duration_seconds The latency distributions of fsync "
+                       "called by wal.\n# TYPE etcd_wal_fsync_duration_seconds histogram\n");
+    histogram(&b, "etcd_wal_fsync_duration_seconds", "", cn_node_fsync_buckets, st.fsync_bucket,
+              14, st.fsync_count, st.fsync_sum_s);
+
+    static const char *const wr[] = {"set", "create", "update", "compareAndSwap", "delete",
+                                     "compareAndDelete"};
+    uint64_t ok[] = {ss.sets_success,   ss.create_success, ss.update_success,
+                     ss.cas_success,    ss.delete_success, ss.cad_success};
+    uint64_t bad[] = {ss.sets_fail,   ss.create_fail, ss.update_fail,
+                      ss.cas_fail,    ss.delete_fail, ss.cad_fail};
+    cn_buf_appends(&b, "# HELP etcd_store_reads_total Total number of reads action by (get/"
+                       "getRecursive), local to this member.\n"
+                       "# TYPE etcd_store_reads_total counter\n");
+    cn_buf_appendf(&b, "etcd_store_reads_total{action=\"get\"} %" PRIu64 "\n",
+                   ss.gets_success + ss.gets_fail);
+    cn_buf_appends(&b, "# HELP etcd_store_reads_failed_total Failed read actions by (get/"
+                       "getRecursive), local to this member.\n"
+                       "# TYPE etcd_store_reads_failed_total counter\n");
+    cn_buf_appendf(&b, "etcd_store_reads_failed_total{action=\"get\"} %" PRIu64 "\n",
+                   ss.gets_fail);
+    cn_buf_appends(&b, "# HELP etcd_store_writes_total Total number of writes (e.g. set/"
+                       "compareAndDelete) seen by this member.\n"
+                       "# TYPE etcd_store_writes_total counter\n");
+    for (int i = 0; i < 6; i++)
+        cn_buf_appendf(&b, "etcd_store_writes_total{action=\"%s\"} %" PRIu64 "\n", wr[i],
+                       ok[i] + bad[i]);
+    cn_buf_appends(&b, "# HELP etcd_store_writes_failed_total Failed write actions (e.g. set/"
+                       "compareAndDelete), seen by this member.\n"
+                       "# TYPE etcd_store_writes_failed_total counter\n");
+    for (int i = 0; i < 6; i++)
+        cn_buf_appendf(&b, "etcd_store_writes_failed_total{action=\"%s\"} %" PRIu64 "\n", wr[i],
+                       bad[i]);
+    cn_buf_appendf(&b,
+                   "# HELP etcd_store_expires_total Total number of expired keys.\n"
+                   "# TYPE etcd_store_expires_total counter\netcd_store_expires_total %" PRIu64
+                   "\n",
+                   ss.expire_count);
+    cn_buf_appendf(&b,
+                   "# HELP etcd_store_watch_requests_total Total number of incoming watch "
+                   "requests (new or reestablished).\n"
+                   "# TYPE etcd_store_watch_requests_total counter\n"
+                   "etcd_store_watch_requests_total %" PRIu64 "\n",
+                   api->watch_requests);
+    cn_buf_appendf(&b,
+                   "# HELP etcd_store_watchers Count of currently active watchers.\n"
+                   "# TYPE etcd_store_watchers gauge\netcd_store_watchers %" PRIu64 "\n",
+                   cn_store_watcher_count(api->store));
+    cn_buf_appendf(&b,
+                   "# HELP etcd_store_keys Number of keys in the v2 key space.\n"
+                   "# TYPE etcd_store_keys gauge\netcd_store_keys %" PRIu64 "\n",
+                   cn_store_key_count(api->store, CN_NS_KEYS));
+    cn_buf_appendf(&b,
+                   "# HELP etcd_server_health_success The total number of successful health "
+                   "checks\n# TYPE etcd_server_health_success counter\n"
+                   "etcd_server_health_success %" PRIu64 "\n"
+                   "# HELP etcd_server_health_failures The total number of failed health checks\n"
+                   "# TYPE etcd_server_health_failures counter\n"
+                   "etcd_server_health_failures %" PRIu64 "\n",
+                   api->health_ok, api->health_fail);
+    cn_http_respond(req, 200, "text/plain; version=0.0.4", NULL, 0, b.p, b.len, false);
+    cn_buf_free(&b);
+}

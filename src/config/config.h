@@ -1,0 +1,79 @@
+/* config: etcd's flags and ETCD_* variables, parsed once into an immutable struct cn_config that
+ * is validated at start-up and passed down explicitly. One table (config.c) of name, default and
+ * help text drives parsing, --help and the env fallback. Parsing follows Go's flag package as
+ * etcd 2.3 used it: -name value, -name=value, --name value, --name=value; booleans as --flag or
+ * --flag=true|false. */
+#ifndef CN_CONFIG_CONFIG_H
+#define CN_CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/url.h"
+
+#define CN_MAX_URLS 16
+#define CN_MAX_MEMBERS 16
+
+struct cn_url_list {
+    size_t n;
+    struct cn_url u[CN_MAX_URLS];
+    char *raw[CN_MAX_URLS]; /* each URL as given, trimmed (owned) */
+};
+
+struct cn_initial_member {
+    char *name;
+    struct cn_url_list peer_urls; /* sorted as strings */
+    uint64_t id;
+};
+
+struct cn_config {
+    char *name;
+    char *data_dir;
+    char *wal_dir; /* NULL = <data-dir>/member/wal */
+    uint64_t snapshot_count;
+    unsigned max_snapshots;
+    unsigned max_wals;
+    unsigned heartbeat_ms;
+    unsigned election_ms;
+    uint64_t max_request_bytes;
+    struct cn_url_list listen_client;
+    struct cn_url_list advertise_client;
+    struct cn_url_list listen_peer;
+    struct cn_url_list initial_advertise_peer;
+    size_t ninitial;
+    struct cn_initial_member initial[CN_MAX_MEMBERS];
+    bool initial_cluster_new; /* --initial-cluster-state new */
+    char *initial_cluster_token;
+    char *discovery;
+    char *discovery_fallback;
+    char *discovery_proxy;
+    char *discovery_srv;
+    bool strict_reconfig_check;
+    bool force_new_cluster;
+    char *proxy; /* "off", "on", "readonly" */
+    char *cors;  /* NULL = none; comma separated origins or "*" */
+    bool debug;
+    uint64_t member_id;  /* derived (static bootstrap) */
+    uint64_t cluster_id; /* derived (static bootstrap) */
+};
+
+enum cn_config_result {
+    CN_CONFIG_OK = 0,
+    CN_CONFIG_EXIT_OK = 1, /* --help / --version printed: exit 0 */
+    CN_CONFIG_ERROR = 2,   /* message printed on stderr: exit 1 */
+};
+
+/* Parses argv and the environment into cfg. Prints --help/--version output on stdout and one
+ * error line on stderr. */
+int cn_config_load(struct cn_config *cfg, int argc, char **argv, char **envp);
+void cn_config_free(struct cn_config *cfg);
+
+/* etcd's member id: first 8 bytes (big endian) of SHA-1 over the sorted peer URLs concatenated,
+ * then the token, then (when non-zero) the Unix time in seconds as decimal. */
+uint64_t cn_config_member_id(char *const *sorted_urls, size_t n, const char *token,
+                             int64_t unix_s);
+/* etcd's cluster id: first 8 bytes of SHA-1 over the big-endian member ids sorted ascending. */
+uint64_t cn_config_cluster_id(const uint64_t *ids, size_t n);
+
+#endif

@@ -1,0 +1,176 @@
+/* election: timeouts, pre-vote and vote (thesis §3.4, §9.6), check-quorum (§6.2). The
+ * election timeout is drawn from [T, 2T) ticks with the member's own seeded generator. */
+#include "common/log.h"
+#include "raft_int.h"
+
+static uint64_t nextRandom(struct cn_raft *r)
+{
+    /* splitmix64 */
+    uint64_t z = (r->rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void electionResetTimeout(struct cn_raft *r)
+{
+    unsigned t = r->cfg.election_ticks;
+    r->randomized_timeout = t + (unsigned)(nextRandom(r) % t);
+}
+
+bool electionPromotable(const struct cn_raft *r)
+{
+    return !r->removed && confHasVoter(&r->conf, r->id);
+}
+
+unsigned electionQuorum(const struct cn_raft *r)
+{
+    return r->conf.n_voters / 2 + 1;
+}
+
+static void checkQuorum(struct cn_raft *r)
+{
+    unsigned active = 0;
+    for (unsigned i = 0; i < r->n_prs; i++) {
+        struct progress *pr = &r->prs[i];
+        if (pr->learner) continue;
+        if (pr->id == r->id || pr->recent_active) active++;
+        pr->recent_active = false;
+    }
+    if (active < electionQuorum(r)) {
+        TRACE(r, "check-quorum failed active=%u: stepping down", active);
+        raftBecomeFollower(r, r->term, CN_RAFT_NONE);
+    }
+}
+
+void electionTick(struct cn_raft *r)
+{
+    if (r->role != CN_RAFT_LEADER) {
+        r->election_elapsed++;
+        if (r->election_elapsed >= r->randomized_timeout) {
+            r->election_elapsed = 0;
+            if (electionPromotable(r)) electionCampaign(r, r->cfg.pre_vote, false);
+        }
+        return;
+    }
+    r->heartbeat_elapsed++;
+    r->election_elapsed++;
+    for (unsigned i = 0; i < r->n_prs; i++) {
+        struct progress *pr = &r->prs[i];
+        /* a snapshot that got lost is sent again after an election timeout */
+        if (pr->state == PR_SNAPSHOT && ++pr->snap_ticks >= r->cfg.election_ticks) {
+            pr->pending_snap = 0; /* not known to have arrived: probe from match */
+            progressBecomeProbe(pr);
+        }
+    }
+    if (r->election_elapsed >= r->cfg.election_ticks) {
+        r->election_elapsed = 0;
+        if (r->cfg.check_quorum) {
+            checkQuorum(r);
+            if (r->role != CN_RAFT_LEADER) return;
+        }
+        transferTick(r);
+    }
+    if (r->heartbeat_elapsed >= r->cfg.heartbeat_ticks) {
+        r->heartbeat_elapsed = 0;
+        replicationHeartbeat(r, r->read_seq);
+    }
+}
+
+static bool recordVote(uint64_t *v, unsigned *n, uint64_t id)
+{
+    for (unsigned i = 0; i < *n; i++)
+        if (v[i] == id) return false;
+    if (*n < CN_RAFT_MAX_MEMBERS) v[(*n)++] = id;
+    return true;
+}
+
+static void tally(struct cn_raft *r)
+{
+    unsigned q = electionQuorum(r);
+    if (r->n_granted >= q) {
+        if (r->role == CN_RAFT_PRE_CANDIDATE) {
+            electionCampaign(r, false, false);
+        } else {
+            raftBecomeLeader(r);
+        }
+    } else if (r->n_rejected >= q) {
+        raftBecomeFollower(r, r->term, CN_RAFT_NONE);
+    }
+}
+
+void electionCampaign(struct cn_raft *r, bool pre, bool transfer)
+{
+    uint64_t term;
+    uint8_t type;
+    /* keep the timeout and lead reset as a follower does, then take the candidate role */
+    if (pre) {
+        raftBecomeFollower(r, r->term, CN_RAFT_NONE);
+        r->role = CN_RAFT_PRE_CANDIDATE;
+        term = r->term + 1;
+        type = CN_RAFT_MSG_PREVOTE;
+    } else {
+        raftBecomeFollower(r, r->term + 1, CN_RAFT_NONE);
+        r->role = CN_RAFT_CANDIDATE;
+        r->vote = r->id;
+        term = r->term;
+        type = CN_RAFT_MSG_VOTE;
+    }
+    TRACE(r, "campaign pre=%d transfer=%d", pre, transfer);
+    r->n_granted = r->n_rejected = 0;
+    recordVote(r->votes_granted, &r->n_granted, r->id);
+    if (r->n_granted >= electionQuorum(r)) {
+        tally(r);
+        return;
+    }
+    for (uint32_t i = 0; i < r->conf.n_voters; i++) {
+        uint64_t id = r->conf.voters[i];
+        if (id == r->id) continue;
+        struct cn_raft_msg *m = raftSend(r, type, id);
+        m->term = term;
+        m->index = logLastIndex(&r->log);
+        m->log_term = logLastTerm(&r->log);
+        if (transfer) m->flags |= CN_RAFT_FLAG_TRANSFER;
+    }
+}
+
+void electionOnVoteRequest(struct cn_raft *r, const struct cn_raft_msg *m)
+{
+    bool pre = m->type == CN_RAFT_MSG_PREVOTE;
+    /* we may vote again for whom we voted; a fresh vote only without a leader this term; a
+     * pre-vote for a future term binds nothing */
+    bool can_vote = r->vote == m->from || (r->vote == CN_RAFT_NONE && r->lead == CN_RAFT_NONE) ||
+                    (pre && m->term > r->term);
+    bool grant = can_vote && confHasVoter(&r->conf, m->from) &&
+                 logIsUpToDate(&r->log, m->index, m->log_term);
+    struct cn_raft_msg *out =
+        raftSend(r, pre ? CN_RAFT_MSG_PREVOTE_RESP : CN_RAFT_MSG_VOTE_RESP, m->from);
+    if (grant) {
+        out->term = m->term;
+        if (!pre) {
+            r->election_elapsed = 0;
+            r->vote = m->from;
+        }
+    } else {
+        out->flags = CN_RAFT_FLAG_REJECT;
+    }
+    TRACE(r, "%s %s from %llu", grant ? "granted" : "rejected", cn_raft_msg_type_name(m->type),
+          (unsigned long long)m->from);
+}
+
+void electionOnVoteResponse(struct cn_raft *r, const struct cn_raft_msg *m)
+{
+    bool pre = m->type == CN_RAFT_MSG_PREVOTE_RESP;
+    if (pre ? r->role != CN_RAFT_PRE_CANDIDATE : r->role != CN_RAFT_CANDIDATE) return;
+    if (!confHasVoter(&r->conf, m->from)) return;
+    if (m->flags & CN_RAFT_FLAG_REJECT) {
+        for (unsigned i = 0; i < r->n_granted; i++)
+            if (r->votes_granted[i] == m->from) return;
+        recordVote(r->votes_rejected, &r->n_rejected, m->from);
+    } else {
+        for (unsigned i = 0; i < r->n_rejected; i++)
+            if (r->votes_rejected[i] == m->from) return;
+        recordVote(r->votes_granted, &r->n_granted, m->from);
+    }
+    tally(r);
+}

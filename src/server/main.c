@@ -1,0 +1,381 @@
+/* server: the cairn process. Parses the configuration, opens the member's data dir through the
+ * node, writes the cluster records a new member needs, serves the client API on every
+ * --listen-client-urls address, drives TTL expiry (the leader proposes SYNC entries carrying its
+ * clock), tells systemd when it is ready, and stops cleanly on SIGTERM/SIGINT.
+ *
+ * Design notes: start-up follows etcd 2.3's decision tree (spec etcd-cluster.md §2): a data dir
+ * with member state restarts that member and ignores the bootstrap flags; otherwise a new
+ * one-member cluster is bootstrapped from --initial-cluster. Shutdown order: stop accepting and
+ * end watches (http), let the node answer or fail what is queued and sync its log, then close the
+ * remaining handles and leave the loop. */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "api/v2/api.h"
+#include "common/alloc.h"
+#include "common/buf.h"
+#include "common/clock.h"
+#include "common/err.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "config/config.h"
+#include "http/http.h"
+#include "node/node.h"
+#include "store/store.h"
+
+#define SYNC_INTERVAL_MS 500
+#define CLUSTER_VERSION "2.3.0"
+
+struct server {
+    uv_loop_t *loop;
+    struct cn_config cfg;
+    struct cn_store *store;
+    struct cn_node *node;
+    struct cn_api *api;
+    struct cn_http_server *http;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t sync_timer;
+    struct cn_node_req *sync_req;
+    bool sync_inflight;
+    bool stopping;
+    int exit_code;
+};
+
+/* ---- cluster records ---------------------------------------------------------------------- */
+
+static void urls_json(struct cn_buf *b, const struct cn_url_list *l)
+{
+    cn_buf_putc(b, '[');
+    for (size_t i = 0; i < l->n; i++) {
+        if (i) cn_buf_putc(b, ',');
+        cn_json_strz(b, l->raw[i]);
+    }
+    cn_buf_putc(b, ']');
+}
+
+static void boot_done(void *ctx, int rc, const struct cn_store_result *res)
+{
+    const char *what = ctx;
+    if (rc != 0)
+        CN_LOGE("server", "writing cluster record failed record=%s err=\"%s\"", what,
+                cn_strerror(rc));
+    else if (res->err.ecode != 0)
+        CN_LOGE("server", "writing cluster record failed record=%s ecode=%d cause=\"%s\"", what,
+                res->err.ecode, res->err.cause);
+}
+
+static void propose_sys(struct server *s, const char *key, const struct cn_buf *value,
+                        const char *what)
+{
+    struct cn_store_cmd c;
+    memset(&c, 0, sizeof(c));
+    c.op = CN_OP_SET;
+    c.ns = CN_NS_SYS;
+    c.key = cn_str_c(key);
+    c.value = cn_buf_str(value);
+    c.now_ns = cn_clock_real_ns();
+    struct cn_buf cmd = CN_BUF_INIT;
+    cn_store_cmd_encode(&c, &cmd);
+    cn_node_propose(s->node, cmd.p, cmd.len, boot_done, (void *)what);
+    cn_buf_free(&cmd);
+}
+
+/* A new cluster records its member (etcd: /0/members/<id>/raftAttributes and attributes) and its
+ * version; a restarted member republishes its attributes when they changed (new client URLs). */
+static void publish(struct server *s, bool fresh, uint64_t id)
+{
+    char key[96];
+    struct cn_buf v = CN_BUF_INIT;
+    if (fresh) {
+        const struct cn_url_list *peers = &s->cfg.initial_advertise_peer;
+        for (size_t i = 0; i < s->cfg.ninitial; i++)
+            if (strcmp(s->cfg.initial[i].name, s->cfg.name) == 0) peers = &s->cfg.initial[i].peer_urls;
+        snprintf(key, sizeof(key), "/members/%" PRIx64 "/raftAttributes", id);
+        cn_buf_appends(&v, "{\"peerURLs\":");
+        urls_json(&v, peers);
+        cn_buf_putc(&v, '}');
+        propose_sys(s, key, &v, "raftAttributes");
+    }
+    snprintf(key, sizeof(key), "/members/%" PRIx64 "/attributes", id);
+    cn_buf_reset(&v);
+    cn_buf_appends(&v, "{\"name\":");
+    cn_json_strz(&v, s->cfg.name);
+    cn_buf_appends(&v, ",\"clientURLs\":");
+    urls_json(&v, &s->cfg.advertise_client);
+    cn_buf_putc(&v, '}');
+    size_t len;
+    const char *cur = cn_store_peek(s->store, CN_NS_SYS, key, &len);
+    if (cur == NULL || len != v.len || memcmp(cur, v.p, len) != 0)
+        propose_sys(s, key, &v, "attributes");
+    if (cn_store_peek(s->store, CN_NS_SYS, "/version", &len) == NULL) {
+        cn_buf_reset(&v);
+        cn_buf_appends(&v, CLUSTER_VERSION);
+        propose_sys(s, "/version", &v, "version");
+    }
+    cn_buf_free(&v);
+}
+
+/* ---- TTL expiry --------------------------------------------------------------------------- */
+
+static void sync_done(void *ctx, int rc, const struct cn_store_result *res)
+{
+    struct server *s = ctx;
+    s->sync_inflight = false;
+    s->sync_req = NULL;
+    if (rc != 0) CN_LOGW("server", "expiry sync failed err=\"%s\"", cn_strerror(rc));
+    else if (res->nexpired)
+        CN_LOGD("server", "expired keys n=%" PRIu64, res->nexpired);
+}
+
+/* Only the leader proposes SYNC, carrying its clock; every member expires against that time. */
+static void sync_tick(uv_timer_t *t)
+{
+    struct server *s = t->data;
+    if (s->sync_inflight || s->stopping) return;
+    int64_t next = cn_store_next_expiry(s->store);
+    int64_t now = cn_clock_real_ns();
+    if (next == 0 || next > now) return;
+    struct cn_node_status st;
+    cn_node_get_status(s->node, &st);
+    if (st.leader != st.id) return;
+    struct cn_store_cmd c;
+    memset(&c, 0, sizeof(c));
+    c.op = CN_OP_SYNC;
+    c.ns = CN_NS_KEYS;
+    c.now_ns = now;
+    struct cn_buf cmd = CN_BUF_INIT;
+    cn_store_cmd_encode(&c, &cmd);
+    s->sync_inflight = true;
+    s->sync_req = cn_node_propose(s->node, cmd.p, cmd.len, sync_done, s);
+    cn_buf_free(&cmd);
+}
+
+/* ---- shutdown ----------------------------------------------------------------------------- */
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void node_stopped(void *ctx)
+{
+    struct server *s = ctx;
+    s->node = NULL;
+    CN_LOGN("server", "stopped cleanly");
+    uv_walk(s->loop, close_walk, NULL);
+}
+
+static void http_closed(void *ctx)
+{
+    struct server *s = ctx;
+    s->http = NULL;
+    cn_node_stop(s->node, node_stopped, s);
+}
+
+static void shutdown_server(struct server *s, const char *why)
+{
+    if (s->stopping) return;
+    s->stopping = true;
+    CN_LOGN("server", "shutting down reason=%s", why);
+    uv_timer_stop(&s->sync_timer);
+    uv_signal_stop(&s->sigterm);
+    uv_signal_stop(&s->sigint);
+    sd_notify(0, "STOPPING=1");
+    if (s->sync_req) cn_node_req_detach(s->sync_req);
+    cn_api_end_watches(s->api);
+    if (s->http)
+        cn_http_server_close(s->http, http_closed, s);
+    else
+        http_closed(s);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    shutdown_server(h->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* ---- start-up ----------------------------------------------------------------------------- */
+
+static int check_bootstrap(const struct cn_config *cfg)
+{
+    if (cfg->discovery || cfg->discovery_srv) {
+        fprintf(stderr, "cairn: discovery bootstrap is not supported yet; use --initial-cluster\n");
+        return -1;
+    }
+    if (strcmp(cfg->proxy, "off") != 0) {
+        fprintf(stderr, "cairn: proxy mode is not supported yet\n");
+        return -1;
+    }
+    if (!cfg->initial_cluster_new) {
+        fprintf(stderr, "cairn: --initial-cluster-state existing (joining a running cluster) "
+                        "needs a cluster of several members, which is not supported yet\n");
+        return -1;
+    }
+    const struct cn_initial_member *me = NULL;
+    for (size_t i = 0; i < cfg->ninitial; i++)
+        if (strcmp(cfg->initial[i].name, cfg->name) == 0) me = &cfg->initial[i];
+    if (me == NULL) {
+        fprintf(stderr,
+                "cairn: couldn't find local name \"%s\" in the initial cluster configuration\n",
+                cfg->name);
+        return -1;
+    }
+    /* etcd: the advertised peer URLs, sorted, must equal this name's URLs in the cluster map. */
+    bool same = me->peer_urls.n == cfg->initial_advertise_peer.n;
+    for (size_t i = 0; same && i < me->peer_urls.n; i++) {
+        bool found = false;
+        for (size_t j = 0; j < cfg->initial_advertise_peer.n; j++)
+            if (strcmp(me->peer_urls.raw[i], cfg->initial_advertise_peer.raw[j]) == 0) found = true;
+        same = found;
+    }
+    if (!same) {
+        struct cn_buf b = CN_BUF_INIT;
+        for (size_t i = 0; i < cfg->initial_advertise_peer.n; i++)
+            cn_buf_appendf(&b, "%s%s", i ? "," : "", cfg->initial_advertise_peer.raw[i]);
+        fprintf(stderr,
+                "cairn: --initial-cluster must include %s=%s given "
+                "--initial-advertise-peer-urls=%s\n",
+                cfg->name, b.p ? b.p : "", b.p ? b.p : "");
+        cn_buf_free(&b);
+        return -1;
+    }
+    if (cfg->ninitial > 1) {
+        fprintf(stderr, "cairn: --initial-cluster names %zu members; clusters of more than one "
+                        "member are not supported yet by this build\n",
+                cfg->ninitial);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv, char **envp)
+{
+    cn_log_init();
+    signal(SIGPIPE, SIG_IGN);
+    struct server s;
+    memset(&s, 0, sizeof(s));
+    int rc = cn_config_load(&s.cfg, argc, argv, envp);
+    if (rc == CN_CONFIG_EXIT_OK) return 0;
+    if (rc != CN_CONFIG_OK) return 1;
+    if (s.cfg.debug) cn_log_level_max = CN_LOG_DEBUG;
+    json_object_seed(1); /* deterministic hashing; jansson otherwise reads /dev/urandom */
+
+    s.loop = uv_default_loop();
+    s.store = cn_store_new();
+    CN_LOGN("server", "starting cairn version=%s name=%s data_dir=%s", CN_VERSION, s.cfg.name,
+            s.cfg.data_dir);
+
+    uint64_t member_id = 0, cluster_id = 0;
+    for (size_t i = 0; i < s.cfg.ninitial; i++)
+        if (strcmp(s.cfg.initial[i].name, s.cfg.name) == 0) member_id = s.cfg.initial[i].id;
+    uint64_t ids[CN_MAX_MEMBERS];
+    for (size_t i = 0; i < s.cfg.ninitial; i++) ids[i] = s.cfg.initial[i].id;
+    cluster_id = cn_config_cluster_id(ids, s.cfg.ninitial);
+
+    struct cn_node_options nopt = {
+        .data_dir = s.cfg.data_dir,
+        .wal_dir = s.cfg.wal_dir,
+        .snapshot_count = s.cfg.snapshot_count,
+        .max_snapshots = s.cfg.max_snapshots,
+        .max_wals = s.cfg.max_wals,
+        .heartbeat_ms = s.cfg.heartbeat_ms,
+        .election_ms = s.cfg.election_ms,
+        .member_id = member_id,
+        .cluster_id = cluster_id,
+        .name = s.cfg.name,
+    };
+    /* A data dir with member state restarts that member and ignores the bootstrap flags. */
+    char meta[4200];
+    snprintf(meta, sizeof(meta), "%s/member/meta", s.cfg.data_dir);
+    bool has_member = access(meta, F_OK) == 0;
+    if (!has_member && check_bootstrap(&s.cfg) != 0) {
+        cn_store_free(s.store);
+        cn_config_free(&s.cfg);
+        return 1;
+    }
+    if (has_member && (s.cfg.discovery || s.cfg.ninitial > 1))
+        CN_LOGW("server", "the data dir has member state: ignoring the bootstrap flags");
+
+    char errmsg[512] = "";
+    struct cn_node_boot boot;
+    int64_t t0 = cn_clock_mono_ns();
+    rc = cn_node_open(s.loop, &nopt, s.store, &s.node, &boot, errmsg, sizeof(errmsg));
+    if (rc != 0) {
+        fprintf(stderr, "cairn: %s\n", errmsg);
+        CN_LOGE("server", "cannot open data dir dir=%s err=\"%s\"", s.cfg.data_dir, errmsg);
+        cn_store_free(s.store);
+        cn_config_free(&s.cfg);
+        return 1;
+    }
+    CN_LOGI("server",
+            "recovered member id=%" PRIx64 " cluster=%" PRIx64 " fresh=%d snapshot=%" PRIu64
+            " replayed=%" PRIu64 " index=%" PRIu64 " ms=%.1f",
+            boot.member_id, boot.cluster_id, boot.fresh, boot.snap_index, boot.replayed,
+            cn_store_index(s.store), (double)(cn_clock_mono_ns() - t0) / 1e6);
+
+    struct cn_api_options aopt = {
+        .name = s.cfg.name,
+        .member_id = boot.member_id,
+        .cluster_id = boot.cluster_id,
+        .cors = s.cfg.cors,
+        .max_request_bytes = s.cfg.max_request_bytes,
+        .election_ms = s.cfg.election_ms,
+    };
+    s.api = cn_api_new(s.loop, &aopt, s.store, s.node);
+    uv_timer_init(s.loop, &s.sync_timer);
+    s.sync_timer.data = &s;
+    uv_signal_init(s.loop, &s.sigterm);
+    uv_signal_init(s.loop, &s.sigint);
+    s.sigterm.data = s.sigint.data = &s;
+    struct cn_http_limits lim = {
+        .max_header_bytes = 64 * 1024,
+        .max_headers = 100,
+        .max_body_bytes = s.cfg.max_request_bytes,
+        .max_pipeline = 64,
+    };
+    s.http = cn_http_server_new(s.loop, &lim, cn_api_handle, cn_api_too_large, s.api);
+    for (size_t i = 0; i < s.cfg.listen_client.n; i++) {
+        const struct cn_url *u = &s.cfg.listen_client.u[i];
+        char err[256] = "";
+        rc = cn_http_server_listen(s.http, u->host, u->port, err, sizeof(err));
+        if (rc != 0) {
+            fprintf(stderr, "cairn: cannot listen for client requests on %s: %s\n",
+                    s.cfg.listen_client.raw[i], *err ? err : cn_strerror(rc));
+            s.exit_code = 1;
+            shutdown_server(&s, "listen failed");
+            goto run;
+        }
+        CN_LOGN("server", "listening for client requests url=%s", s.cfg.listen_client.raw[i]);
+    }
+
+    cn_node_start(s.node);
+    publish(&s, boot.fresh, boot.member_id);
+
+    uv_timer_start(&s.sync_timer, sync_tick, SYNC_INTERVAL_MS, SYNC_INTERVAL_MS);
+    uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&s.sigint, on_signal, SIGINT);
+
+    sd_notify(0, "READY=1");
+    CN_LOGN("server", "ready to serve client requests startup_ms=%.1f",
+            (double)(cn_clock_mono_ns() - t0) / 1e6);
+run:
+    uv_run(s.loop, UV_RUN_DEFAULT);
+    if (s.node) { /* the loop ended before the node stopped (listen failure) */
+        cn_node_stop(s.node, node_stopped, &s);
+        uv_run(s.loop, UV_RUN_DEFAULT);
+    }
+    uv_loop_close(s.loop);
+    cn_api_free(s.api);
+    cn_store_free(s.store);
+    cn_config_free(&s.cfg);
+    return s.exit_code;
+}

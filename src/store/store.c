@@ -1,0 +1,703 @@
+/* store: the etcd v2 operations (etcd 2.3's store.go semantics, spec §3-8), GET JSON written
+ * straight from the tree, internal readers and stats. The tree, heap, events, watches and codecs
+ * live in tree.c, event.c, watch.c and codec.c. */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "store_int.h"
+
+struct cn_store *cn_store_new(void)
+{
+    struct cn_store *s = CN_NEW(struct cn_store);
+    for (int ns = 0; ns < CN_NS_COUNT; ns++)
+        s->root[ns] = store_node_new("", 0, true, NULL, 0, (uint8_t)ns);
+    cn_buf_init(&s->path);
+    cn_buf_init(&s->aux);
+    return s;
+}
+
+void cn_store_free(struct cn_store *s)
+{
+    if (!s) return;
+    store_hub_end_all(s, false);
+    store_hist_clear(s);
+    cn_store_event_unref(s->last_ev);
+    for (int ns = 0; ns < CN_NS_COUNT; ns++) store_free_tree_raw(s->root[ns]);
+    cn_free(s->heap);
+    cn_buf_free(&s->path);
+    cn_buf_free(&s->aux);
+    cn_free(s);
+}
+
+uint64_t cn_store_index(const struct cn_store *s)
+{
+    return s->index;
+}
+
+int64_t cn_store_next_expiry(const struct cn_store *s)
+{
+    return s->heap_n ? s->heap[0]->expire_ns : 0;
+}
+
+uint64_t cn_store_key_count(const struct cn_store *s, uint8_t ns)
+{
+    return ns < CN_NS_COUNT ? s->nkeys[ns] : 0;
+}
+
+/* ---- errors ------------------------------------------------------------------------------- */
+
+/* A bounded writer for error causes (truncates, always NUL-terminated). */
+struct cause {
+    char *p;
+    size_t n, cap;
+};
+
+static void cause_put(struct cause *c, const char *p, size_t len)
+{
+    size_t room = c->cap - 1 - c->n;
+    if (len > room) len = room;
+    if (len) memcpy(c->p + c->n, p, len);
+    c->n += len;
+    c->p[c->n] = '\0';
+}
+
+static void cause_u64(struct cause *c, uint64_t v)
+{
+    char tmp[24];
+    int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v);
+    cause_put(c, tmp, (size_t)n);
+}
+
+static void set_err(struct cn_store *s, struct cn_store_err *err, int ecode, const char *cause,
+                    size_t len)
+{
+    struct cause c = {err->cause, 0, sizeof(err->cause)};
+    err->ecode = ecode;
+    err->index = s->index;
+    err->cause[0] = '\0';
+    cause_put(&c, cause, len);
+}
+
+static void clear_err(struct cn_store *s, struct cn_store_err *err)
+{
+    err->ecode = 0;
+    err->cause[0] = '\0';
+    err->index = s->index;
+}
+
+/* ---- lookups ------------------------------------------------------------------------------ */
+
+/* etcd's internalGet on a clean path: 100 with the first missing component's path, or 104 with
+ * the path of the key that a component crosses. */
+static struct node *lookup(struct cn_store *s, uint8_t ns, const char *path, size_t len,
+                           struct cn_store_err *err)
+{
+    struct node *cur = s->root[ns];
+    size_t i = 1;
+    while (i < len) {
+        size_t st = i;
+        while (i < len && path[i] != '/') i++;
+        if (!cur->is_dir) {
+            if (err) set_err(s, err, CN_EC_NOT_DIR, path, st - 1);
+            return NULL;
+        }
+        struct node *c = store_avl_find(cur->kids, path + st, i - st);
+        if (!c) {
+            if (err) set_err(s, err, CN_EC_KEY_NOT_FOUND, path, i);
+            return NULL;
+        }
+        cur = c;
+        i++;
+    }
+    return cur;
+}
+
+static size_t last_slash(const char *path, size_t len)
+{
+    size_t i = len;
+    while (i > 0 && path[i - 1] != '/') i--;
+    return i - 1;
+}
+
+static void detach(struct node *n)
+{
+    struct node *d = n->parent;
+    d->kids = store_avl_remove(d->kids, node_name(n), n->name_len);
+}
+
+static void attach(struct cn_store *s, struct node *d, struct node *n)
+{
+    n->parent = d;
+    n->depth = d->depth + 1;
+    d->kids = store_avl_insert(d->kids, n);
+    if (!n->is_dir) s->nkeys[n->ns]++;
+}
+
+/* Replaces a key's value, keeping the node in place when the value fits, else moving it to a
+ * bigger allocation. Returns the (possibly new) node. v may point into n. */
+static struct node *rewrite_value(struct cn_store *s, struct node *n, const char *v, size_t vlen)
+{
+    if (vlen <= n->value_cap) {
+        char *dst = node_value(n);
+        if (vlen && dst != v) memmove(dst, v, vlen);
+        dst[vlen] = '\0';
+        n->value_len = (uint32_t)vlen;
+        return n;
+    }
+    CN_ASSERT(vlen < UINT32_MAX);
+    struct node *nn = cn_xmalloc(sizeof(*nn) + n->name_len + 1 + vlen + 1);
+    memcpy(nn, n, sizeof(*nn) + n->name_len + 1);
+    nn->value_len = nn->value_cap = (uint32_t)vlen;
+    memcpy(node_value(nn), v, vlen);
+    node_value(nn)[vlen] = '\0';
+    store_avl_replace(&n->parent->kids, n, nn);
+    if (nn->heap_idx != STORE_NO_HEAP) s->heap[nn->heap_idx] = nn;
+    cn_free(n);
+    return nn;
+}
+
+static int64_t norm_expire(int64_t expire_ns)
+{
+    /* etcd: instants before 2000-01-01 come from zero times serialised badly: no TTL */
+    return expire_ns < STORE_MIN_EXPIRE_NS ? 0 : expire_ns;
+}
+
+/* Finishes a successful mutation: the event goes to history and watchers; the store keeps one
+ * reference for the result (valid until the next apply). */
+static void finish(struct cn_store *s, struct cn_store_event *ev, struct cn_store_result *res)
+{
+    res->ev = ev;
+    s->last_ev = ev;
+    store_hub_publish(s, ev);
+}
+
+/* ---- create / set ------------------------------------------------------------------------- */
+
+/* etcd's internalCreate on a clean path: auto-creates parent directories, replaces an existing
+ * key when replace is set. value NULL for directories. */
+static struct cn_store_event *internal_create(struct cn_store *s, uint8_t ns, const char *path,
+                                              size_t len, bool dir, const char *value,
+                                              size_t vlen, int64_t expire, bool replace,
+                                              const char *action, struct cn_store_err *err)
+{
+    uint64_t next = s->index + 1;
+    if (len == 1) {
+        set_err(s, err, CN_EC_ROOT_RONLY, "/", 1);
+        return NULL;
+    }
+    size_t ls = last_slash(path, len);
+    struct node *d = s->root[ns];
+    size_t i = 1;
+    while (i < ls) {
+        size_t st = i;
+        while (i < ls && path[i] != '/') i++;
+        struct node *c = store_avl_find(d->kids, path + st, i - st);
+        if (c && !c->is_dir) {
+            /* etcd counts a setsFail here on top of the operation's own failure counter */
+            s->st.sets_fail++;
+            set_err(s, err, CN_EC_NOT_DIR, path, i);
+            return NULL;
+        }
+        if (!c) {
+            /* a missing directory has no children, so nothing below can fail any more */
+            c = store_node_new(path + st, i - st, true, NULL, 0, ns);
+            c->created_index = c->modified_index = next;
+            attach(s, d, c);
+        }
+        d = c;
+        i++;
+    }
+    const char *name = path + ls + 1;
+    size_t nlen = len - ls - 1;
+    struct node *old = store_avl_find(d->kids, name, nlen);
+    if (old && (!replace || old->is_dir)) {
+        set_err(s, err, replace ? CN_EC_NOT_FILE : CN_EC_NODE_EXIST, path, len);
+        return NULL;
+    }
+    struct store_node_spec spec = {
+        .value = dir ? NULL : (value ? value : ""),
+        .value_len = dir ? 0 : vlen,
+        .dir = dir,
+        .expire_ns = expire,
+        .modified_index = next,
+        .created_index = next,
+    };
+    struct cn_store_event *ev = store_event_new(ns, action, next, path, len, &spec, old);
+    if (old && !dir && vlen <= old->value_cap) {
+        /* replacing a key by a key: recreate it in place (new createdIndex, as etcd) */
+        old->created_index = old->modified_index = next;
+        old = rewrite_value(s, old, spec.value, vlen);
+        store_set_expire(s, old, expire);
+    } else {
+        if (old) {
+            detach(old);
+            store_destroy_subtree(s, old);
+        }
+        struct node *n = store_node_new(name, nlen, dir, spec.value, vlen, ns);
+        n->created_index = n->modified_index = next;
+        attach(s, d, n);
+        if (expire) store_set_expire(s, n, expire);
+    }
+    s->index = next;
+    return ev;
+}
+
+static void op_set(struct cn_store *s, const struct cn_store_cmd *c, struct cn_store_result *res)
+{
+    struct cn_store_err *err = &res->err;
+    store_clean_path(&s->path, c->key);
+    const char *path = s->path.p;
+    size_t len = s->path.len;
+    struct node *n = lookup(s, c->ns, path, len, err);
+    if (!n && err->ecode != CN_EC_KEY_NOT_FOUND) goto fail;
+    const char *value = c->value.p;
+    size_t vlen = c->value.len;
+    if (c->refresh) {
+        if (!n) goto fail;
+        /* keep the current value; copy it out, the node is about to be rewritten */
+        cn_buf_reset(&s->aux);
+        if (!n->is_dir) cn_buf_append(&s->aux, node_cvalue(n), n->value_len);
+        value = s->aux.p ? s->aux.p : "";
+        vlen = s->aux.len;
+    }
+    clear_err(s, err);
+    struct cn_store_event *ev = internal_create(s, c->ns, path, len, c->dir, value, vlen,
+                                                norm_expire(c->expire_ns), true, "set", err);
+    if (!ev) goto fail;
+    ev->refresh = c->refresh;
+    s->st.sets_success++;
+    finish(s, ev, res);
+    return;
+fail:
+    s->st.sets_fail++;
+}
+
+static void op_create(struct cn_store *s, const struct cn_store_cmd *c, bool unique,
+                      struct cn_store_result *res)
+{
+    store_clean_path(&s->path, c->key);
+    if (unique) {
+        /* <dir>/<new index, 20 digits> */
+        char seq[24];
+        int n = snprintf(seq, sizeof(seq), "%020llu", (unsigned long long)(s->index + 1));
+        if (s->path.len > 1) cn_buf_putc(&s->path, '/');
+        cn_buf_append(&s->path, seq, (size_t)n);
+    }
+    struct cn_store_event *ev =
+        internal_create(s, c->ns, s->path.p, s->path.len, c->dir, c->value.p, c->value.len,
+                        norm_expire(c->expire_ns), false, "create", &res->err);
+    if (!ev) {
+        s->st.create_fail++;
+        return;
+    }
+    s->st.create_success++;
+    finish(s, ev, res);
+}
+
+/* ---- update / compare-and-swap ------------------------------------------------------------ */
+
+static void op_update(struct cn_store *s, const struct cn_store_cmd *c, struct cn_store_result *res)
+{
+    struct cn_store_err *err = &res->err;
+    store_clean_path(&s->path, c->key);
+    const char *path = s->path.p;
+    size_t len = s->path.len;
+    if (len == 1) {
+        set_err(s, err, CN_EC_ROOT_RONLY, "/", 1);
+        goto fail;
+    }
+    struct node *n = lookup(s, c->ns, path, len, err);
+    if (!n) goto fail;
+    if (n->is_dir && c->value.len) {
+        set_err(s, err, CN_EC_NOT_FILE, path, len);
+        goto fail;
+    }
+    const char *value = c->value.p ? c->value.p : "";
+    size_t vlen = c->value.len;
+    if (c->refresh && !n->is_dir) {
+        value = node_cvalue(n);
+        vlen = n->value_len;
+    }
+    uint64_t next = s->index + 1;
+    int64_t expire = norm_expire(c->expire_ns);
+    struct store_node_spec spec = {
+        .value = n->is_dir ? NULL : value,
+        .value_len = n->is_dir ? 0 : vlen,
+        .dir = n->is_dir,
+        .expire_ns = expire,
+        .modified_index = next,
+        .created_index = n->created_index,
+    };
+    struct cn_store_event *ev = store_event_new(c->ns, "update", next, path, len, &spec, n);
+    if (!n->is_dir) {
+        n = rewrite_value(s, n, value, vlen);
+        n->modified_index = next;
+    }
+    /* a directory keeps its modifiedIndex (etcd's node.Write refuses dirs; spec §5 quirk) */
+    store_set_expire(s, n, expire);
+    s->index = next;
+    ev->refresh = c->refresh;
+    s->st.update_success++;
+    finish(s, ev, res);
+    return;
+fail:
+    s->st.update_fail++;
+}
+
+/* etcd's node.Compare plus getCompareFailCause. Returns true on match. */
+static bool compare(struct cn_store *s, const struct node *n, const struct cn_store_cmd *c,
+                    struct cn_store_err *err)
+{
+    bool value_ok = !c->has_prev_value || (c->prev_value.len == n->value_len &&
+                                           (n->value_len == 0 ||
+                                            memcmp(c->prev_value.p, node_cvalue(n), n->value_len) == 0));
+    bool index_ok = c->prev_index == 0 || c->prev_index == n->modified_index;
+    if (value_ok && index_ok) return true;
+    set_err(s, err, CN_EC_TEST_FAILED, "", 0);
+    struct cause cs = {err->cause, 0, sizeof(err->cause)};
+    if (!value_ok) {
+        cause_put(&cs, "[", 1);
+        cause_put(&cs, c->prev_value.p, c->prev_value.len);
+        cause_put(&cs, " != ", 4);
+        cause_put(&cs, node_cvalue(n), n->value_len);
+        cause_put(&cs, "]", 1);
+    }
+    if (!index_ok) {
+        if (!value_ok) cause_put(&cs, " ", 1);
+        cause_put(&cs, "[", 1);
+        cause_u64(&cs, c->prev_index);
+        cause_put(&cs, " != ", 4);
+        cause_u64(&cs, n->modified_index);
+        cause_put(&cs, "]", 1);
+    }
+    return false;
+}
+
+static void op_cas(struct cn_store *s, const struct cn_store_cmd *c, struct cn_store_result *res)
+{
+    struct cn_store_err *err = &res->err;
+    store_clean_path(&s->path, c->key);
+    const char *path = s->path.p;
+    size_t len = s->path.len;
+    if (len == 1) {
+        set_err(s, err, CN_EC_ROOT_RONLY, "/", 1);
+        goto fail;
+    }
+    struct node *n = lookup(s, c->ns, path, len, err);
+    if (!n) goto fail;
+    if (n->is_dir) {
+        set_err(s, err, CN_EC_NOT_FILE, path, len);
+        goto fail;
+    }
+    if (!compare(s, n, c, err)) goto fail;
+    const char *value = c->value.p ? c->value.p : "";
+    size_t vlen = c->value.len;
+    if (c->refresh) {
+        value = node_cvalue(n);
+        vlen = n->value_len;
+    }
+    uint64_t next = s->index + 1;
+    int64_t expire = norm_expire(c->expire_ns);
+    struct store_node_spec spec = {
+        .value = value,
+        .value_len = vlen,
+        .expire_ns = expire,
+        .modified_index = next,
+        .created_index = n->created_index,
+    };
+    struct cn_store_event *ev =
+        store_event_new(c->ns, "compareAndSwap", next, path, len, &spec, n);
+    n = rewrite_value(s, n, value, vlen);
+    n->modified_index = next;
+    store_set_expire(s, n, expire);
+    s->index = next;
+    ev->refresh = c->refresh;
+    s->st.cas_success++;
+    finish(s, ev, res);
+    return;
+fail:
+    s->st.cas_fail++;
+}
+
+/* ---- delete / compare-and-delete ---------------------------------------------------------- */
+
+static struct cn_store_event *remove_node(struct cn_store *s, uint8_t ns, const char *action,
+                                          const char *path, size_t len, struct node *n)
+{
+    uint64_t next = s->index + 1;
+    struct store_node_spec spec = {
+        .dir = n->is_dir,
+        .modified_index = next,
+        .created_index = n->created_index,
+    };
+    struct cn_store_event *ev = store_event_new(ns, action, next, path, len, &spec, n);
+    detach(n);
+    store_destroy_subtree(s, n);
+    s->index = next;
+    return ev;
+}
+
+static void op_delete(struct cn_store *s, const struct cn_store_cmd *c, struct cn_store_result *res)
+{
+    struct cn_store_err *err = &res->err;
+    store_clean_path(&s->path, c->key);
+    const char *path = s->path.p;
+    size_t len = s->path.len;
+    if (len == 1) {
+        set_err(s, err, CN_EC_ROOT_RONLY, "/", 1);
+        goto fail;
+    }
+    bool dir = c->dir || c->recursive; /* recursive implies dir */
+    struct node *n = lookup(s, c->ns, path, len, err);
+    if (!n) goto fail;
+    if (n->is_dir) {
+        if (!dir) {
+            set_err(s, err, CN_EC_NOT_FILE, path, len);
+            goto fail;
+        }
+        if (n->kids && !c->recursive) {
+            set_err(s, err, CN_EC_DIR_NOT_EMPTY, path, len);
+            goto fail;
+        }
+    }
+    struct cn_store_event *ev = remove_node(s, c->ns, "delete", path, len, n);
+    s->st.delete_success++;
+    finish(s, ev, res);
+    return;
+fail:
+    s->st.delete_fail++;
+}
+
+static void op_cad(struct cn_store *s, const struct cn_store_cmd *c, struct cn_store_result *res)
+{
+    struct cn_store_err *err = &res->err;
+    store_clean_path(&s->path, c->key);
+    const char *path = s->path.p;
+    size_t len = s->path.len;
+    if (len == 1) {
+        /* spec §3: DELETE on the root is 107 (etcd 2.3 answers 102 for CAD there) */
+        set_err(s, err, CN_EC_ROOT_RONLY, "/", 1);
+        goto fail;
+    }
+    struct node *n = lookup(s, c->ns, path, len, err);
+    if (!n) goto fail;
+    if (n->is_dir) {
+        set_err(s, err, CN_EC_NOT_FILE, path, len);
+        goto fail;
+    }
+    if (!compare(s, n, c, err)) goto fail;
+    struct cn_store_event *ev = remove_node(s, c->ns, "compareAndDelete", path, len, n);
+    s->st.cad_success++;
+    finish(s, ev, res);
+    return;
+fail:
+    s->st.cad_fail++;
+}
+
+/* ---- expiry ------------------------------------------------------------------------------- */
+
+/* etcd's DeleteExpiredKeys: heap order, one index and one expire event per expired node; a
+ * directory's subtree goes with it. */
+static void op_sync(struct cn_store *s, int64_t now_ns, struct cn_store_result *res)
+{
+    while (s->heap_n && s->heap[0]->expire_ns <= now_ns) {
+        struct node *n = s->heap[0];
+        cn_buf_reset(&s->aux);
+        store_node_path(&s->aux, n);
+        struct cn_store_event *ev = remove_node(s, n->ns, "expire", s->aux.p, s->aux.len, n);
+        s->st.expire_count++;
+        res->nexpired++;
+        store_hub_publish(s, ev);
+        cn_store_event_unref(ev); /* the history holds it */
+    }
+}
+
+/* ---- apply -------------------------------------------------------------------------------- */
+
+void cn_store_apply_cmd(struct cn_store *s, const struct cn_store_cmd *c, struct cn_store_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    res->err.index = s->index;
+    if (s->last_ev) {
+        cn_store_event_unref(s->last_ev);
+        s->last_ev = NULL;
+    }
+    CN_ASSERT(c->ns < CN_NS_COUNT);
+    switch (c->op) {
+    case CN_OP_SET:
+        op_set(s, c, res);
+        break;
+    case CN_OP_CREATE:
+        op_create(s, c, false, res);
+        break;
+    case CN_OP_CREATE_SEQ:
+        op_create(s, c, true, res);
+        break;
+    case CN_OP_UPDATE:
+        op_update(s, c, res);
+        break;
+    case CN_OP_CAS:
+        op_cas(s, c, res);
+        break;
+    case CN_OP_DELETE:
+        op_delete(s, c, res);
+        break;
+    case CN_OP_CAD:
+        op_cad(s, c, res);
+        break;
+    case CN_OP_SYNC:
+        op_sync(s, c->now_ns, res);
+        break;
+    case CN_OP_NOOP:
+        break;
+    default:
+        CN_ASSERT(!"unknown store op");
+    }
+}
+
+int cn_store_apply(struct cn_store *s, const void *cmd, size_t len, struct cn_store_result *res)
+{
+    struct cn_store_cmd c;
+    int rc = cn_store_cmd_decode(cmd, len, &c);
+    if (rc != 0) {
+        memset(res, 0, sizeof(*res));
+        res->err.index = s->index;
+        return rc;
+    }
+    cn_store_apply_cmd(s, &c, res);
+    return 0;
+}
+
+/* ---- reads -------------------------------------------------------------------------------- */
+
+static inline void push_name(struct cn_buf *path, const struct node *n)
+{
+    cn_buf_putc(path, '/');
+    cn_buf_append(path, node_name(n), n->name_len);
+}
+
+/* Writes ,"nodes":[...] for top's visible children (whole subtree when recursive), iteratively
+ * (paths can nest arbitrarily deep). path holds top's path ("" for the root). */
+static void json_children(struct cn_buf *b, struct cn_buf *path, const struct node *top,
+                          bool recursive, int64_t now_ns)
+{
+    const struct node *cur = store_first_visible(top);
+    if (!cur) return;
+    size_t base = path->len;
+    cn_buf_append(b, ",\"nodes\":[", 10);
+    push_name(path, cur);
+    for (;;) {
+        store_json_node_open(b, cur, path->p, path->len, now_ns);
+        if (recursive && cur->is_dir) {
+            const struct node *fc = store_first_visible(cur);
+            if (fc) {
+                cn_buf_append(b, ",\"nodes\":[", 10);
+                cur = fc;
+                push_name(path, cur);
+                continue;
+            }
+        }
+        store_json_node_close(b, cur);
+        for (;;) {
+            const struct node *nx = store_next_visible(cur);
+            path->len -= 1 + cur->name_len;
+            if (nx) {
+                cn_buf_putc(b, ',');
+                cur = nx;
+                push_name(path, cur);
+                break;
+            }
+            cur = cur->parent;
+            if (cur == top) goto done;
+            cn_buf_putc(b, ']');
+            store_json_node_close(b, cur);
+        }
+    }
+done:
+    cn_buf_putc(b, ']');
+    path->len = base;
+}
+
+bool cn_store_get_json(struct cn_store *s, uint8_t ns, struct cn_str key, bool recursive,
+                       bool sorted, int64_t now_ns, struct cn_buf *out, struct cn_store_err *err)
+{
+    (void)sorted; /* children are always in key order */
+    CN_ASSERT(ns < CN_NS_COUNT);
+    store_clean_path(&s->aux, key);
+    clear_err(s, err);
+    struct node *n = lookup(s, ns, s->aux.p, s->aux.len, err);
+    if (!n) {
+        s->st.gets_fail++;
+        return false;
+    }
+    s->st.gets_success++;
+    if (n->parent == NULL) cn_buf_reset(&s->aux); /* the root has no key */
+    cn_buf_append(out, "{\"action\":\"get\",\"node\":", 23);
+    store_json_node_open(out, n, s->aux.p, s->aux.len, now_ns);
+    if (n->is_dir) json_children(out, &s->aux, n, recursive, now_ns);
+    store_json_node_close(out, n);
+    cn_buf_putc(out, '}');
+    return true;
+}
+
+const char *cn_store_peek(struct cn_store *s, uint8_t ns, const char *key, size_t *len)
+{
+    CN_ASSERT(ns < CN_NS_COUNT);
+    store_clean_path(&s->aux, cn_str_c(key));
+    struct node *n = lookup(s, ns, s->aux.p, s->aux.len, NULL);
+    if (!n || n->is_dir) return NULL;
+    if (len) *len = n->value_len;
+    return node_cvalue(n);
+}
+
+void cn_store_each_child(struct cn_store *s, uint8_t ns, const char *dir,
+                         void (*fn)(const char *key, const char *value, size_t value_len,
+                                    bool is_dir, void *ctx),
+                         void *ctx)
+{
+    CN_ASSERT(ns < CN_NS_COUNT);
+    struct cn_buf path = CN_BUF_INIT; /* own buffer: fn may read the store */
+    store_clean_path(&path, cn_str_c(dir));
+    struct node *d = lookup(s, ns, path.p, path.len, NULL);
+    if (d && d->is_dir) {
+        if (path.len == 1) path.len = 0;
+        size_t base = path.len;
+        for (struct node *c = store_avl_first(d->kids); c; c = store_next_sibling(c)) {
+            path.len = base;
+            push_name(&path, c);
+            fn(path.p, c->is_dir ? NULL : node_cvalue(c), c->is_dir ? 0 : c->value_len, c->is_dir,
+               ctx);
+        }
+    }
+    cn_buf_free(&path);
+}
+
+/* ---- stats -------------------------------------------------------------------------------- */
+
+void cn_store_get_stats(const struct cn_store *s, struct cn_store_stats *out)
+{
+    *out = s->st;
+}
+
+void cn_store_stats_json(const struct cn_store *s, struct cn_buf *out)
+{
+    const struct cn_store_stats *t = &s->st;
+    cn_buf_appendf(out,
+                   "{\"getsSuccess\":%llu,\"getsFail\":%llu,\"setsSuccess\":%llu,\"setsFail\":%llu,"
+                   "\"deleteSuccess\":%llu,\"deleteFail\":%llu,\"updateSuccess\":%llu,"
+                   "\"updateFail\":%llu,\"createSuccess\":%llu,\"createFail\":%llu,"
+                   "\"compareAndSwapSuccess\":%llu,\"compareAndSwapFail\":%llu,"
+                   "\"compareAndDeleteSuccess\":%llu,\"compareAndDeleteFail\":%llu,"
+                   "\"expireCount\":%llu,\"watchers\":%llu}",
+                   (unsigned long long)t->gets_success, (unsigned long long)t->gets_fail,
+                   (unsigned long long)t->sets_success, (unsigned long long)t->sets_fail,
+                   (unsigned long long)t->delete_success, (unsigned long long)t->delete_fail,
+                   (unsigned long long)t->update_success, (unsigned long long)t->update_fail,
+                   (unsigned long long)t->create_success, (unsigned long long)t->create_fail,
+                   (unsigned long long)t->cas_success, (unsigned long long)t->cas_fail,
+                   (unsigned long long)t->cad_success, (unsigned long long)t->cad_fail,
+                   (unsigned long long)t->expire_count, (unsigned long long)s->hub.count);
+}

@@ -1,0 +1,240 @@
+/* wal: cairn's durable Raft log. A directory of append-only segment files holding entries and hard
+ * state, every record framed with a CRC-32, with torn-tail repair on open and group commit (one
+ * fdatasync covers every record appended while the previous one ran). The same module owns the
+ * snapshot files (member/snap), the member metadata file and the data-dir lock. */
+#ifndef CN_WAL_WAL_H
+#define CN_WAL_WAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/buf.h"
+
+/*
+ * Design notes
+ *
+ * On disk: <dir>/%016llx-%016llx.wal, (sequence, first index). The first segment of a fresh log is
+ * 0000000000000000-0000000000000000.wal. Every record is framed as
+ *
+ *     u32 crc | u32 len | u8 type | payload[len]        (little-endian; crc = zlib crc32 of
+ *                                                        len, type and payload)
+ *
+ * Record types: 1 segment header {u32 magic, u32 version, u64 seq, u64 first_index}, always the
+ * first record of a segment; 2 entry {u64 term, u64 index, u8 type, data...}; 3 hard state
+ * {u64 term, u64 vote, u64 commit}. Every new segment repeats the current hard state after its
+ * header, so deleting old segments never loses it.
+ *
+ * Invariants:
+ *  1. Only the last segment is ever written. New segments are created as <name>.tmp, written,
+ *     fsynced, renamed and the directory fsynced (wal_cut), so a segment file that exists is
+ *     complete up to its header.
+ *  2. A record is durable only once cn_wal_flush_run() returned 0 for its batch. A failed batch is
+ *     truncated away (the file goes back to its last good length) before flush_run returns.
+ *  3. All entries in segment i have an index < the first index in segment i+1's name (the name is
+ *     the first entry index the new segment will hold, or last index + 1). cn_wal_release_to()
+ *     relies on it.
+ *  4. An entry whose index is <= an earlier one truncates the log there (Raft's overwrite);
+ *     replay yields the log as it stands after every overwrite.
+ *
+ * Threads: everything runs on the loop thread except cn_wal_flush_run(), which a threadpool worker
+ * (uv_queue_work) calls between cn_wal_flush_begin() and cn_wal_flush_end(). flush_run touches only
+ * the flushing batch and the segment file; the loop keeps appending to the pending batch meanwhile.
+ * uv_queue_work's work_cb/after_work_cb hand-off orders the memory, so no locks are needed.
+ */
+
+#define CN_WAL_SEGMENT_SIZE_DEFAULT (64u * 1024u * 1024u)
+/* Largest record payload accepted on append and on read (an entry's data is up to this, minus
+ * 17 bytes). A bigger length field on disk is treated as corruption. */
+#define CN_WAL_MAX_RECORD (64u * 1024u * 1024u)
+
+/* ---------------------------------------------------------------------------------------------
+ * File system seam. Every write-side file operation of this module goes through one of these
+ * tables, so tests can inject short writes, ENOSPC and failed fsyncs (cf. SQLite's VFS). The
+ * functions have libc's contract: -1 with errno set on failure. */
+struct cn_wal_fs {
+    int (*open)(const char *path, int flags, mode_t mode);
+    ssize_t (*pwrite)(int fd, const void *p, size_t n, off_t off);
+    int (*fdatasync)(int fd);
+    int (*fsync)(int fd); /* files after rename, and directories */
+    int (*ftruncate)(int fd, off_t len);
+    int (*rename)(const char *from, const char *to);
+};
+
+/* The real file system (libc). */
+extern const struct cn_wal_fs cn_wal_fs_default;
+
+/* ---------------------------------------------------------------------------------------------
+ * The log. */
+
+struct cn_wal; /* opaque */
+
+struct cn_wal_options {
+    uint64_t segment_size;      /* cut a new segment once the current one reaches this; 0: default.
+                                 * A batch is never split, so a segment may exceed it by one batch */
+    const struct cn_wal_fs *fs; /* NULL: cn_wal_fs_default */
+};
+
+/* An entry as Raft sees it. In replay callbacks data is borrowed: valid during the callback only.
+ */
+struct cn_wal_entry {
+    uint64_t term;
+    uint64_t index;
+    uint8_t type;
+    const void *data;
+    size_t len;
+};
+
+struct cn_wal_hard_state {
+    uint64_t term;
+    uint64_t vote;
+    uint64_t commit;
+};
+
+/* What open did to the last segment's tail. All zero when nothing was dropped. */
+struct cn_wal_repair {
+    uint64_t bytes_dropped;   /* file length before - after truncation */
+    uint64_t records_dropped; /* the bad record plus every frame after it that still parsed */
+    uint64_t offset;          /* where the file was cut */
+    char segment[64];         /* the segment's file name */
+    char reason[96];          /* "torn record", "crc mismatch", ... */
+};
+
+/* Opens (creating dir and a first segment when there is none) the log in dir, the caller's
+ * <data-dir>/member/wal. Reads every segment and validates every record: a torn or corrupt tail
+ * of the LAST segment is cut off with ftruncate and described in *repair (may be NULL; the caller
+ * should log it); damage anywhere else fails with CN_ERR_CORRUPT and a precise errmsg, in which
+ * case nothing was modified. On success *out is the caller's, freed with cn_wal_close().
+ * On failure *out is NULL and, when errmsg is not NULL, errmsg (256 bytes) says why.
+ * Errors: -errno from the file system, CN_ERR_CORRUPT, CN_ERR_VERSION, CN_ERR_INVAL. */
+int cn_wal_open(const char *dir, const struct cn_wal_options *opts, struct cn_wal **out,
+                struct cn_wal_repair *repair, char *errmsg);
+
+/* Closes the files and frees w. No flush may be in flight; pending records are discarded (they
+ * were never durable). */
+void cn_wal_close(struct cn_wal *w);
+
+/* Whether dir holds at least one segment (the node's "is there an existing member?" test). */
+bool cn_wal_exists(const char *dir);
+
+typedef int (*cn_wal_replay_cb)(void *arg, const struct cn_wal_entry *e);
+
+/* Replays the durable log: calls cb, in index order, for each entry of the final log (after
+ * overwrites) whose index is > from_index (the newest snapshot's index, or 0). Stops and returns
+ * cb's value if it returns non-zero. *hs (may be NULL) receives the last hard state (all zero if
+ * none was ever written). Only segments that may hold such entries are read. Call after open,
+ * before appending. Errors: -errno, CN_ERR_CORRUPT (also when the entries after from_index are not
+ * contiguous from from_index + 1: the caller's snapshot and log do not meet). */
+int cn_wal_replay(struct cn_wal *w, uint64_t from_index, cn_wal_replay_cb cb, void *arg,
+                  struct cn_wal_hard_state *hs);
+
+/* Index of the last entry appended (pending or durable) and of the last durable one. */
+uint64_t cn_wal_last_index(const struct cn_wal *w);
+uint64_t cn_wal_durable_index(const struct cn_wal *w);
+/* The last hard state set (pending or durable). */
+struct cn_wal_hard_state cn_wal_hard_state(const struct cn_wal *w);
+
+/* Appends to the pending batch (memory only; copied, so e->data stays the caller's). Entries
+ * must follow the log: e->index <= last index + 1 (smaller overwrites, as Raft does); after
+ * installing a snapshot at S the next entry is S + 1 and later replays start from S.
+ * Loop thread. Errors: CN_ERR_TOO_LARGE when e->len exceeds CN_WAL_MAX_RECORD - 17. */
+int cn_wal_append_entry(struct cn_wal *w, const struct cn_wal_entry *e);
+void cn_wal_set_hard_state(struct cn_wal *w, const struct cn_wal_hard_state *hs);
+
+/* Group commit. Loop thread: if cn_wal_flush_begin() returns true, the pending batch became the
+ * flushing batch; run cn_wal_flush_run() on a worker, then call cn_wal_flush_end(w, rc) with its
+ * result on the loop thread. Returns false when nothing is pending or a flush is in flight (then
+ * call it again from flush_end's caller). */
+bool cn_wal_flush_begin(struct cn_wal *w);
+
+/* Worker thread. Cuts a new segment first if the current one reached segment_size, writes the
+ * batch with one pwrite and fdatasyncs it. Returns 0, or -errno (ENOSPC, EIO...) after truncating
+ * the segment back to its last good length; CN_ERR_IO if even that failed (the log is then
+ * broken: every later flush fails). w->errmsg says where. */
+int cn_wal_flush_run(struct cn_wal *w);
+
+/* Loop thread, with flush_run's rc. On 0 the batch is durable: cn_wal_durable_index() moves on
+ * and the caller may apply and acknowledge it. On failure the failed batch AND every record
+ * appended since (they follow the failed ones) are dropped: the caller must not treat any of them
+ * as written (fail those proposals), and the log's view rolls back to the durable state:
+ * cn_wal_last_index() == cn_wal_durable_index() and the hard state to the durable one. Appending
+ * again and flushing later (once space returns) works. */
+void cn_wal_flush_end(struct cn_wal *w, int rc);
+
+/* Convenience for tests and tools: begin + run + end on the calling thread. 0 when there was
+ * nothing to flush. */
+int cn_wal_sync(struct cn_wal *w);
+
+/* Deletes the segments whose entries are all <= index (after a snapshot at index), keeping the one
+ * that may hold index + 1 and always the last. Returns how many were deleted (>= 0) or -errno.
+ * Loop thread (it unlinks and fsyncs the directory; cheap, but a caller may run it on a worker as
+ * long as no other cn_wal call runs meanwhile). */
+int cn_wal_release_to(struct cn_wal *w, uint64_t index);
+
+/* Number of segment files, for tests and metrics. */
+size_t cn_wal_segment_count(const struct cn_wal *w);
+
+/* The last error's context, e.g. "segment 0000000000000002-0000000000000401.wal offset 1234: crc
+ * mismatch". Valid until the next cn_wal call. */
+const char *cn_wal_errmsg(const struct cn_wal *w);
+
+/* ---------------------------------------------------------------------------------------------
+ * Snapshots: <data-dir>/member/snap/%016llx-%016llx.snap (term, index). File layout: a 40-byte
+ * header {u32 magic "CNSP", u32 version, u64 term, u64 index, u64 len, u32 data crc, u32 header
+ * crc} then len bytes of data (the store's own encoding, opaque here). */
+
+#define CN_SNAP_MAX_SKIPPED 8
+
+struct cn_snap {
+    /* public, read-only */
+    char errmsg[256];
+    size_t n_skipped; /* set by cn_snap_load: newer snapshots that were not valid */
+    struct {
+        char name[64];
+        int rc;
+        char why[96];
+    } skipped[CN_SNAP_MAX_SKIPPED]; /* the first CN_SNAP_MAX_SKIPPED of them */
+    /* private */
+    char *dir;
+    const struct cn_wal_fs *fs;
+};
+
+/* Creates dir (mode 0700) if missing. fs NULL: the real file system. cn_snap_close() frees. */
+int cn_snap_init(struct cn_snap *s, const char *dir, const struct cn_wal_fs *fs);
+void cn_snap_close(struct cn_snap *s);
+
+/* Writes a snapshot atomically: <name>.tmp, fsync, rename, fsync dir. data stays the caller's.
+ * Errors: -errno; on failure no .snap file for (term, index) exists (the temp file is removed). */
+int cn_snap_save(struct cn_snap *s, uint64_t term, uint64_t index, const void *data, size_t len);
+
+/* Loads the newest valid snapshot into out (reset first; the caller owns it), *term and *index.
+ * Invalid newer ones are skipped, listed in s->skipped and renamed <name>.broken (as etcd does) so
+ * they are never tried or counted again. Errors: CN_ERR_NOT_FOUND when there is no snapshot at
+ * all; CN_ERR_CORRUPT when some exist but none is valid; -errno. */
+int cn_snap_load(struct cn_snap *s, struct cn_buf *out, uint64_t *term, uint64_t *index);
+
+/* Deletes all but the newest keep snapshots, and any leftover temp files. Returns how many .snap
+ * files were deleted or -errno. */
+int cn_snap_purge(struct cn_snap *s, size_t keep);
+
+/* ---------------------------------------------------------------------------------------------
+ * Member metadata and the data-dir lock. errmsg (256 bytes) may be NULL. */
+
+/* Writes a small blob (<= 1 MiB) atomically to path (normally <data-dir>/member/meta) with a header
+ * {u32 magic "CNMT", u32 version, u32 len, u32 crc}: temp file, fsync, rename, fsync dir.
+ * Errors: -errno, CN_ERR_TOO_LARGE. fs NULL: the real file system. */
+int cn_meta_write(const char *path, const void *p, size_t len, const struct cn_wal_fs *fs,
+                  char *errmsg);
+/* Reads it back into out (reset first). Errors: -ENOENT when missing, CN_ERR_CORRUPT,
+ * CN_ERR_VERSION, -errno. */
+int cn_meta_read(const char *path, struct cn_buf *out, char *errmsg);
+
+/* Takes a non-blocking exclusive flock on <data_dir>/.lock, creating data_dir (0700) and the file
+ * as needed. On success *fd_out holds the lock until cn_datadir_unlock(fd) (or exit). flock locks
+ * belong to the open file description, so a second attempt fails even from the same process.
+ * Errors: CN_ERR_LOCKED when held elsewhere, -errno. */
+int cn_datadir_lock(const char *data_dir, int *fd_out, char *errmsg);
+void cn_datadir_unlock(int fd);
+
+#endif

@@ -1,0 +1,103 @@
+/* sim: the Raft simulation. 3 or 5 members of cairn's raft core, each with the real v2 store as
+ * its state machine, run in one process on a virtual clock and a virtual network that
+ * partitions (any split, one-way too), delays, drops, duplicates and reorders messages, and
+ * crashes members (losing whatever was not fsynced) and restarts them from their disk. Every
+ * run is fixed by one seed. After every event the checker (check.c) verifies Raft's safety
+ * properties; at the end, once the faults heal, liveness. */
+#ifndef CN_TESTS_SIM_SIM_H
+#define CN_TESTS_SIM_SIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "raft/raft.h"
+
+#define SIM_MAX 5
+
+/* What a member has on disk: survives crashes. */
+struct sim_disk {
+    struct cn_raft_hard_state hs;
+    struct cn_raft_snapshot_meta snap;
+    struct cn_buf snap_data; /* store snapshot at snap.index (empty at index 0) */
+    struct cn_raft_entry *ents;
+    uint64_t *chain; /* prefix hash of each entry (log matching check) */
+    size_t n, cap;
+};
+
+/* A batch written but not yet fsynced; lost (or torn) if the member crashes now. */
+struct sim_pending {
+    bool active;
+    struct cn_raft_ready rd;
+};
+
+struct sim_inbox_item {
+    int kind; /* 0 tick, 1 message, 2 propose, 3 read, 4 transfer */
+    struct cn_buf msg;
+    uint64_t arg;
+};
+
+struct sim_member {
+    uint64_t id;
+    bool up;
+    unsigned incarnation;
+    struct cn_raft *r;
+    struct cn_raft_config cfg;
+    struct sim_disk disk;
+    struct cn_store *store;
+    uint64_t applied;
+    uint64_t applied_chain;
+    bool fsync_pending;
+    /* inputs that arrived while a batch was out (the node queues them the same way) */
+    struct sim_inbox_item *inbox;
+    size_t n_inbox, cap_inbox;
+    uint8_t last_role;
+    uint64_t last_term;
+};
+
+struct sim_opts {
+    uint64_t seed;
+    bool trace;
+    bool break_figure8; /* run the core with the Figure 8 rule broken */
+    unsigned fault_ms;  /* length of the fault phase */
+};
+
+/* Runs one seed. Returns 0, or 1 after printing what failed. */
+int sim_run(const struct sim_opts *o);
+
+/* ---- check.c ------------------------------------------------------------------------------ */
+
+struct sim;
+struct sim_check;
+
+struct sim_check *check_new(void);
+void check_free(struct sim_check *c);
+/* A member persisted entry e with prefix hash chain: same (index, term) must mean same chain. */
+bool check_persist(struct sim_check *c, uint64_t member, const struct cn_raft_entry *e,
+                   uint64_t chain, char *why, size_t n);
+/* A member applied e (its chain given): the common sequence must agree. Records the term the
+ * member was in (>= the term the entry was committed in). */
+bool check_apply(struct sim_check *c, uint64_t member, const struct cn_raft_entry *e,
+                 uint64_t chain, uint64_t member_term, char *why, size_t n);
+uint64_t check_committed_len(const struct sim_check *c);
+/* Chain hash of the common sequence at index (index must be <= committed len). */
+uint64_t check_chain_at(const struct sim_check *c, uint64_t index);
+/* member is leader of term: one leader per term. */
+bool check_leader(struct sim_check *c, uint64_t member, uint64_t term, char *why, size_t n);
+/* Leader completeness: every entry known committed in a term < term must be in the leader's log,
+ * given as its disk (entries + snapshot). */
+bool check_leader_log(struct sim_check *c, uint64_t member, uint64_t term,
+                      const struct sim_disk *d, char *why, size_t n);
+/* A proposal was acknowledged to the client (the proposer applied it at index). */
+void check_ack(struct sim_check *c, uint64_t proposal, uint64_t index);
+/* Highest index of a proposal acknowledged so far (reads started now must see it). */
+uint64_t check_ack_watermark(const struct sim_check *c);
+/* Every acknowledged proposal is in the common sequence at its index. */
+bool check_acks_final(struct sim_check *c, char *why, size_t n);
+/* Proposal id carried by the common sequence's entry at index (0 if none). */
+void check_set_proposal(struct sim_check *c, uint64_t index, uint64_t proposal);
+
+uint64_t sim_hash(uint64_t h, const void *p, size_t n);
+
+#endif

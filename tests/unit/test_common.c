@@ -1,0 +1,132 @@
+/* Unit tests for src/common: JSON escaping as Go does it, time formats, buffers, URL helpers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/alloc.h"
+#include "common/buf.h"
+#include "common/clock.h"
+#include "common/err.h"
+#include "common/json.h"
+#include "common/url.h"
+
+static void json_escapes_like_go(void **state)
+{
+    struct cn_buf b = CN_BUF_INIT;
+    const char in[] = "a\"b\\c\n<>&\x01\xff\xe2\x80\xa8z";
+    cn_json_str(&b, in, sizeof(in) - 1);
+    assert_string_equal(b.p, "\"a\\\"b\\\\c\\n\\u003c\\u003e\\u0026\\u0001\\ufffd\\u2028z\"");
+    cn_buf_reset(&b);
+    cn_json_str(&b, "h\xc3\xa9llo", 6);
+    assert_string_equal(b.p, "\"h\xc3\xa9llo\"");
+    cn_buf_free(&b);
+}
+
+static void json_float_shortest(void **state)
+{
+    struct cn_buf b = CN_BUF_INIT;
+    cn_json_float(&b, 0.001896);
+    assert_string_equal(b.p, "0.001896");
+    cn_buf_reset(&b);
+    cn_json_float(&b, 3);
+    assert_string_equal(b.p, "3");
+    cn_buf_free(&b);
+}
+
+static void time_formats(void **state)
+{
+    struct cn_buf b = CN_BUF_INIT;
+    cn_time_rfc3339nano(&b, 1795312624304866486LL);
+    assert_string_equal(b.p, "2026-11-22T01:57:04.304866486Z");
+    cn_buf_reset(&b);
+    cn_time_rfc3339nano(&b, 1795312624300000000LL);
+    assert_string_equal(b.p, "2026-11-22T01:57:04.3Z");
+    cn_buf_reset(&b);
+    cn_duration_go(&b, 3244038535LL);
+    assert_string_equal(b.p, "3.244038535s");
+    cn_buf_reset(&b);
+    cn_duration_go(&b, 659322358947LL);
+    assert_string_equal(b.p, "10m59.322358947s");
+    cn_buf_reset(&b);
+    cn_duration_go(&b, 3600LL * CN_NS_PER_S);
+    assert_string_equal(b.p, "1h0m0s");
+    cn_buf_reset(&b);
+    cn_duration_go(&b, 1500000);
+    assert_string_equal(b.p, "1.5ms");
+    cn_buf_free(&b);
+}
+
+static void binary_roundtrip(void **state)
+{
+    struct cn_buf b = CN_BUF_INIT;
+    cn_buf_put_u8(&b, 7);
+    cn_buf_put_u32(&b, 0xdeadbeef);
+    cn_buf_put_u64(&b, 0x0102030405060708ULL);
+    cn_buf_put_uvarint(&b, 300);
+    cn_buf_put_bytes(&b, "xyz", 3);
+    struct cn_rd r;
+    cn_rd_init(&r, b.p, b.len);
+    assert_int_equal(cn_rd_u8(&r), 7);
+    assert_int_equal(cn_rd_u32(&r), 0xdeadbeef);
+    assert_true(cn_rd_u64(&r) == 0x0102030405060708ULL);
+    assert_int_equal(cn_rd_uvarint(&r), 300);
+    struct cn_str s = cn_rd_bytes(&r);
+    assert_int_equal(s.len, 3);
+    assert_memory_equal(s.p, "xyz", 3);
+    assert_true(cn_rd_ok(&r));
+    assert_int_equal(cn_rd_u8(&r), 0);
+    assert_false(cn_rd_ok(&r));
+    /* A length prefix larger than what is left fails instead of over-reading. */
+    cn_buf_reset(&b);
+    cn_buf_put_uvarint(&b, 1000000);
+    cn_rd_init(&r, b.p, b.len);
+    s = cn_rd_bytes(&r);
+    assert_false(cn_rd_ok(&r));
+    assert_null(s.p);
+    cn_buf_free(&b);
+}
+
+static void url_decode_and_parse(void **state)
+{
+    struct cn_buf b = CN_BUF_INIT;
+    assert_int_equal(cn_url_decode(&b, CN_STR("a%20b+c%2F"), true), 0);
+    assert_string_equal(b.p, "a b c/");
+    cn_buf_reset(&b);
+    assert_int_equal(cn_url_decode(&b, CN_STR("a%2"), false), CN_ERR_PARSE);
+    assert_int_equal(cn_url_decode(&b, CN_STR("%zz"), false), CN_ERR_PARSE);
+    cn_buf_free(&b);
+
+    struct cn_url u;
+    char err[256];
+    assert_int_equal(cn_url_parse("http://127.0.0.1:2379", &u, err, sizeof(err)), 0);
+    assert_string_equal(u.scheme, "http");
+    assert_string_equal(u.host, "127.0.0.1");
+    assert_int_equal(u.port, 2379);
+    assert_int_equal(cn_url_parse("https://[::1]:4001/", &u, err, sizeof(err)), 0);
+    assert_string_equal(u.host, "::1");
+    assert_false(u.has_path);
+    assert_int_equal(cn_url_parse("http://localhost", &u, err, sizeof(err)), CN_ERR_PARSE);
+    assert_string_equal(err, "URL address does not have the form \"host:port\": http://localhost");
+    assert_int_equal(cn_url_parse("ftp://a:1", &u, err, sizeof(err)), CN_ERR_PARSE);
+    assert_string_equal(err, "URL scheme must be http or https: ftp://a:1");
+}
+
+static void strerror_both_kinds(void **state)
+{
+    assert_string_equal(cn_strerror(CN_ERR_CORRUPT), "data corrupt");
+    assert_string_equal(cn_strerror(-2), "No such file or directory");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(json_escapes_like_go), cmocka_unit_test(json_float_shortest),
+        cmocka_unit_test(time_formats),         cmocka_unit_test(binary_roundtrip),
+        cmocka_unit_test(url_decode_and_parse), cmocka_unit_test(strerror_both_kinds),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,862 @@
+/* Unit tests for src/wal: replay after reopen, torn and corrupt tails, older-segment corruption,
+ * rollover names, overwrites, release, snapshots, metadata, the data-dir lock, and injected
+ * ENOSPC / short writes / failed fsyncs through the file system seam. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/alloc.h"
+#include "common/buf.h"
+#include "common/err.h"
+#include "wal/wal.h"
+
+#define SEG_HEAD_LEN 66u /* segment header record + hard state record */
+#define ENTRY_REC(n) (9u + 17u + (n))
+
+/* ---------------------------------------------------------------------------------------------
+ * Fixture: a fresh temp dir per test. */
+
+struct fx {
+    char root[64];
+    char wal[128];
+    char snap[128];
+};
+
+static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    struct fx *f = CN_NEW(struct fx);
+    snprintf(f->root, sizeof(f->root), "/tmp/cn-wal-XXXXXX");
+    if (mkdtemp(f->root) == NULL) return -1;
+    snprintf(f->wal, sizeof(f->wal), "%s/member/wal", f->root);
+    snprintf(f->snap, sizeof(f->snap), "%s/member/snap", f->root);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    nftw(f->root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    cn_free(f);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Fault-injecting file system. */
+
+static struct {
+    int pwrite_errno;    /* fail pwrite with this errno... */
+    size_t pwrite_short; /* ...after writing this many bytes of the call first */
+    int pwrite_fail_n;   /* number of pwrite calls to fail */
+    int fdatasync_errno;
+    int fdatasync_fail_n;
+    int open_errno;
+    int open_fail_n;
+} inj;
+
+static int t_open(const char *path, int flags, mode_t mode)
+{
+    if (inj.open_fail_n > 0 && (flags & O_CREAT)) {
+        inj.open_fail_n--;
+        errno = inj.open_errno;
+        return -1;
+    }
+    return cn_wal_fs_default.open(path, flags, mode);
+}
+
+static ssize_t t_pwrite(int fd, const void *p, size_t n, off_t off)
+{
+    if (inj.pwrite_fail_n > 0) {
+        if (inj.pwrite_short > 0 && n > inj.pwrite_short) {
+            ssize_t w = pwrite(fd, p, inj.pwrite_short, off);
+            inj.pwrite_short = 0; /* the next call (the rest) fails */
+            return w;
+        }
+        inj.pwrite_fail_n--;
+        errno = inj.pwrite_errno;
+        return -1;
+    }
+    return pwrite(fd, p, n, off);
+}
+
+static int t_fdatasync(int fd)
+{
+    if (inj.fdatasync_fail_n > 0) {
+        inj.fdatasync_fail_n--;
+        errno = inj.fdatasync_errno;
+        return -1;
+    }
+    return fdatasync(fd);
+}
+
+static const struct cn_wal_fs test_fs = {
+    .open = t_open,
+    .pwrite = t_pwrite,
+    .fdatasync = t_fdatasync,
+    .fsync = fsync,
+    .ftruncate = ftruncate,
+    .rename = rename,
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * Helpers. */
+
+struct collected {
+    size_t n;
+    uint64_t term[256];
+    uint64_t index[256];
+    uint8_t type[256];
+    char data[256][32];
+};
+
+static int collect_cb(void *arg, const struct cn_wal_entry *e)
+{
+    struct collected *c = arg;
+    assert_true(c->n < 256);
+    assert_true(e->len < 32);
+    c->term[c->n] = e->term;
+    c->index[c->n] = e->index;
+    c->type[c->n] = e->type;
+    memcpy(c->data[c->n], e->data, e->len);
+    c->data[c->n][e->len] = '\0';
+    c->n++;
+    return 0;
+}
+
+static void append(struct cn_wal *w, uint64_t term, uint64_t index, const char *data)
+{
+    struct cn_wal_entry e = {term, index, (uint8_t)(index % 3), data, strlen(data)};
+    assert_int_equal(cn_wal_append_entry(w, &e), 0);
+}
+
+static void append_n(struct cn_wal *w, uint64_t term, uint64_t from, uint64_t to)
+{
+    for (uint64_t i = from; i <= to; i++) {
+        char d[32];
+        snprintf(d, sizeof(d), "e%llu-t%llu", (unsigned long long)i, (unsigned long long)term);
+        append(w, term, i, d);
+    }
+}
+
+static struct cn_wal *open_ok(const char *dir, uint64_t seg_size, struct cn_wal_repair *rep)
+{
+    struct cn_wal_options o = {seg_size, &test_fs};
+    struct cn_wal *w = NULL;
+    char err[256] = "";
+    int rc = cn_wal_open(dir, &o, &w, rep, err);
+    if (rc != 0) fprintf(stderr, "open: %s: %s\n", cn_strerror(rc), err);
+    assert_int_equal(rc, 0);
+    assert_non_null(w);
+    return w;
+}
+
+static void replay(struct cn_wal *w, uint64_t from, struct collected *c,
+                   struct cn_wal_hard_state *hs)
+{
+    memset(c, 0, sizeof(*c));
+    int rc = cn_wal_replay(w, from, collect_cb, c, hs);
+    if (rc != 0) fprintf(stderr, "replay: %s\n", cn_wal_errmsg(w));
+    assert_int_equal(rc, 0);
+}
+
+/* The segment files in dir, sorted (names are fixed width, so strcmp order is numeric). */
+static size_t list_wal(const char *dir, char names[][64], size_t max)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "ls %s | grep '\\.wal$' | sort", dir);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = 0;
+    while (n < max && fgets(names[n], 64, p) != NULL) {
+        names[n][strcspn(names[n], "\n")] = '\0';
+        n++;
+    }
+    pclose(p);
+    return n;
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_size;
+}
+
+static void flip_byte(const char *path, off_t off)
+{
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    unsigned char c;
+    assert_int_equal(pread(fd, &c, 1, off), 1);
+    c ^= 0x5a;
+    assert_int_equal(pwrite(fd, &c, 1, off), 1);
+    close(fd);
+}
+
+static void only_seg_path(const struct fx *f, char *out, size_t n)
+{
+    char names[8][64];
+    assert_int_equal(list_wal(f->wal, names, 8), 1);
+    snprintf(out, n, "%s/%s", f->wal, names[0]);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Tests. */
+
+static void append_flush_reopen_replays(void **state)
+{
+    struct fx *f = *state;
+    assert_false(cn_wal_exists(f->wal));
+    struct cn_wal_repair rep;
+    struct cn_wal *w = open_ok(f->wal, 0, &rep);
+    assert_true(cn_wal_exists(f->wal));
+    assert_int_equal(rep.records_dropped, 0);
+    char names[8][64];
+    assert_int_equal(list_wal(f->wal, names, 8), 1);
+    assert_string_equal(names[0], "0000000000000000-0000000000000000.wal");
+
+    append_n(w, 1, 1, 10);
+    struct cn_wal_hard_state hs = {2, 7, 9};
+    cn_wal_set_hard_state(w, &hs);
+    assert_int_equal(cn_wal_last_index(w), 10);
+    assert_int_equal(cn_wal_durable_index(w), 0);
+    assert_int_equal(cn_wal_sync(w), 0);
+    assert_int_equal(cn_wal_durable_index(w), 10);
+    assert_int_equal(cn_wal_sync(w), 0); /* nothing pending */
+    cn_wal_close(w);
+
+    w = open_ok(f->wal, 0, &rep);
+    assert_int_equal(rep.records_dropped, 0);
+    assert_int_equal(rep.bytes_dropped, 0);
+    assert_int_equal(cn_wal_last_index(w), 10);
+    struct collected c;
+    struct cn_wal_hard_state got;
+    replay(w, 0, &c, &got);
+    assert_int_equal(c.n, 10);
+    for (size_t i = 0; i < 10; i++) {
+        char d[32];
+        snprintf(d, sizeof(d), "e%zu-t1", i + 1);
+        assert_int_equal(c.index[i], i + 1);
+        assert_int_equal(c.term[i], 1);
+        assert_int_equal(c.type[i], (i + 1) % 3);
+        assert_string_equal(c.data[i], d);
+    }
+    assert_int_equal(got.term, 2);
+    assert_int_equal(got.vote, 7);
+    assert_int_equal(got.commit, 9);
+    replay(w, 6, &c, NULL);
+    assert_int_equal(c.n, 4);
+    assert_int_equal(c.index[0], 7);
+    cn_wal_close(w);
+}
+
+static void group_commit_keeps_appending(void **state)
+{
+    struct fx *f = *state;
+    struct cn_wal *w = open_ok(f->wal, 0, NULL);
+    assert_false(cn_wal_flush_begin(w)); /* nothing pending */
+    append_n(w, 1, 1, 3);
+    assert_true(cn_wal_flush_begin(w));
+    assert_false(cn_wal_flush_begin(w)); /* one flush at a time */
+    append_n(w, 1, 4, 6);                /* arrives while the first flush runs */
+    assert_int_equal(cn_wal_flush_run(w), 0);
+    cn_wal_flush_end(w, 0);
+    assert_int_equal(cn_wal_durable_index(w), 3);
+    assert_int_equal(cn_wal_last_index(w), 6);
+    assert_true(cn_wal_flush_begin(w));
+    assert_int_equal(cn_wal_flush_run(w), 0);
+    cn_wal_flush_end(w, 0);
+    assert_int_equal(cn_wal_durable_index(w), 6);
+    cn_wal_close(w);
+
+    w = open_ok(f->wal, 0, NULL);
+    struct collected c;
+    replay(w, 0, &c, NULL);
+    assert_int_equal(c.n, 6);
+    assert_int_equal(c.index[5], 6);
+    cn_wal_close(w);
+}
+
+struct run_arg {
+    struct cn_wal *w;
+    int rc;
+};
+
+static void *run_thread(void *p)
+{
+    struct run_arg *a = p;
+    a->rc = cn_wal_flush_run(a->w);
+    return NULL;
+}
+
+/* flush_run on another thread while this one appends: the uv_queue_work pattern (run under TSan
+ * to check that flush_run and the appenders share nothing). */
+static void flush_on_worker_thread(void **state)
+{
+    struct fx *f = *state;
+    struct cn_wal *w = open_ok(f->wal, 256, NULL);
+    uint64_t next = 1;
+    for (int round = 0; round < 20; round++) {
+        append_n(w, 1, next, next + 2);
+        next += 3;
+        assert_true(cn_wal_flush_begin(w));
+        struct run_arg a = {w, -1};
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, run_thread, &a), 0);
+        append_n(w, 1, next, next + 1); /* meanwhile, on the "loop" */
+        next += 2;
+        struct cn_wal_hard_state hs = {1, 1, next - 1};
+        cn_wal_set_hard_state(w, &hs);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_int_equal(a.rc, 0);
+        cn_wal_flush_end(w, a.rc);
+    }
+    assert_int_equal(cn_wal_sync(w), 0);
+    assert_int_equal(cn_wal_durable_index(w), next - 1);
+    assert_true(cn_wal_segment_count(w) > 5);
+    cn_wal_close(w);
+    w = open_ok(f->wal, 256, NULL);
+    struct collected c;
+    struct cn_wal_hard_state hs;
+    replay(w, 0, &c, &hs);
+    assert_int_equal(c.n, next - 1);
+    for (size_t i = 0; i < c.n; i++)
+        assert_int_equal(c.index[i], i + 1);
+    assert_int_equal(hs.commit, next - 1);
+    cn_wal_close(w);
+}
+
+static void torn_tail_truncated_and_reported(void **state)
+{
+    struct fx *f = *state;
+    struct cn_wal *w = open_ok(f->wal, 0, NULL);
+    append_n(w, 1, 1, 5); /* "eN-t1": 5 bytes each */
+    assert_int_equal(cn_wal_sync(w), 0);
+    cn_wal_close(w);
+    char path[256];
+    only_seg_path(f, path, sizeof(path));
+    off_t full = file_size(path);
+    assert_int_equal(full, SEG_HEAD_LEN + 5 * ENTRY_REC(5));
+    assert_int_equal(truncate(path, full - 3), 0);
+
+    struct cn_wal_repair rep;
+    w = open_ok(f->wal, 0, &rep);
+    assert_int_equal(rep.records_dropped, 1);
+    assert_int_equal(rep.bytes_dropped, ENTRY_REC(5) - 3);
+    assert_int_equal(rep.offset, SEG_HEAD_LEN + 4 * ENTRY_REC(5));
+    assert_string_equal(rep.segment, "0000000000000000-0000000000000000.wal");
+    assert_non_null(strstr(rep.reason, "torn"));
+    assert_int_equal(file_size(path), SEG_HEAD_LEN + 4 * ENTRY_REC(5));
+    assert_int_equal(cn_wal_last_index(w), 4);
+
+    append(w, 2, 5, "again");
+    assert_int_equal(cn_wal_sync(w), 0);
+    cn_wal_close(w);
+    w = open_ok(f->wal, 0, &rep);
+    assert_int_equal(rep.records_dropped, 0);
+    struct collected c;
+    replay(w, 0, &c, NULL);
+    assert_int_equal(c.n, 5);
+    assert_int_equal(c.term[4], 2);
+    assert_string_equal(c.data[4], "again");
+    cn_wal_close(w);
+}
+
+static void torn_header_only(void **state)
+{
+    struct fx *f = *state;
+    struct cn_wal *w = open_ok(f->wal, 0, NULL);
+    append_n(w, 1, 1, 2);
+    assert_int_equal(cn_wal_sync(w), 0);
+    cn_wal_close(w);
+    char path[256];
+    only_seg_path(f, path, sizeof(path));
+    assert_int_equal(truncate(path, SEG_HEAD_LEN + ENTRY_REC(5) + 4), 0); /* 4 bytes of a frame */
+    struct cn_wal_repair rep;
+    w = open_ok(f->wal, 0, &rep);
+    assert_int_equal(rep.records_dropped, 1);
+    assert_int_equal(rep.bytes_dropped, 4);
+    assert_int_equal(cn_wal_last_index(w), 1);
+    cn_wal_close(w);
+}
+
+static void crc_corrupt_tail_truncated(void **state)
+{
+    struct fx *f = *state;
+    struct cn_wal *w = open_ok(f->wal, 0, NULL);
+    append_n(w, 1, 1, 3);
+    assert_int_equal(cn_wal_sync(w), 0);
+    append_n(w, 1, 4, 5);
+    assert_int_equal(cn_wal_sync(w), 0);
+    cn_wal_close(w);
+    char path[256];
+    only_seg_path(f, path, sizeof(path));
+    /* Damage the data of entry 4: entries 4 and 5 (which still parses) go. */
+    flip_byte(path, SEG_HEAD_LEN + 3 * ENTRY_REC(5) + 9 + 17 + 1);
+    struct cn_wal_repair rep;
+    w = open_ok(f->wal, 0, &rep);
+    assert_int_equal(rep.records_dropped, 2);
+    assert_int_equal(rep.bytes_dropped, 2 * ENTRY_REC(5));
+    assert_string_equal(rep.reason, "crc mismatch");
+    assert_int_equal(cn_wal_last_index(w), 3);
+    struct collected c;
+    replay(w, 0, &c, NULL);
+    assert_int_equal(c.n, 3);
+    cn_wal_close(w);
+
+    /* The last record only: exactly one dropped. */
+    flip_byte(path, SEG_HEAD_LEN + 2 * ENTRY_REC(5) + 12);
+    w = open_ok(f->wal, 0, &rep);
+    assert_int_equal(rep.records_dropped, 1);
+    assert_int_equal(rep.bytes_dropped, ENTRY_REC(5));
+    assert_int_equal(cn_wal_last_index(w), 2);
+    cn_wal_close(w);
+}
+
+static void rollover_names_and_replay(void **state)
+{
+    struct fx *f = *state;
+    /* 66-byte head + 31-byte records: a segment is cut once it reaches 128 bytes. */
+    struct cn_wal *w = open_ok(f->wal, 128, NULL);
+    for (uint64_t i = 1; i <= 7; i++) {
+        append_n(w, 1, i, i);
+        assert_int_equal(cn_wal_sync(w), 0);
+    }
+    assert_int_equal(cn_wal_segment_count(w), 4);
+    cn_wal_close(w);
+    char names[8][64];
+    /* A segment is cut before a write once it has reached 128 bytes: 66-byte head + two 31-byte
+     * entries each. */
+    assert_int_equal(list_wal(f->wal, names, 8), 4);
+    assert_string_equal(names[0], "0000000000000000-0000000000000000.wal");
+    assert_string_equal(names[1], "0000000000000001-0000000000000003.wal");
+    assert_string_equal(names[2], "0000000000000002-0000000000000005.wal");
+    assert_string_equal(names[3], "0000000000000003-0000000000000007.wal");
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", f->wal, names[1]);
+    assert_int_equal(file_size(path), 128);
+    struct cn_wal_repair rep;
+    w = open_ok(f->wal, 128, &rep);
+    assert_int_equal(rep.records_dropped, 0);
+    struct collected c;
+    replay(w, 0, &c, NULL);
+    assert_int_equal(c.n, 7);
+    for (size_t i = 0; i < 7; i++)
+        assert_int_equal(c.index[i], i + 1);
+    append_n(w, 1, 8, 8); /* fills segment 3 after the reopen */
+    assert_int_equal(cn_wal_sync(w), 0);
+    assert_int_equal(cn_wal_segment_count(w), 4);
+    append_n(w, 1, 9, 10); /* one batch: never split, so segment 4 holds both */
+    assert_int_equal(cn_wal_sync(w), 0);
+    assert_int_equal(cn_wal_segment_count(w), 5);
+    cn_wal_close(w);
+    assert_int_equal(list_wal(f->wal, names, 8), 5);
+    assert_string_equal(names[4], "0000000000000004-0000000000000009.wal");
+    snprintf(path, sizeof(path), "%s/%s", f->wal, names[4]);
+    assert_int_equal(file_size(path), SEG_HEAD_LEN + ENTRY_REC(5) + ENTRY_REC(6));
+}
+
+static void hard_state_survives_rollover(void **state)
+{
+    struct fx *f = *state;
+    struct cn_wal *w = open_ok(f->wal, 100, NULL);
+    struct cn_wal_hard_state hs = {3, 2, 1};
+    cn_wal_set_hard_state(w, &hs);
+    append_n(w, 3, 1, 2);
+    assert_int_equal(cn_wal_sync(w), 0);
+    append_n(w, 3, 3, 4);
+    assert_int_equal(cn_wal_sync(w), 0);
+    assert_int_equal(cn_wal_segment_count(w), 2);
+    assert_int_equal(cn_wal_release_to(w, 2), 1); /* the hard state's segment is gone */
+    cn_wal_close(w);
+    w = open_ok(f->wal, 100, NULL);
+    struct collected c;
+    struct cn_wal_hard_state got;
+    replay(w, 2, &c, &got);
+    assert_int_equal(got.term, 3);
+    assert_int_equal(got.vote, 2);
+    assert_int_equal(got.commit, 1);
+    assert_int_equal(c.n, 2);
+    assert_int_equal(c.index[0], 3);
+    cn_wal_close(w);
+}
+
+static void corrupt_older_segment_is_error(void **state)
+{
+    struct fx *f = *state;
+    struct cn_wal *w = open_ok(f->wal, 128, NULL);
+    for (uint64_t i = 1; i <= 5; i++) {
+        append_n(w, 1, i, i);
+        assert_int_equal(cn_wal_sync(w), 0);
+    }
+    cn_wal_close(w);
+    char names[8][64], path[256];
+    assert_int_equal(list_wal(f->wal, names, 8), 3);
+    snprintf(path, sizeof(path), "%s/%s", f->wal, names[0]);
+    flip_byte(path, SEG_HEAD_LEN + 9 + 17 + 2); /* e1's data */
+    off_t before = file_size(path);
+    struct cn_wal_options o = {128, NULL};
+    struct cn_wal *w2 = NULL;
+    char err[256] = "";
+    assert_int_equal(cn_wal_open(f->wal, &o, &w2, NULL, err), CN_ERR_CORRUPT);
+    assert_null(w2);
+    char want[160];
+    snprintf(want, sizeof(want), "segment %s offset %u: crc mismatch", names[0], SEG_HEAD_LEN);
+    assert_string_equal(err, want);
+    assert_int_equal(file_size(path), before); /* nothing was cut */
+
+    /* A missing middle segment is an error too. */
+    flip_byte(path, SEG_HEAD_LEN + 9 + 17 + 2);
+    snprintf(path, sizeof(path), "%s/%s", f->wal, names[1]);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(cn_wal_open(f->wal, &o, &w2, NULL, err), CN_ERR_CORRUPT);
+    assert_non_null(strstr(err, "missing"));
+}
+
+static void overwrite_replays_final_log(void **state)
+{
+    struct fx *f = *state;
+    struct cn_wal *w = open_ok(f->wal, 160, NULL);
+    append_n(w, 1, 1, 5);
+    assert_int_equal(cn_wal_sync(w), 0);
+    append_n(w, 2, 3, 4); /* a new leader overwrote 3..5 */
+    assert_int_equal(cn_wal_last_index(w), 4);
+    assert_int_equal(cn_wal_sync(w), 0);
+    append_n(w, 3, 4, 6); /* and again, in a later segment */
+    assert_int_equal(cn_wal_sync(w), 0);
+    assert_true(cn_wal_segment_count(w) >= 2);
+    cn_wal_close(w);
+
+    w = open_ok(f->wal, 160, NULL);
+    assert_int_equal(cn_wal_last_index(w), 6);
+    struct collected c;
+    replay(w, 0, &c, NULL);
+    uint64_t want_term[] = {1, 1, 2, 3, 3, 3};
+    assert_int_equal(c.n, 6);
+    for (size_t i = 0; i < 6; i++) {
+        assert_int_equal(c.index[i], i + 1);
+        assert_int_equal(c.term[i], want_term[i]);
+    }
+    assert_string_equal(c.data[2], "e3-t2");
+    replay(w, 3, &c, NULL);
+    assert_int_equal(c.n, 3);
+    assert_int_equal(c.index[0], 4);
+    assert_int_equal(c.term[0], 3);
+    cn_wal_close(w);
+}
+
+static void release_deletes_covered_segments(void **state)
+{
+    struct fx *f = *state;
+    struct cn_wal *w = open_ok(f->wal, 128, NULL);
+    for (uint64_t i = 1; i <= 8; i++) {
+        append_n(w, 1, i, i);
+        assert_int_equal(cn_wal_sync(w), 0);
+    }
+    char names[8][64];
+    /* 0-0: e1 e2, 1-3: e3 e4, 2-5: e5 e6, 3-7: e7 e8 */
+    assert_int_equal(list_wal(f->wal, names, 8), 4);
+    assert_int_equal(cn_wal_release_to(w, 1), 0); /* 2 is in segment 0 */
+    assert_int_equal(cn_wal_release_to(w, 2), 1); /* 3 starts segment 1 */
+    assert_int_equal(list_wal(f->wal, names, 8), 3);
+    assert_string_equal(names[0], "0000000000000001-0000000000000003.wal");
+    assert_int_equal(cn_wal_release_to(w, 5), 1);   /* 6 is in segment 2 */
+    assert_int_equal(cn_wal_release_to(w, 100), 1); /* the last is always kept */
+    assert_int_equal(list_wal(f->wal, names, 8), 1);
+    assert_string_equal(names[0], "0000000000000003-0000000000000007.wal");
+    assert_int_equal(cn_wal_segment_count(w), 1);
+    cn_wal_close(w);
+
+    w = open_ok(f->wal, 128, NULL);
+    struct collected c;
+    replay(w, 6, &c, NULL);
+    assert_int_equal(c.n, 2);
+    assert_int_equal(c.index[0], 7);
+    /* Replaying from before what is kept cannot produce a contiguous log. */
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(cn_wal_replay(w, 2, collect_cb, &c, NULL), CN_ERR_CORRUPT);
+    assert_non_null(strstr(cn_wal_errmsg(w), "entry 7 follows 2"));
+    append_n(w, 1, 9, 9);
+    assert_int_equal(cn_wal_sync(w), 0);
+    assert_int_equal(cn_wal_segment_count(w), 2);
+    cn_wal_close(w);
+    assert_int_equal(list_wal(f->wal, names, 8), 2);
+    assert_string_equal(names[1], "0000000000000004-0000000000000009.wal");
+}
+
+static void enospc_truncates_and_recovers(void **state)
+{
+    struct fx *f = *state;
+    struct cn_wal *w = open_ok(f->wal, 0, NULL);
+    append_n(w, 1, 1, 3);
+    assert_int_equal(cn_wal_sync(w), 0);
+    char path[256];
+    only_seg_path(f, path, sizeof(path));
+    off_t good = file_size(path);
+
+    /* A short write (10 bytes land) and then ENOSPC. */
+    inj.pwrite_errno = ENOSPC;
+    inj.pwrite_short = 10;
+    inj.pwrite_fail_n = 1;
+    append_n(w, 1, 4, 6);
+    assert_true(cn_wal_flush_begin(w));
+    append_n(w, 1, 7, 7); /* appended meanwhile: follows the failed batch, dropped with it */
+    int rc = cn_wal_flush_run(w);
+    assert_int_equal(rc, -ENOSPC);
+    assert_non_null(strstr(cn_wal_errmsg(w), "No space left on device"));
+    assert_int_equal(file_size(path), good); /* nothing half-written stays */
+    cn_wal_flush_end(w, rc);
+    assert_int_equal(cn_wal_last_index(w), 3);
+    assert_int_equal(cn_wal_durable_index(w), 3);
+    assert_false(cn_wal_flush_begin(w)); /* pending dropped */
+
+    /* Space returns. */
+    append_n(w, 2, 4, 5);
+    assert_int_equal(cn_wal_sync(w), 0);
+    assert_int_equal(file_size(path), good + 2 * ENTRY_REC(5));
+    cn_wal_close(w);
+    struct cn_wal_repair rep;
+    w = open_ok(f->wal, 0, &rep);
+    assert_int_equal(rep.records_dropped, 0);
+    struct collected c;
+    replay(w, 0, &c, NULL);
+    assert_int_equal(c.n, 5);
+    assert_int_equal(c.term[3], 2);
+    assert_string_equal(c.data[4], "e5-t2");
+    cn_wal_close(w);
+}
+
+static void failed_fsync_truncates_and_recovers(void **state)
+{
+    struct fx *f = *state;
+    struct cn_wal *w = open_ok(f->wal, 0, NULL);
+    struct cn_wal_hard_state hs1 = {1, 1, 0};
+    cn_wal_set_hard_state(w, &hs1);
+    append_n(w, 1, 1, 2);
+    assert_int_equal(cn_wal_sync(w), 0);
+    char path[256];
+    only_seg_path(f, path, sizeof(path));
+    off_t good = file_size(path);
+
+    inj.fdatasync_errno = EIO;
+    inj.fdatasync_fail_n = 1;
+    append_n(w, 1, 3, 4);
+    struct cn_wal_hard_state hs2 = {1, 1, 4};
+    cn_wal_set_hard_state(w, &hs2);
+    assert_int_equal(cn_wal_sync(w), -EIO);
+    assert_int_equal(file_size(path), good);
+    assert_int_equal(cn_wal_last_index(w), 2);
+    assert_int_equal(cn_wal_hard_state(w).commit, 0); /* rolled back to the durable one */
+
+    append_n(w, 1, 3, 3);
+    assert_int_equal(cn_wal_sync(w), 0);
+    cn_wal_close(w);
+    w = open_ok(f->wal, 0, NULL);
+    struct collected c;
+    struct cn_wal_hard_state got;
+    replay(w, 0, &c, &got);
+    assert_int_equal(c.n, 3);
+    assert_int_equal(got.commit, 0);
+    assert_int_equal(got.vote, 1);
+    cn_wal_close(w);
+}
+
+static void failed_cut_then_ok(void **state)
+{
+    struct fx *f = *state;
+    struct cn_wal *w = open_ok(f->wal, 100, NULL);
+    append_n(w, 1, 1, 2);
+    assert_int_equal(cn_wal_sync(w), 0); /* 66 + 62 >= 100: the next flush cuts */
+    inj.open_errno = ENOSPC;
+    inj.open_fail_n = 1;
+    append_n(w, 1, 3, 3);
+    assert_int_equal(cn_wal_sync(w), -ENOSPC);
+    assert_int_equal(cn_wal_segment_count(w), 1);
+    char names[8][64];
+    assert_int_equal(list_wal(f->wal, names, 8), 1);
+    append_n(w, 1, 3, 3);
+    assert_int_equal(cn_wal_sync(w), 0);
+    assert_int_equal(cn_wal_segment_count(w), 2);
+    cn_wal_close(w);
+    assert_int_equal(list_wal(f->wal, names, 8), 2);
+    assert_string_equal(names[1], "0000000000000001-0000000000000003.wal");
+    w = open_ok(f->wal, 100, NULL);
+    struct collected c;
+    replay(w, 0, &c, NULL);
+    assert_int_equal(c.n, 3);
+    cn_wal_close(w);
+}
+
+static void snapshot_save_load_fallback_purge(void **state)
+{
+    struct fx *f = *state;
+    struct cn_snap s;
+    assert_int_equal(cn_snap_init(&s, f->snap, NULL), 0);
+    struct cn_buf b = CN_BUF_INIT;
+    uint64_t term = 0, index = 0;
+    assert_int_equal(cn_snap_load(&s, &b, &term, &index), CN_ERR_NOT_FOUND);
+
+    assert_int_equal(cn_snap_save(&s, 1, 10, "ten", 3), 0);
+    assert_int_equal(cn_snap_save(&s, 2, 20, "twenty", 6), 0);
+    assert_int_equal(cn_snap_save(&s, 2, 30, "thirty", 6), 0);
+    assert_int_equal(cn_snap_load(&s, &b, &term, &index), 0);
+    assert_int_equal(term, 2);
+    assert_int_equal(index, 30);
+    assert_int_equal(b.len, 6);
+    assert_memory_equal(b.p, "thirty", 6);
+    assert_int_equal(s.n_skipped, 0);
+
+    char path[256];
+    snprintf(path, sizeof(path), "%s/0000000000000002-000000000000001e.snap", f->snap);
+    flip_byte(path, 42); /* data */
+    assert_int_equal(cn_snap_load(&s, &b, &term, &index), 0);
+    assert_int_equal(index, 20);
+    assert_memory_equal(b.p, "twenty", 6);
+    assert_int_equal(s.n_skipped, 1);
+    assert_string_equal(s.skipped[0].name, "0000000000000002-000000000000001e.snap");
+    assert_int_equal(s.skipped[0].rc, CN_ERR_CORRUPT);
+    assert_string_equal(s.skipped[0].why, "data crc mismatch");
+    strcat(path, ".broken");
+    assert_int_equal(access(path, F_OK), 0);
+
+    /* Purge keeps the newest valid one; the broken file is not counted. */
+    assert_int_equal(cn_snap_purge(&s, 1), 1);
+    snprintf(path, sizeof(path), "%s/0000000000000001-000000000000000a.snap", f->snap);
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(cn_snap_load(&s, &b, &term, &index), 0);
+    assert_int_equal(index, 20);
+
+    /* None valid: a clear error, not "no snapshot". */
+    snprintf(path, sizeof(path), "%s/0000000000000002-0000000000000014.snap", f->snap);
+    assert_int_equal(truncate(path, 30), 0);
+    assert_int_equal(cn_snap_load(&s, &b, &term, &index), CN_ERR_CORRUPT);
+    assert_non_null(strstr(s.errmsg, "none of the 1 snapshots"));
+    assert_int_equal(b.len, 0);
+
+    /* Empty data is fine. */
+    assert_int_equal(cn_snap_save(&s, 5, 50, "", 0), 0);
+    assert_int_equal(cn_snap_load(&s, &b, &term, &index), 0);
+    assert_int_equal(index, 50);
+    assert_int_equal(b.len, 0);
+    cn_buf_free(&b);
+    cn_snap_close(&s);
+}
+
+static void snapshot_save_failure_leaves_nothing(void **state)
+{
+    struct fx *f = *state;
+    struct cn_snap s;
+    assert_int_equal(cn_snap_init(&s, f->snap, &test_fs), 0);
+    inj.pwrite_errno = ENOSPC;
+    inj.pwrite_fail_n = 1;
+    assert_int_equal(cn_snap_save(&s, 1, 10, "ten", 3), -ENOSPC);
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A %s)\"", f->snap);
+    assert_int_equal(system(cmd), 0); /* no .snap, no leftover .tmp */
+    struct cn_buf b = CN_BUF_INIT;
+    uint64_t term, index;
+    assert_int_equal(cn_snap_load(&s, &b, &term, &index), CN_ERR_NOT_FOUND);
+    cn_buf_free(&b);
+    cn_snap_close(&s);
+}
+
+static void meta_roundtrip(void **state)
+{
+    struct fx *f = *state;
+    char path[256], err[256];
+    snprintf(path, sizeof(path), "%s/meta", f->root);
+    struct cn_buf b = CN_BUF_INIT;
+    assert_int_equal(cn_meta_read(path, &b, err), -ENOENT);
+    assert_int_equal(cn_meta_write(path, "cluster=1 member=2", 18, NULL, err), 0);
+    assert_int_equal(cn_meta_read(path, &b, err), 0);
+    assert_int_equal(b.len, 18);
+    assert_memory_equal(b.p, "cluster=1 member=2", 18);
+    assert_int_equal(cn_meta_write(path, "v2", 2, NULL, err), 0); /* replaces */
+    assert_int_equal(cn_meta_read(path, &b, err), 0);
+    assert_int_equal(b.len, 2);
+    flip_byte(path, 17);
+    assert_int_equal(cn_meta_read(path, &b, err), CN_ERR_CORRUPT);
+    assert_non_null(strstr(err, "crc mismatch"));
+    cn_buf_free(&b);
+}
+
+static void lock_held_twice(void **state)
+{
+    struct fx *f = *state;
+    char dd[128], err[256];
+    snprintf(dd, sizeof(dd), "%s/data", f->root);
+    int fd = -1, fd2 = -1;
+    assert_int_equal(cn_datadir_lock(dd, &fd, err), 0);
+    /* flock belongs to the open file description: a second open in this process conflicts. */
+    assert_int_equal(cn_datadir_lock(dd, &fd2, err), CN_ERR_LOCKED);
+    assert_int_equal(fd2, -1);
+    assert_non_null(strstr(err, "in use"));
+
+    /* Another process too. */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int cfd;
+        _exit(cn_datadir_lock(dd, &cfd, NULL) == CN_ERR_LOCKED ? 0 : 1);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+
+    cn_datadir_unlock(fd);
+    assert_int_equal(cn_datadir_lock(dd, &fd2, err), 0);
+    cn_datadir_unlock(fd2);
+}
+
+static int reset_inj(void **state)
+{
+    memset(&inj, 0, sizeof(inj));
+    return setup(state);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(append_flush_reopen_replays, reset_inj, teardown),
+        cmocka_unit_test_setup_teardown(group_commit_keeps_appending, reset_inj, teardown),
+        cmocka_unit_test_setup_teardown(flush_on_worker_thread, reset_inj, teardown),
+        cmocka_unit_test_setup_teardown(torn_tail_truncated_and_reported, reset_inj, teardown),
+        cmocka_unit_test_setup_teardown(torn_header_only, reset_inj, teardown),
+        cmocka_unit_test_setup_teardown(crc_corrupt_tail_truncated, reset_inj, teardown),
+        cmocka_unit_test_setup_teardown(rollover_names_and_replay, reset_inj, teardown),
+        cmocka_unit_test_setup_teardown(hard_state_survives_rollover, reset_inj, teardown),
+        cmocka_unit_test_setup_teardown(corrupt_older_segment_is_error, reset_inj, teardown),
+        cmocka_unit_test_setup_teardown(overwrite_replays_final_log, reset_inj, teardown),
+        cmocka_unit_test_setup_teardown(release_deletes_covered_segments, reset_inj, teardown),
+        cmocka_unit_test_setup_teardown(enospc_truncates_and_recovers, reset_inj, teardown),
+        cmocka_unit_test_setup_teardown(failed_fsync_truncates_and_recovers, reset_inj, teardown),
+        cmocka_unit_test_setup_teardown(failed_cut_then_ok, reset_inj, teardown),
+        cmocka_unit_test_setup_teardown(snapshot_save_load_fallback_purge, reset_inj, teardown),
+        cmocka_unit_test_setup_teardown(snapshot_save_failure_leaves_nothing, reset_inj, teardown),
+        cmocka_unit_test_setup_teardown(meta_roundtrip, reset_inj, teardown),
+        cmocka_unit_test_setup_teardown(lock_held_twice, reset_inj, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
