@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -38,6 +39,8 @@ GOALS = {
     "startup_ms": ("le", 1.0 / 20.0, "<= 1/20"),
     "restart_get_ms": ("le", 1.0 / 5.0, "<= 1/5"),
 }
+
+NOISY_CORES = 0.25  # other processes' CPU during a load above which the figure is flagged
 
 _children = {}  # pid -> Popen of every server we started and have not reaped
 
@@ -96,6 +99,21 @@ def proc_cpu_s(pid):
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def system_busy_s():
+    """CPU seconds all processes have spent busy (not idle or iowait), from /proc/stat."""
+    with open("/proc/stat") as f:
+        vals = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest time is already inside user)
+    busy = sum(vals[:8]) - vals[3] - vals[4]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s():
+    """CPU seconds of our reaped children (cn_loadgen runs), from getrusage."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def dir_size(path):
@@ -305,24 +323,39 @@ def phase_load(args, target, binary, workdir, metrics, errors):
             raise BenchError("%s: preload of %d keys had %d errors" % (target, args.keys, pre["errors"]))
         metrics["preload_ops_per_s"] = pre["ops_per_s"]
 
+        noisy = []
         for conns in args.conns:
             for op in args.ops:
                 cpu0 = proc_cpu_s(srv.proc.pid)
+                sys0, kids0, wall0 = system_busy_s(), children_cpu_s(), time.monotonic()
                 res = run_loadgen(args, srv.url, op, conns,
                                   ["--keys", str(args.keys), "--prefix", "/bench",
                                    "--duration-s", str(args.duration_s),
                                    "--warmup-s", str(args.warmup_s)])
                 cpu = proc_cpu_s(srv.proc.pid) - cpu0
+                wall = time.monotonic() - wall0
+                # CPU burnt by anything other than this server and cn_loadgen, in cores
+                other = (system_busy_s() - sys0) - cpu - (children_cpu_s() - kids0)
                 key = "%s.c%d" % (op, conns)
                 for field in ("ops_per_s", "p50_ms", "p99_ms", "errors", "count"):
                     metrics["%s.%s" % (key, field)] = res[field]
                 # server CPU seconds per 1000 successful requests (warm-up included in cpu)
                 total = res["count"] * (1.0 + args.warmup_s / max(args.duration_s, 1e-9))
                 metrics[key + ".cpu_ms_per_kop"] = cpu * 1e6 / total if total else None
+                metrics[key + ".server_cores"] = cpu / wall
+                metrics[key + ".other_cores"] = max(other, 0.0) / wall
                 if res["errors"]:
                     errors.append("%s %s: %d errors (%s)" % (target, key, res["errors"], res["first_error"]))
                 log("%s: %-4s conns=%-3d %9.0f ops/s  p50 %7.3f ms  p99 %7.3f ms  errors %d"
-                    % (target, op, conns, res["ops_per_s"], res["p50_ms"], res["p99_ms"], res["errors"]))
+                    "  (server %.2f cores, other processes %.2f cores)"
+                    % (target, op, conns, res["ops_per_s"], res["p50_ms"], res["p99_ms"], res["errors"],
+                       cpu / wall, max(other, 0.0) / wall))
+                if other / wall > NOISY_CORES:
+                    noisy.append(key)
+        if noisy:
+            log("%s: WARNING: other processes used more than %.2f cores during %s; "
+                "those figures are not clean" % (target, NOISY_CORES, ", ".join(noisy)))
+        metrics["noisy_loads"] = noisy
     finally:
         srv.stop()
 
@@ -488,6 +521,9 @@ def print_table(args, results, rows):
             print("  %s: skipped (%s)" % (t, info["skipped"]))
         else:
             print("  %s: %s  [%s]" % (t, info["binary"], info["version"] or "version unknown"))
+            noisy = sorted({k for r in info["runs"] for k in r["metrics"].get("noisy_loads", [])})
+            if noisy:
+                print("    not clean (other processes busy during): %s" % ", ".join(noisy))
     print("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
     print("  ".join("-" * w for w in widths if w).rstrip())
     for b in body:
@@ -603,6 +639,9 @@ def main(argv):
         return 2
 
     started = time.time()
+    loadavg_start = os.getloadavg()
+    if loadavg_start[0] > 0.5:
+        log("WARNING: load average is %.2f before starting; figures will be noisy" % loadavg_start[0])
     try:
         for run_no in range(1, args.runs + 1):
             for t, binary in plan:  # interleaved, so drift on the machine hits both alike
@@ -622,6 +661,7 @@ def main(argv):
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
                 "seconds": round(time.time() - started, 1),
                 "host": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
+                "loadavg_at_start": loadavg_start, "loadavg_at_end": os.getloadavg(),
                 "command": [sys.executable] + sys.argv,
                 "params": {"runs": args.runs, "conns": args.conns, "ops": args.ops,
                            "duration_s": args.duration_s, "warmup_s": args.warmup_s,

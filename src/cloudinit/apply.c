@@ -71,8 +71,7 @@ static bool passwd_lookup(const struct ci_apply_opts *o, const char *user, char 
 /* ---- 8.3 SSH keys (the effect of update-ssh-keys -u user -a name) ---- */
 
 static int authorize_keys(const struct ci_apply_opts *o, const char *user, char *const *keys,
-                          const size_t *lens, size_t nkeys, const char *const *extra,
-                          size_t nextra)
+                          const size_t *lens, size_t nkeys, const char *const *extra, size_t nextra)
 {
     char *home = NULL;
     bool exists = passwd_lookup(o, user, &home);
@@ -105,8 +104,10 @@ static int authorize_keys(const struct ci_apply_opts *o, const char *user, char 
     for (size_t i = 0; i < nkeys + nextra; i++) {
         const char *k = i < nkeys ? keys[i] : extra[i - nkeys];
         size_t kl = i < nkeys ? lens[i] : strlen(k);
-        while (kl && (*k == ' ' || (*k >= '\t' && *k <= '\r'))) k++, kl--;
-        while (kl && (k[kl - 1] == ' ' || (k[kl - 1] >= '\t' && k[kl - 1] <= '\r'))) kl--;
+        while (kl && (*k == ' ' || (*k >= '\t' && *k <= '\r')))
+            k++, kl--;
+        while (kl && (k[kl - 1] == ' ' || (k[kl - 1] >= '\t' && k[kl - 1] <= '\r')))
+            kl--;
         if (i) cn_buf_putc(&data, '\n');
         cn_buf_append(&data, k, kl);
     }
@@ -144,7 +145,8 @@ static int authorize_keys(const struct ci_apply_opts *o, const char *user, char 
         cn_buf_appendf(&p, "%s/authorized_keys", ssh.p);
         rc = ci_write_file(o->root, p.p, all.p, all.len, 0600, owner);
     }
-    for (size_t i = 0; i < n; i++) cn_free(names[i]);
+    for (size_t i = 0; i < n; i++)
+        cn_free(names[i]);
     cn_free(names);
     cn_buf_free(&all);
     cn_buf_free(&ssh);
@@ -221,7 +223,8 @@ static int apply_user(const struct ci_apply_opts *o, const struct ci_obj *u)
         argv[n++] = name;
         argv[n] = NULL;
         cn_buf_appends(&line, "useradd");
-        for (size_t i = first; i < n; i++) cn_buf_appendf(&line, " %s", argv[i]);
+        for (size_t i = first; i < n; i++)
+            cn_buf_appendf(&line, " %s", argv[i]);
         rc = ci_action(o->act, line.p, argv, NULL);
         cn_buf_free(&gecos);
         cn_buf_free(&groups);
@@ -287,8 +290,8 @@ static int build_files(const struct ci_apply_opts *o, const struct ci_obj *cfg, 
     const struct ci_obj *up = ci_sub(co, CO_UPDATE);
     if (up->v[UP_REBOOT_STRATEGY].len || up->v[UP_GROUP].len || up->v[UP_SERVER].len) {
         const struct ci_val *rs = &up->v[UP_REBOOT_STRATEGY];
-        if (rs->len && !ci_rule_match(ci_schema_update.fields[UP_REBOOT_STRATEGY].rule, rs->s,
-                                      rs->len)) {
+        if (rs->len &&
+            !ci_rule_match(ci_schema_update.fields[UP_REBOOT_STRATEGY].rule, rs->s, rs->len)) {
             struct cn_buf m = CN_BUF_INIT;
             cn_buf_appends(&m, "invalid value ");
             ci_quote(&m, rs->s, rs->len);
@@ -356,9 +359,9 @@ static void build_units(const struct ci_obj *cfg, struct punit **us, size_t *n)
     const struct ci_val *uv = &co->v[CO_UNITS];
     for (size_t i = 0; i < uv->n; i++) {
         const struct ci_val *v = uv->items[i]->v;
-        struct punit u = {v[UN_NAME].s,    v[UN_RUNTIME].b,      v[UN_ENABLE].b,
-                          v[UN_MASK].b,    v[UN_CONTENT].s,      v[UN_CONTENT].len,
-                          v[UN_COMMAND].s, &v[UN_DROP_INS], NULL, 0};
+        struct punit u = {
+            v[UN_NAME].s,      v[UN_RUNTIME].b, v[UN_ENABLE].b,  v[UN_MASK].b, v[UN_CONTENT].s,
+            v[UN_CONTENT].len, v[UN_COMMAND].s, &v[UN_DROP_INS], NULL,         0};
         add_unit(us, n, u);
     }
     static const struct {
@@ -378,13 +381,13 @@ static void build_units(const struct ci_obj *cfg, struct punit **us, size_t *n)
     const struct ci_obj *up = ci_sub(co, CO_UPDATE);
     if (up->v[UP_REBOOT_STRATEGY].len) {
         bool off = strcmp(up->v[UP_REBOOT_STRATEGY].s, "off") == 0;
-        struct punit u = {"locksmithd.service", true, false, off, "", 0,
-                          off ? "stop" : "restart", NULL, NULL, 0};
+        struct punit u = {"locksmithd.service",     true, false, off, "", 0,
+                          off ? "stop" : "restart", NULL, NULL,  0};
         add_unit(us, n, u);
     }
     if (up->v[UP_GROUP].len || up->v[UP_SERVER].len) {
-        struct punit u = {"update-engine.service", false, false, false, "", 0, "restart",
-                          NULL, NULL, 0};
+        struct punit u = {
+            "update-engine.service", false, false, false, "", 0, "restart", NULL, NULL, 0};
         add_unit(us, n, u);
     }
 }
@@ -393,14 +396,18 @@ static bool is_network_unit(const char *name)
 {
     const char *dot = strrchr(name, '.');
     const char *type = dot ? dot + 1 : name;
-    return strcmp(type, "network") == 0 || strcmp(type, "netdev") == 0 ||
-           strcmp(type, "link") == 0;
+    return strcmp(type, "network") == 0 || strcmp(type, "netdev") == 0 || strcmp(type, "link") == 0;
 }
 
 static bool command_allowed(const char *c)
 {
-    static const char *const ok[] = {"start",  "stop",        "restart",           "reload",
-                                     "try-restart", "reload-or-restart", "reload-or-try-restart"};
+    static const char *const ok[] = {"start",
+                                     "stop",
+                                     "restart",
+                                     "reload",
+                                     "try-restart",
+                                     "reload-or-restart",
+                                     "reload-or-try-restart"};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
         if (strcmp(c, ok[i]) == 0) return true;
     return false;
@@ -459,8 +466,11 @@ static int process_units(const struct ci_apply_opts *o, struct punit *us, size_t
         if (u->enable && !net) {
             cn_buf_reset(&line);
             cn_buf_appendf(&line, "enable %s%s", u->runtime ? "--runtime " : "", u->name);
-            const char *argv[] = {"systemctl", "enable", "--force",
-                                  u->runtime ? "--runtime" : u->name, u->runtime ? u->name : NULL,
+            const char *argv[] = {"systemctl",
+                                  "enable",
+                                  "--force",
+                                  u->runtime ? "--runtime" : u->name,
+                                  u->runtime ? u->name : NULL,
                                   NULL};
             rc = ci_action(o->act, line.p, argv, NULL);
             if (rc != 0) break;
@@ -472,7 +482,8 @@ static int process_units(const struct ci_apply_opts *o, struct punit *us, size_t
     }
     if (rc != 0) {
         CN_LOGE(MOD, "unit processing stopped unit=%s err=%s", us[i].name, cn_strerror(rc));
-        for (size_t k = i + 1; k < n; k++) CN_LOGE(MOD, "unit not processed unit=%s", us[k].name);
+        for (size_t k = i + 1; k < n; k++)
+            CN_LOGE(MOD, "unit not processed unit=%s", us[k].name);
     }
     if (rc == 0 && reload) {
         const char *argv[] = {"systemctl", "daemon-reload", NULL};
@@ -544,7 +555,8 @@ int ci_apply(const struct ci_apply_opts *o, const struct ci_obj *cfg)
         cn_buf_appendf(&line, "set-hostname %s", host);
         cn_buf_appendf(&data, "%s\n", host);
         const char *argv[] = {"hostnamectl", "set-hostname", host, NULL};
-        if (log_mode(o) || strcmp(o->act->root, "/") == 0) rc = ci_action(o->act, line.p, argv, NULL);
+        if (log_mode(o) || strcmp(o->act->root, "/") == 0)
+            rc = ci_action(o->act, line.p, argv, NULL);
         if (rc == 0) rc = ci_write_file(o->root, "/etc/hostname", data.p, data.len, 0644, NULL);
         cn_buf_free(&line);
         cn_buf_free(&data);
@@ -560,8 +572,8 @@ int ci_apply(const struct ci_apply_opts *o, const struct ci_obj *cfg)
     /* 3. core's keys, metadata keys appended */
     const struct ci_val *keys = &cfg->v[CC_SSH_KEYS];
     if (keys->n + o->nmeta_keys > 0) {
-        rc = authorize_keys(o, "core", keys->strs, keys->lens, keys->n, o->meta_keys,
-                            o->nmeta_keys);
+        rc =
+            authorize_keys(o, "core", keys->strs, keys->lens, keys->n, o->meta_keys, o->nmeta_keys);
         if (rc != 0) goto out;
     }
     /* 4, 5. file and unit lists */
@@ -582,7 +594,8 @@ int ci_apply(const struct ci_apply_opts *o, const struct ci_obj *cfg)
                 CN_LOGE(MOD, "writing file failed path=%s err=%s", fs[i].path, cn_strerror(rc));
         }
         if (rc != 0) {
-            for (size_t k = i; k < nf; k++) CN_LOGE(MOD, "file not written path=%s", fs[k].path);
+            for (size_t k = i; k < nf; k++)
+                CN_LOGE(MOD, "file not written path=%s", fs[k].path);
             CN_LOGE(MOD, "/etc/environment not merged, no units processed");
             goto out;
         }
@@ -597,7 +610,8 @@ out:
         cn_free(fs[i].data);
     }
     cn_free(fs);
-    for (i = 0; i < nu; i++) cn_free(us[i].builtin_dropin);
+    for (i = 0; i < nu; i++)
+        cn_free(us[i].builtin_dropin);
     cn_free(us);
     return rc;
 }

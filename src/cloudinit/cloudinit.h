@@ -90,16 +90,24 @@ bool ci_node_is_scalar(const struct ci_node *n);
 
 /* ---- schema.c: the key schema (spec 7) ---- */
 
-enum ci_type { CI_T_STR, CI_T_INT, CI_T_FLOAT, CI_T_BOOL, CI_T_STRUCT, CI_T_STRLIST, CI_T_STRUCTLIST };
+enum ci_type {
+    CI_T_STR,
+    CI_T_INT,
+    CI_T_FLOAT,
+    CI_T_BOOL,
+    CI_T_STRUCT,
+    CI_T_STRLIST,
+    CI_T_STRUCTLIST
+};
 
 struct ci_schema;
 
 struct ci_field {
     const char *key;
     enum ci_type type;
-    const char *env;        /* drop-in / env file variable, or NULL */
-    const char *rule;       /* POSIX ERE the whole value must match, or NULL */
-    const char *deprecated; /* reason, or NULL */
+    const char *env;             /* drop-in / env file variable, or NULL */
+    const char *rule;            /* POSIX ERE the whole value must match, or NULL */
+    const char *deprecated;      /* reason, or NULL */
     const struct ci_schema *sub; /* for CI_T_STRUCT and CI_T_STRUCTLIST */
 };
 
@@ -109,9 +117,9 @@ struct ci_schema {
     size_t nfields;
 };
 
-extern const struct ci_schema ci_schema_config, ci_schema_coreos, ci_schema_etcd,
-    ci_schema_etcd2, ci_schema_fleet, ci_schema_flannel, ci_schema_locksmith, ci_schema_update,
-    ci_schema_oem, ci_schema_unit, ci_schema_dropin, ci_schema_file, ci_schema_user;
+extern const struct ci_schema ci_schema_config, ci_schema_coreos, ci_schema_etcd, ci_schema_etcd2,
+    ci_schema_fleet, ci_schema_flannel, ci_schema_locksmith, ci_schema_update, ci_schema_oem,
+    ci_schema_unit, ci_schema_dropin, ci_schema_file, ci_schema_user;
 
 /* Field indexes, in table order. */
 enum { CC_SSH_KEYS, CC_COREOS, CC_WRITE_FILES, CC_HOSTNAME, CC_USERS, CC_MANAGE_ETC_HOSTS };
@@ -122,8 +130,20 @@ enum { UN_NAME, UN_MASK, UN_ENABLE, UN_RUNTIME, UN_CONTENT, UN_COMMAND, UN_DROP_
 enum { DI_NAME, DI_CONTENT };
 enum { WF_ENCODING, WF_CONTENT, WF_OWNER, WF_PATH, WF_PERMISSIONS };
 enum {
-    US_NAME, US_PASSWD, US_SSH_KEYS, US_GH, US_GH_USERS, US_URL, US_GECOS, US_HOMEDIR,
-    US_NO_CREATE_HOME, US_PRIMARY_GROUP, US_GROUPS, US_NO_USER_GROUP, US_SYSTEM, US_NO_LOG_INIT,
+    US_NAME,
+    US_PASSWD,
+    US_SSH_KEYS,
+    US_GH,
+    US_GH_USERS,
+    US_URL,
+    US_GECOS,
+    US_HOMEDIR,
+    US_NO_CREATE_HOME,
+    US_PRIMARY_GROUP,
+    US_GROUPS,
+    US_NO_USER_GROUP,
+    US_SYSTEM,
+    US_NO_LOG_INIT,
     US_SHELL
 };
 
@@ -202,8 +222,8 @@ void ci_root_close(struct ci_root *r);
  * root; symlinks resolve as if the root were '/'). */
 /* Writes data atomically: temp file in the target's directory (created 0755 as needed),
  * fchmod(mode), optional chown, fsync, rename, fsync of the directory. */
-int ci_write_file(struct ci_root *r, const char *path, const void *data, size_t len,
-                  unsigned mode, const char *owner);
+int ci_write_file(struct ci_root *r, const char *path, const void *data, size_t len, unsigned mode,
+                  const char *owner);
 /* Reads a whole file (<= CI_MAX_READ). CN_ERR_NOT_FOUND / -errno. */
 int ci_read_file(struct ci_root *r, const char *path, struct cn_buf *out);
 bool ci_path_exists(struct ci_root *r, const char *path);

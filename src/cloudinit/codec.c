@@ -42,8 +42,8 @@ int ci_base64_decode(const char *p, size_t len, struct cn_buf *out)
                 if (v[k] < 0) return CN_ERR_PARSE;
             }
         }
-        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
-                     (uint32_t)v[3];
+        uint32_t w =
+            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
         char o[3] = {(char)(w >> 16), (char)(w >> 8), (char)w};
         cn_buf_append(out, o, (size_t)(3 - npad));
         if (npad) done = true;
@@ -239,7 +239,8 @@ char *ci_path_clean(const char *p, size_t len)
             r += 2;
             if (w > dotdot) {
                 w--;
-                while (w > dotdot && out[w] != '/') w--;
+                while (w > dotdot && out[w] != '/')
+                    w--;
             } else if (!rooted) {
                 if (w > 0) out[w++] = '/';
                 out[w++] = '.';
@@ -248,7 +249,8 @@ char *ci_path_clean(const char *p, size_t len)
             }
         } else {
             if ((rooted && w != 1) || (!rooted && w != 0)) out[w++] = '/';
-            for (; r < len && p[r] != '/'; r++) out[w++] = p[r];
+            for (; r < len && p[r] != '/'; r++)
+                out[w++] = p[r];
         }
     }
     if (w == 0) out[w++] = '.';
@@ -259,6 +261,7 @@ char *ci_path_clean(const char *p, size_t len)
 char *ci_path_dir(const char *p, size_t len)
 {
     size_t i = len;
-    while (i > 0 && p[i - 1] != '/') i--;
+    while (i > 0 && p[i - 1] != '/')
+        i--;
     return ci_path_clean(p, i);
 }

@@ -72,8 +72,8 @@ struct xstate {
 
 static bool xml_name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-' || c == '.' || c == ':' || (unsigned char)c >= 0x80;
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.' || c == ':' || (unsigned char)c >= 0x80;
 }
 
 static const char *local_name(const char *n)
@@ -196,7 +196,8 @@ static int xml_scan(struct xstate *x)
         rc = decode_entities(x->p + x->off, text_end - x->off, &t);
         bool blank = true;
         for (size_t i = 0; i < t.len; i++)
-            if (!(t.p[i] == ' ' || t.p[i] == '\t' || t.p[i] == '\r' || t.p[i] == '\n')) blank = false;
+            if (!(t.p[i] == ' ' || t.p[i] == '\t' || t.p[i] == '\r' || t.p[i] == '\n'))
+                blank = false;
         cn_buf_free(&t);
         if (rc != 0) break;
         if (!blank && depth == 0) rc = CN_ERR_PARSE;
@@ -215,9 +216,11 @@ static int xml_scan(struct xstate *x)
             if (!skip_past(x, s[1] == '?' ? "?>" : ">")) rc = CN_ERR_PARSE;
         } else if (left >= 2 && s[1] == '/') {
             size_t i = 2;
-            while (i < left && xml_name_char(s[i])) i++;
+            while (i < left && xml_name_char(s[i]))
+                i++;
             size_t nlen = i - 2;
-            while (i < left && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n')) i++;
+            while (i < left && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
+                i++;
             if (i >= left || s[i] != '>' || depth == 0 || strlen(path[depth - 1]) != nlen ||
                 memcmp(path[depth - 1], s + 2, nlen) != 0) {
                 rc = CN_ERR_PARSE;
@@ -227,7 +230,8 @@ static int xml_scan(struct xstate *x)
             x->off += i + 1;
         } else {
             size_t i = 1;
-            while (i < left && xml_name_char(s[i])) i++;
+            while (i < left && xml_name_char(s[i]))
+                i++;
             if (i == 1 || depth == XML_MAX_DEPTH || (depth == 0 && seen_root)) {
                 rc = CN_ERR_PARSE;
                 break;
@@ -266,7 +270,8 @@ static int xml_scan(struct xstate *x)
                     break;
                 }
                 size_t ns = i;
-                while (i < left && xml_name_char(s[i])) i++;
+                while (i < left && xml_name_char(s[i]))
+                    i++;
                 if (i == ns || i >= left || s[i] != '=') {
                     rc = CN_ERR_PARSE;
                     break;
@@ -301,7 +306,8 @@ static int xml_scan(struct xstate *x)
         }
     }
     if (rc == 0 && (depth != 0 || !seen_root)) rc = CN_ERR_PARSE; /* unexpected EOF */
-    while (depth) cn_free(path[--depth]);
+    while (depth)
+        cn_free(path[--depth]);
     return rc;
 }
 
@@ -358,7 +364,8 @@ int ci_waagent_parse(const char *p, size_t len, struct ci_metadata *md)
     for (size_t i = 0; i < x.ninst; i++) {
         cn_free(x.inst[i].id);
         cn_free(x.inst[i].address);
-        for (size_t k = 0; k < x.inst[i].neps; k++) cn_free(x.inst[i].eps[k]);
+        for (size_t k = 0; k < x.inst[i].neps; k++)
+            cn_free(x.inst[i].eps[k]);
         cn_free(x.inst[i].eps);
     }
     cn_free(x.inst);

@@ -53,7 +53,8 @@ static void decode_field(const struct ci_field *f, struct ci_val *v, const struc
         v->obj = n->kind == CI_MAP ? decode_obj(f->sub, n) : obj_new(f->sub);
         break;
     case CI_T_STRLIST:
-        for (size_t i = 0; i < v->n; i++) cn_free(v->strs[i]);
+        for (size_t i = 0; i < v->n; i++)
+            cn_free(v->strs[i]);
         cn_free(v->strs);
         cn_free(v->lens);
         v->strs = NULL;
@@ -70,7 +71,8 @@ static void decode_field(const struct ci_field *f, struct ci_val *v, const struc
         }
         break;
     case CI_T_STRUCTLIST:
-        for (size_t i = 0; i < v->n; i++) ci_obj_free(v->items[i]);
+        for (size_t i = 0; i < v->n; i++)
+            ci_obj_free(v->items[i]);
         cn_free(v->items);
         v->items = NULL;
         v->n = 0;

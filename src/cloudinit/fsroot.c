@@ -185,8 +185,8 @@ static int write_all(int fd, const char *p, size_t len)
     return 0;
 }
 
-int ci_write_file(struct ci_root *r, const char *path, const void *data, size_t len,
-                  unsigned mode, const char *owner)
+int ci_write_file(struct ci_root *r, const char *path, const void *data, size_t len, unsigned mode,
+                  const char *owner)
 {
     char *rel = rel_clean(path);
     const char *base = split_base(rel);

@@ -12,8 +12,18 @@
 
 #define MOD "cloudinit"
 
-enum { OPT_FILE = 1, OPT_WAAGENT, OPT_OEM, OPT_VALIDATE, OPT_IGNORE, OPT_KEYNAME, OPT_WORKSPACE,
-       OPT_ROOT, OPT_LOG, OPT_HELP };
+enum {
+    OPT_FILE = 1,
+    OPT_WAAGENT,
+    OPT_OEM,
+    OPT_VALIDATE,
+    OPT_IGNORE,
+    OPT_KEYNAME,
+    OPT_WORKSPACE,
+    OPT_ROOT,
+    OPT_LOG,
+    OPT_HELP
+};
 
 struct opts {
     const char *from_file, *from_waagent, *root, *logpath, *workspace, *ssh_key_name;
@@ -102,7 +112,8 @@ static int run_script(struct ci_root *root, const struct ci_actions *act, const 
 {
     /* Named by a hash of the script (FNV-1a) rather than at random, so runs are reproducible. */
     uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)text[i]) * 1099511628211ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)text[i]) * 1099511628211ULL;
     struct cn_buf path = CN_BUF_INIT, unit = CN_BUF_INIT, un = CN_BUF_INIT, line = CN_BUF_INIT;
     char base[32];
     snprintf(base, sizeof(base), "%016llx", (unsigned long long)h);
@@ -133,7 +144,7 @@ static int run_script(struct ci_root *root, const struct ci_actions *act, const 
 
 int main(int argc, char **argv)
 {
-    struct opts o = {NULL, NULL, "/", NULL, "/var/lib/coreos-cloudinit", "coreos-cloudinit",
+    struct opts o = {NULL,  NULL, "/", NULL, "/var/lib/coreos-cloudinit", "coreos-cloudinit",
                      false, false};
     cn_log_init();
     int rc = parse_args(argc, argv, &o);
@@ -253,8 +264,9 @@ int main(int argc, char **argv)
     size_t bad;
     int drc = ci_decode_write_files(cfg, &bad);
     if (drc != 0) {
-        CN_LOGE(MOD, "Failed to parse user-data: write_files entry cannot be decoded index=%zu "
-                     "err=%s",
+        CN_LOGE(MOD,
+                "Failed to parse user-data: write_files entry cannot be decoded index=%zu "
+                "err=%s",
                 bad, cn_strerror(drc));
         ci_obj_free(cfg);
         cfg = ci_decode(NULL);

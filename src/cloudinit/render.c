@@ -40,7 +40,8 @@ void ci_format_float(double f, struct cn_buf *out)
     for (; *p && *p != 'e'; p++)
         if (*p != '.') digits[nd++] = *p;
     int exp = atoi(p + 1);
-    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    while (nd > 1 && digits[nd - 1] == '0')
+        nd--;
     if (neg) cn_buf_putc(out, '-');
     if (exp < -4 || exp >= 6) {
         cn_buf_putc(out, digits[0]);
@@ -51,10 +52,12 @@ void ci_format_float(double f, struct cn_buf *out)
         cn_buf_appendf(out, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
     } else if (exp < 0) {
         cn_buf_appends(out, "0.");
-        for (int i = -1; i > exp; i--) cn_buf_putc(out, '0');
+        for (int i = -1; i > exp; i--)
+            cn_buf_putc(out, '0');
         cn_buf_append(out, digits, nd);
     } else {
-        for (int i = 0; i <= exp; i++) cn_buf_putc(out, (size_t)i < nd ? digits[i] : '0');
+        for (int i = 0; i <= exp; i++)
+            cn_buf_putc(out, (size_t)i < nd ? digits[i] : '0');
         if (nd > (size_t)exp + 1) {
             cn_buf_putc(out, '.');
             cn_buf_append(out, digits + exp + 1, nd - (size_t)exp - 1);
@@ -98,7 +101,8 @@ int ci_render_update_conf(const struct ci_obj *u, const char *base, size_t base_
         int idx;
     } set[] = {{"GROUP", UP_GROUP}, {"REBOOT_STRATEGY", UP_REBOOT_STRATEGY}, {"SERVER", UP_SERVER}};
     bool used[3] = {false, false, false};
-    for (size_t i = 0; i < 3; i++) used[i] = u->v[set[i].idx].len == 0;
+    for (size_t i = 0; i < 3; i++)
+        used[i] = u->v[set[i].idx].len == 0;
     for (size_t off = 0; off < base_len;) {
         const char *nl = memchr(base + off, '\n', base_len - off);
         size_t end = nl ? (size_t)(nl - base) : base_len;
@@ -172,7 +176,8 @@ bool ci_render_environment(const struct ci_subst *s, const char *old, size_t old
         {"COREOS_PUBLIC_IPV4", s->public_ipv4, false},
         {"COREOS_PUBLIC_IPV6", s->public_ipv6, false},
     };
-    for (size_t i = 0; i < 4; i++) vars[i].pending = vars[i].val && *vars[i].val;
+    for (size_t i = 0; i < 4; i++)
+        vars[i].pending = vars[i].val && *vars[i].val;
     for (size_t off = 0; off < old_len;) {
         const char *nl = memchr(old + off, '\n', old_len - off);
         size_t end = nl ? (size_t)(nl - old) : old_len;

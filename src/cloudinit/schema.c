@@ -5,13 +5,13 @@
 #include "cloudinit.h"
 #include "common/alloc.h"
 
-#define DEP_ETCD2 "etcd2 options no longer work for etcd"
+#define DEP_ETCD2  "etcd2 options no longer work for etcd"
 #define DEP_IMPORT "trying to fetch from a remote endpoint introduces too many intermittent errors"
 /* Go's (?i:sun|mon|...) spelled out for POSIX ERE. */
 #define RULE_WINDOW_START                                                                          \
     "^(([Ss][Uu][Nn]|[Mm][Oo][Nn]|[Tt][Uu][Ee]|[Ww][Ee][Dd]|[Tt][Hh][Uu]|[Ff][Rr][Ii]|[Ss][Aa]["   \
     "Tt]) )?0*([0-9]|1[0-9]|2[0-3]):0*([0-9]|[1-5][0-9])$"
-#define N(a) (sizeof(a) / sizeof((a)[0]))
+#define N(a)                 (sizeof(a) / sizeof((a)[0]))
 #define SCHEMA(var, nm, arr) const struct ci_schema var = {nm, arr, N(arr)}
 
 static const struct ci_field etcd_fields[] = {
@@ -35,7 +35,8 @@ static const struct ci_field etcd_fields[] = {
     {"heartbeat_interval", CI_T_INT, "ETCD_HEARTBEAT_INTERVAL", NULL, DEP_ETCD2, NULL},
     {"http_read_timeout", CI_T_FLOAT, "ETCD_HTTP_READ_TIMEOUT", NULL, NULL, NULL},
     {"http_write_timeout", CI_T_FLOAT, "ETCD_HTTP_WRITE_TIMEOUT", NULL, NULL, NULL},
-    {"initial_advertise_peer_urls", CI_T_STR, "ETCD_INITIAL_ADVERTISE_PEER_URLS", NULL, DEP_ETCD2, NULL},
+    {"initial_advertise_peer_urls", CI_T_STR, "ETCD_INITIAL_ADVERTISE_PEER_URLS", NULL, DEP_ETCD2,
+     NULL},
     {"initial_cluster", CI_T_STR, "ETCD_INITIAL_CLUSTER", NULL, DEP_ETCD2, NULL},
     {"initial_cluster_state", CI_T_STR, "ETCD_INITIAL_CLUSTER_STATE", NULL, DEP_ETCD2, NULL},
     {"initial_cluster_token", CI_T_STR, "ETCD_INITIAL_CLUSTER_TOKEN", NULL, DEP_ETCD2, NULL},
@@ -67,7 +68,8 @@ static const struct ci_field etcd_fields[] = {
 };
 static const struct ci_field etcd2_fields[] = {
     {"advertise_client_urls", CI_T_STR, "ETCD_ADVERTISE_CLIENT_URLS", NULL, NULL, NULL},
-    {"ca_file", CI_T_STR, "ETCD_CA_FILE", NULL, "ca_file obsoleted by trusted_ca_file and client_cert_auth", NULL},
+    {"ca_file", CI_T_STR, "ETCD_CA_FILE", NULL,
+     "ca_file obsoleted by trusted_ca_file and client_cert_auth", NULL},
     {"cert_file", CI_T_STR, "ETCD_CERT_FILE", NULL, NULL, NULL},
     {"client_cert_auth", CI_T_BOOL, "ETCD_CLIENT_CERT_AUTH", NULL, NULL, NULL},
     {"cors", CI_T_STR, "ETCD_CORS", NULL, NULL, NULL},
@@ -92,7 +94,8 @@ static const struct ci_field etcd2_fields[] = {
     {"max_snapshots", CI_T_INT, "ETCD_MAX_SNAPSHOTS", NULL, NULL, NULL},
     {"max_wals", CI_T_INT, "ETCD_MAX_WALS", NULL, NULL, NULL},
     {"name", CI_T_STR, "ETCD_NAME", NULL, NULL, NULL},
-    {"peer_ca_file", CI_T_STR, "ETCD_PEER_CA_FILE", NULL, "peer_ca_file obsoleted peer_trusted_ca_file and peer_client_cert_auth", NULL},
+    {"peer_ca_file", CI_T_STR, "ETCD_PEER_CA_FILE", NULL,
+     "peer_ca_file obsoleted peer_trusted_ca_file and peer_client_cert_auth", NULL},
     {"peer_cert_file", CI_T_STR, "ETCD_PEER_CERT_FILE", NULL, NULL, NULL},
     {"peer_key_file", CI_T_STR, "ETCD_PEER_KEY_FILE", NULL, NULL, NULL},
     {"peer_client_cert_auth", CI_T_BOOL, "ETCD_PEER_CLIENT_CERT_AUTH", NULL, NULL, NULL},
@@ -149,7 +152,8 @@ static const struct ci_field locksmith_fields[] = {
     {"etcd_password", CI_T_STR, "LOCKSMITHD_ETCD_PASSWORD", NULL, NULL, NULL},
     {"group", CI_T_STR, "LOCKSMITHD_GROUP", NULL, NULL, NULL},
     {"window_start", CI_T_STR, "REBOOT_WINDOW_START", RULE_WINDOW_START, NULL, NULL},
-    {"window_length", CI_T_STR, "REBOOT_WINDOW_LENGTH", "^[-+]?([0-9]*(\\.[0-9]*)?[a-z]+)+$", NULL, NULL},
+    {"window_length", CI_T_STR, "REBOOT_WINDOW_LENGTH", "^[-+]?([0-9]*(\\.[0-9]*)?[a-z]+)+$", NULL,
+     NULL},
 };
 
 static const struct ci_field update_fields[] = {

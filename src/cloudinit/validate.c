@@ -133,7 +133,8 @@ static void rule_discovery(const struct ci_node *root, struct ci_report *r)
         ci_node_child(ci_node_child(ci_node_child(root, "coreos"), "etcd"), "discovery");
     if (!present(c)) return;
     struct cn_str s = go_string(c);
-    if (!ci_request_uri_valid(s.p, s.len)) addz(r, c->line, CI_E_WARNING, "discovery URL is not valid");
+    if (!ci_request_uri_valid(s.p, s.len))
+        addz(r, c->line, CI_E_WARNING, "discovery URL is not valid");
 }
 
 static void rule_encoding(const struct ci_node *root, struct ci_report *r)
@@ -277,7 +278,8 @@ void ci_validate(const char *p, size_t len, struct ci_report *r)
 
 void ci_report_free(struct ci_report *r)
 {
-    for (size_t i = 0; i < r->n; i++) cn_free(r->e[i].msg);
+    for (size_t i = 0; i < r->n; i++)
+        cn_free(r->e[i].msg);
     cn_free(r->e);
     r->e = NULL;
     r->n = r->cap = 0;

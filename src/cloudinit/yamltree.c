@@ -74,17 +74,20 @@ static bool parse_float(const char *s, double *out)
         return true;
     }
     bool digits = false;
-    while (*p >= '0' && *p <= '9') p++, digits = true;
+    while (*p >= '0' && *p <= '9')
+        p++, digits = true;
     if (*p == '.') {
         p++;
-        while (*p >= '0' && *p <= '9') p++, digits = true;
+        while (*p >= '0' && *p <= '9')
+            p++, digits = true;
     }
     if (!digits) return false;
     if (*p == 'e' || *p == 'E') {
         p++;
         if (*p == '+' || *p == '-') p++;
         if (!(*p >= '0' && *p <= '9')) return false;
-        while (*p >= '0' && *p <= '9') p++;
+        while (*p >= '0' && *p <= '9')
+            p++;
     }
     if (*p != '\0') return false;
     errno = 0;
@@ -244,7 +247,8 @@ struct lines {
 static bool key_line_matches(const char *line, const char *key)
 {
     const char *p = line;
-    while (*p == ' ') p++;
+    while (*p == ' ')
+        p++;
     if (*p == '-') p++;
     if (*p == ' ') p++;
     const char *c = strchr(p, ':');
@@ -254,7 +258,8 @@ static bool key_line_matches(const char *line, const char *key)
 
 static bool elem_line_matches(const char *line)
 {
-    while (*line == ' ') line++;
+    while (*line == ' ')
+        line++;
     return *line == '-';
 }
 
@@ -265,7 +270,8 @@ static void assign_lines(struct ci_node *n, const struct lines *ls, size_t curso
         for (size_t i = 0; i < n->nkids; i++) {
             struct ci_node *k = n->kids[i];
             size_t c = cursor;
-            while (c < ls->n && !key_line_matches(ls->l[c], k->key)) c++;
+            while (c < ls->n && !key_line_matches(ls->l[c], k->key))
+                c++;
             k->line = c < ls->n ? (int)(c + 1) : 0;
             assign_lines(k, ls, c);
         }
@@ -273,7 +279,8 @@ static void assign_lines(struct ci_node *n, const struct lines *ls, size_t curso
         size_t c = cursor;
         for (size_t i = 0; i < n->nkids; i++) {
             struct ci_node *k = n->kids[i];
-            while (c < ls->n && !elem_line_matches(ls->l[c])) c++;
+            while (c < ls->n && !elem_line_matches(ls->l[c]))
+                c++;
             k->line = c < ls->n ? (int)(c + 1) : 0;
             assign_lines(k, ls, c);
             if (c < ls->n) c++;
@@ -303,7 +310,7 @@ int ci_yaml_parse(const char *p, size_t len, struct ci_node **out, struct ci_yam
     yaml_parser_set_input_string(&parser, (const unsigned char *)p, len);
     if (!yaml_parser_load(&parser, &doc)) {
         /* Spec 6.3: 0-based marks, first non-zero one wins, else line 1. */
-        size_t line = parser.problem_mark.line ? parser.problem_mark.line
+        size_t line = parser.problem_mark.line   ? parser.problem_mark.line
                       : parser.context_mark.line ? parser.context_mark.line
                                                  : 1;
         err->line = line > INT32_MAX ? INT32_MAX : (int)line;
@@ -340,7 +347,8 @@ int ci_yaml_parse(const char *p, size_t len, struct ci_node **out, struct ci_yam
     for (size_t i = 0, start = 0; i <= w; i++) {
         if (i == w || text[i] == '\n') {
             text[i] = '\0';
-            if ((ls.n & (ls.n - 1)) == 0) ls.l = cn_xrealloc(ls.l, (ls.n ? ls.n * 2 : 1) * sizeof(char *));
+            if ((ls.n & (ls.n - 1)) == 0)
+                ls.l = cn_xrealloc(ls.l, (ls.n ? ls.n * 2 : 1) * sizeof(char *));
             ls.l[ls.n++] = text + start;
             start = i + 1;
         }
@@ -355,7 +363,8 @@ int ci_yaml_parse(const char *p, size_t len, struct ci_node **out, struct ci_yam
 void ci_node_free(struct ci_node *n)
 {
     if (n == NULL) return;
-    for (size_t i = 0; i < n->nkids; i++) ci_node_free(n->kids[i]);
+    for (size_t i = 0; i < n->nkids; i++)
+        ci_node_free(n->kids[i]);
     cn_free(n->kids);
     cn_free(n->text);
     cn_free(n->key);

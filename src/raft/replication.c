@@ -113,7 +113,11 @@ bool replicationMaybeCommit(struct cn_raft *r)
     if (mci <= r->log.committed) return false;
     /* §3.6.2: only an entry of the leader's own term is committed by counting replicas;
      * earlier ones are committed indirectly, by the Log Matching Property. */
-    if (logTerm(&r->log, mci) != r->term && !r->cfg.unsafe_commit_prev_term) return false;
+    if (logTerm(&r->log, mci) != r->term) {
+        if (!r->cfg.unsafe_commit_prev_term) return false;
+        TRACE(r, "UNSAFE: committing index=%llu of term %llu by counting",
+              (unsigned long long)mci, (unsigned long long)logTerm(&r->log, mci));
+    }
     replicationCommitTo(r, mci);
     return true;
 }

@@ -15,7 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <systemd/sd-daemon.h>
+#include <dlfcn.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -25,6 +25,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/json.h"
+#include "common/list.h"
 #include "common/log.h"
 #include "config/config.h"
 #include "http/http.h"
@@ -46,8 +47,47 @@ struct server {
     struct cn_node_req *sync_req;
     bool sync_inflight;
     bool stopping;
+    bool opening; /* the data dir is being opened on the thread pool */
+    bool ready;   /* recovery finished: requests go to the api */
     int exit_code;
+    struct cn_list waiting; /* requests that arrived during recovery (struct waiter) */
+    size_t nwaiting;
+    /* the open job */
+    uv_work_t open_work;
+    struct cn_node_options nopt;
+    struct cn_node_boot boot;
+    int open_rc;
+    char open_err[512];
+    int64_t t0;
 };
+
+/* A request that arrived while the data dir was being recovered. */
+struct waiter {
+    struct cn_list link;
+    struct server *s;
+    struct cn_http_req *req;
+};
+
+#define MAX_WAITING 10000
+
+/* ---- systemd ------------------------------------------------------------------------------ */
+
+/* libsystemd (and the compression and crypto libraries it pulls in) costs several milliseconds
+ * of dynamic loading; only a process started by systemd with Type=notify needs it, so it is
+ * loaded on demand. */
+static void notify(const char *state)
+{
+    static int (*fn)(int, const char *);
+    static bool tried;
+    if (getenv("NOTIFY_SOCKET") == NULL) return;
+    if (!tried) {
+        tried = true;
+        void *h = dlopen("libsystemd.so.0", RTLD_NOW | RTLD_LOCAL);
+        if (h) *(void **)&fn = dlsym(h, "sd_notify");
+        if (fn == NULL) CN_LOGW("server", "cannot load libsystemd for sd_notify err=\"%s\"", dlerror());
+    }
+    if (fn && fn(0, state) < 0) CN_LOGW("server", "sd_notify failed state=%s", state);
+}
 
 /* ---- cluster records ---------------------------------------------------------------------- */
 
@@ -178,7 +218,11 @@ static void http_closed(void *ctx)
 {
     struct server *s = ctx;
     s->http = NULL;
-    cn_node_stop(s->node, node_stopped, s);
+    if (s->opening) return; /* open_after stops the node once recovery returns */
+    if (s->node)
+        cn_node_stop(s->node, node_stopped, s);
+    else
+        node_stopped(s);
 }
 
 static void shutdown_server(struct server *s, const char *why)
@@ -189,9 +233,19 @@ static void shutdown_server(struct server *s, const char *why)
     uv_timer_stop(&s->sync_timer);
     uv_signal_stop(&s->sigterm);
     uv_signal_stop(&s->sigint);
-    sd_notify(0, "STOPPING=1");
+    notify("STOPPING=1");
     if (s->sync_req) cn_node_req_detach(s->sync_req);
-    cn_api_end_watches(s->api);
+    if (s->api) cn_api_end_watches(s->api);
+    struct cn_list *it, *tmp;
+    CN_LIST_FOREACH(it, tmp, &s->waiting)
+    {
+        struct waiter *w = CN_CONTAINER_OF(it, struct waiter, link);
+        cn_list_remove(&w->link);
+        w->req->on_abort = NULL;
+        cn_http_respond(w->req, 503, "text/plain; charset=utf-8", NULL, 0,
+                        "server is shutting down\n", 23, true);
+        cn_free(w);
+    }
     if (s->http)
         cn_http_server_close(s->http, http_closed, s);
     else
@@ -257,6 +311,130 @@ static int check_bootstrap(const struct cn_config *cfg)
     return 0;
 }
 
+/* ---- recovery on the thread pool ------------------------------------------------------------ */
+
+static void open_work(uv_work_t *w)
+{
+    struct server *s = w->data;
+    /* Nothing on the loop touches the store or the node until open_after. */
+    s->open_rc = cn_node_open(s->loop, &s->nopt, s->store, &s->node, &s->boot, s->open_err,
+                              sizeof(s->open_err));
+}
+
+static void serve_waiting(struct server *s)
+{
+    struct cn_list *it, *tmp;
+    CN_LIST_FOREACH(it, tmp, &s->waiting)
+    {
+        struct waiter *w = CN_CONTAINER_OF(it, struct waiter, link);
+        cn_list_remove(&w->link);
+        w->req->on_abort = NULL;
+        w->req->data = NULL;
+        struct cn_http_req *req = w->req;
+        cn_free(w);
+        cn_api_handle(req, s->api);
+    }
+    s->nwaiting = 0;
+}
+
+static void open_after(uv_work_t *w, int status)
+{
+    struct server *s = w->data;
+    s->opening = false;
+    if (status != 0 && s->open_rc == 0) s->open_rc = status;
+    if (s->open_rc != 0) {
+        fprintf(stderr, "cairn: %s\n", s->open_err);
+        CN_LOGE("server", "cannot open data dir dir=%s err=\"%s\"", s->cfg.data_dir, s->open_err);
+        s->node = NULL;
+        s->exit_code = 1;
+        if (s->stopping && s->http == NULL)
+            node_stopped(s);
+        else
+            shutdown_server(s, "data dir unusable");
+        return;
+    }
+    const struct cn_node_boot *boot = &s->boot;
+    CN_LOGI("server",
+            "recovered member id=%" PRIx64 " cluster=%" PRIx64 " fresh=%d snapshot=%" PRIu64
+            " replayed=%" PRIu64 " index=%" PRIu64 " ms=%.1f",
+            boot->member_id, boot->cluster_id, boot->fresh, boot->snap_index, boot->replayed,
+            cn_store_index(s->store), (double)(cn_clock_mono_ns() - s->t0) / 1e6);
+    if (s->stopping) { /* SIGTERM arrived during recovery */
+        if (s->http == NULL) cn_node_stop(s->node, node_stopped, s);
+        return;
+    }
+    struct cn_api_options aopt = {
+        .name = s->cfg.name,
+        .member_id = boot->member_id,
+        .cluster_id = boot->cluster_id,
+        .cors = s->cfg.cors,
+        .max_request_bytes = s->cfg.max_request_bytes,
+        .election_ms = s->cfg.election_ms,
+    };
+    s->api = cn_api_new(s->loop, &aopt, s->store, s->node);
+    cn_node_start(s->node);
+    publish(s, boot->fresh, boot->member_id);
+    uv_timer_start(&s->sync_timer, sync_tick, SYNC_INTERVAL_MS, SYNC_INTERVAL_MS);
+    s->ready = true;
+    serve_waiting(s);
+    notify("READY=1");
+    CN_LOGN("server", "ready to serve client requests startup_ms=%.1f",
+            (double)(cn_clock_mono_ns() - s->t0) / 1e6);
+}
+
+static void waiter_abort(struct cn_http_req *req, void *ctx)
+{
+    (void)ctx;
+    struct waiter *w = req->data; /* ctx is the server's */
+    cn_list_remove(&w->link);
+    w->s->nwaiting--;
+    cn_free(w);
+}
+
+/* Until recovery finishes only /version and /health answer (as etcd before its cluster version is
+ * decided: "not_decided"); everything else waits for the store. */
+static void server_handle(struct cn_http_req *req, void *ctx)
+{
+    struct server *s = ctx;
+    if (s->ready) {
+        cn_api_handle(req, s->api);
+        return;
+    }
+    if (cn_str_eqz(req->path, "/version") && req->method == CN_HTTP_GET) {
+        static const char v[] = "{\"etcdserver\":\"2.3.8\",\"etcdcluster\":\"not_decided\"}";
+        cn_http_respond(req, 200, "application/json", NULL, 0, v, sizeof(v) - 1, false);
+        return;
+    }
+    if (cn_str_eqz(req->path, "/health") && req->method == CN_HTTP_GET) {
+        cn_http_respond(req, 503, "application/json", NULL, 0, "{\"health\":\"false\"}", 18, false);
+        return;
+    }
+    if (s->nwaiting >= MAX_WAITING || s->stopping) {
+        cn_http_respond(req, 503, "text/plain; charset=utf-8", NULL, 0,
+                        "server is starting\n", 19, true);
+        return;
+    }
+    struct waiter *w = CN_NEW(struct waiter);
+    w->s = s;
+    w->req = req;
+    req->data = w;
+    req->on_abort = waiter_abort;
+    cn_list_insert_tail(&s->waiting, &w->link);
+    s->nwaiting++;
+}
+
+static void server_too_large(struct cn_http_req *req, void *ctx)
+{
+    struct server *s = ctx;
+    if (s->ready) {
+        cn_api_too_large(req, s->api);
+        return;
+    }
+    static const char e[] = "{\"errorCode\":210,\"message\":\"Invalid POST form\",\"cause\":"
+                            "\"http: POST too large\",\"index\":0}\n";
+    cn_http_respond(req, 400, "application/json", NULL, 0, e, sizeof(e) - 1, false);
+}
+
 int main(int argc, char **argv, char **envp)
 {
     cn_log_init();
@@ -305,44 +483,26 @@ int main(int argc, char **argv, char **envp)
     if (has_member && (s.cfg.discovery || s.cfg.ninitial > 1))
         CN_LOGW("server", "the data dir has member state: ignoring the bootstrap flags");
 
-    char errmsg[512] = "";
-    struct cn_node_boot boot;
-    int64_t t0 = cn_clock_mono_ns();
-    rc = cn_node_open(s.loop, &nopt, s.store, &s.node, &boot, errmsg, sizeof(errmsg));
-    if (rc != 0) {
-        fprintf(stderr, "cairn: %s\n", errmsg);
-        CN_LOGE("server", "cannot open data dir dir=%s err=\"%s\"", s.cfg.data_dir, errmsg);
-        cn_store_free(s.store);
-        cn_config_free(&s.cfg);
-        return 1;
-    }
-    CN_LOGI("server",
-            "recovered member id=%" PRIx64 " cluster=%" PRIx64 " fresh=%d snapshot=%" PRIu64
-            " replayed=%" PRIu64 " index=%" PRIu64 " ms=%.1f",
-            boot.member_id, boot.cluster_id, boot.fresh, boot.snap_index, boot.replayed,
-            cn_store_index(s.store), (double)(cn_clock_mono_ns() - t0) / 1e6);
-
-    struct cn_api_options aopt = {
-        .name = s.cfg.name,
-        .member_id = boot.member_id,
-        .cluster_id = boot.cluster_id,
-        .cors = s.cfg.cors,
-        .max_request_bytes = s.cfg.max_request_bytes,
-        .election_ms = s.cfg.election_ms,
-    };
-    s.api = cn_api_new(s.loop, &aopt, s.store, s.node);
+    s.nopt = nopt;
+    s.t0 = cn_clock_mono_ns();
+    cn_list_init(&s.waiting);
     uv_timer_init(s.loop, &s.sync_timer);
     s.sync_timer.data = &s;
     uv_signal_init(s.loop, &s.sigterm);
     uv_signal_init(s.loop, &s.sigint);
     s.sigterm.data = s.sigint.data = &s;
+    uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&s.sigint, on_signal, SIGINT);
+
+    /* Listen first, then recover the data dir on the thread pool: /version answers within
+     * milliseconds of exec, and every keys request waits for recovery to finish. */
     struct cn_http_limits lim = {
         .max_header_bytes = 64 * 1024,
         .max_headers = 100,
         .max_body_bytes = s.cfg.max_request_bytes,
         .max_pipeline = 64,
     };
-    s.http = cn_http_server_new(s.loop, &lim, cn_api_handle, cn_api_too_large, s.api);
+    s.http = cn_http_server_new(s.loop, &lim, server_handle, server_too_large, &s);
     for (size_t i = 0; i < s.cfg.listen_client.n; i++) {
         const struct cn_url *u = &s.cfg.listen_client.u[i];
         char err[256] = "";
@@ -356,23 +516,12 @@ int main(int argc, char **argv, char **envp)
         }
         CN_LOGN("server", "listening for client requests url=%s", s.cfg.listen_client.raw[i]);
     }
-
-    cn_node_start(s.node);
-    publish(&s, boot.fresh, boot.member_id);
-
-    uv_timer_start(&s.sync_timer, sync_tick, SYNC_INTERVAL_MS, SYNC_INTERVAL_MS);
-    uv_signal_start(&s.sigterm, on_signal, SIGTERM);
-    uv_signal_start(&s.sigint, on_signal, SIGINT);
-
-    sd_notify(0, "READY=1");
-    CN_LOGN("server", "ready to serve client requests startup_ms=%.1f",
-            (double)(cn_clock_mono_ns() - t0) / 1e6);
+    s.opening = true;
+    s.open_work.data = &s;
+    rc = uv_queue_work(s.loop, &s.open_work, open_work, open_after);
+    CN_ASSERT(rc == 0);
 run:
     uv_run(s.loop, UV_RUN_DEFAULT);
-    if (s.node) { /* the loop ended before the node stopped (listen failure) */
-        cn_node_stop(s.node, node_stopped, &s);
-        uv_run(s.loop, UV_RUN_DEFAULT);
-    }
     uv_loop_close(s.loop);
     cn_api_free(s.api);
     cn_store_free(s.store);

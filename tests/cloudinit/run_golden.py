@@ -73,6 +73,9 @@ def run_case(binary, case, update):
         argv = [a.format(case=case, root=root, log=log, tmp=tmp)
                 for a in args.splitlines() if a != ""]
         env = {"PATH": "/nonexistent"}  # nothing may be executed
+        for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+            if k in os.environ:
+                env[k] = os.environ[k]
         for line in (read(os.path.join(case, "env"), "", "r")).splitlines():
             if "=" in line:
                 k, v = line.split("=", 1)
@@ -110,6 +113,9 @@ def run_case(binary, case, update):
         want_log = read(os.path.join(case, "log"), b"")
         if actual_log != want_log:
             errors.append("log %r, want %r" % (actual_log, want_log))
+        for bad in (b"AddressSanitizer", b"LeakSanitizer", b"runtime error:"):
+            if bad in p.stderr:
+                errors.append("sanitizer report in stderr")
         for sub in read(os.path.join(case, "stderr"), "", "r").splitlines():
             if sub and sub.encode() not in p.stderr:
                 errors.append("stderr lacks %r" % sub)

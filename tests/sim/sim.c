@@ -21,7 +21,17 @@
 #define ELECTION_T   10 /* ticks: election timeout in [100, 200) ms */
 #define LIVENESS_MS  (10 * ELECTION_T * TICK_MS)
 
-enum ev_type { EV_TICK, EV_DELIVER, EV_FSYNC, EV_CRASH, EV_RESTART, EV_CLIENT, EV_NET, EV_HEAL };
+enum ev_type {
+    EV_TICK,
+    EV_DELIVER,
+    EV_FSYNC,
+    EV_CRASH,
+    EV_RESTART,
+    EV_CLIENT,
+    EV_NET,
+    EV_HEAL,
+    EV_HUNT, /* the nemesis strikes a new leader: crash it or cut it off */
+};
 
 struct ev {
     uint64_t time, seq;
@@ -60,6 +70,7 @@ struct sim {
     unsigned drop_pct, dup_pct, delay_max, long_delay_pct;
     unsigned compact_every;
     bool healed, faults_off;
+    bool storm; /* frequent crashes and network changes: many short-lived leaders */
     uint64_t next_prop, next_ctx;
     struct pending_prop *props;
     size_t n_props, cap_props;
@@ -513,7 +524,9 @@ static void pump(struct sim *s, int i)
     struct sim_member *m = &s->m[i];
     if (!m->up || m->fsync_pending || !cn_raft_has_ready(m->r)) return;
     m->fsync_pending = true;
-    push(s, rndn(s, 4), EV_FSYNC, i, NULL);
+    /* fsync latency: usually a few ms, sometimes a spike */
+    uint64_t delay = (!s->faults_off && chance(s, 10)) ? 20 + rndn(s, 60) : rndn(s, 4);
+    push(s, delay, EV_FSYNC, i, NULL);
 }
 
 static void onFsync(struct sim *s, int i)
@@ -597,6 +610,10 @@ static void checkRoles(struct sim *s)
             if (m->last_role != CN_RAFT_LEADER || m->last_term != st.term) {
                 trace(s, "member %llu is leader of term %llu", (unsigned long long)m->id,
                       (unsigned long long)st.term);
+                /* short-lived leaders leave many terms' uncommitted entries behind: the
+                 * ground the Figure 8 case grows on */
+                if (s->storm && !s->faults_off && chance(s, 60))
+                    push(s, rndn(s, 40), EV_HUNT, i, NULL);
                 if (!check_leader_log(s->check, m->id, st.term, &m->disk, why, sizeof(why)))
                     fail(s, why);
             }
@@ -678,7 +695,7 @@ static void netChange(struct sim *s)
     }
     s->drop_pct = (unsigned)rndn(s, 15);
     s->dup_pct = (unsigned)rndn(s, 8);
-    if (!s->healed) push(s, 100 + rndn(s, 600), EV_NET, -1, NULL);
+    if (!s->healed) push(s, s->storm ? 20 + rndn(s, 150) : 100 + rndn(s, 600), EV_NET, -1, NULL);
 }
 
 static void heal(struct sim *s)
@@ -712,9 +729,12 @@ static void handle(struct sim *s, struct ev *e)
     case EV_CRASH:
         if (!s->faults_off) {
             crash(s, e->member);
-            push(s, 50 + rndn(s, 500), EV_RESTART, e->member, NULL);
+            push(s, s->storm ? 10 + rndn(s, 150) : 50 + rndn(s, 500), EV_RESTART, e->member,
+                 NULL);
         }
-        if (!s->healed) push(s, 200 + rndn(s, 2000), EV_CRASH, (int)rndn(s, (uint64_t)s->n), NULL);
+        if (!s->healed)
+            push(s, s->storm ? 20 + rndn(s, 200) : 200 + rndn(s, 2000), EV_CRASH,
+                 (int)rndn(s, (uint64_t)s->n), NULL);
         break;
     case EV_RESTART:
         if (!m->up) {
@@ -731,6 +751,16 @@ static void handle(struct sim *s, struct ev *e)
         break;
     case EV_HEAL:
         heal(s);
+        break;
+    case EV_HUNT:
+        if (s->faults_off || !m->up || e->incarnation != m->incarnation) break;
+        if (chance(s, 50)) {
+            crash(s, e->member);
+            push(s, 10 + rndn(s, 150), EV_RESTART, e->member, NULL);
+        } else {
+            for (int b = 0; b < s->n; b++) s->cut[e->member][b] = s->cut[b][e->member] = true;
+            trace(s, "net: isolate leader %d", e->member + 1);
+        }
         break;
     }
     cn_buf_free(&e->msg);
@@ -859,14 +889,15 @@ int sim_run(const struct sim_opts *o)
     s->long_delay_pct = (unsigned)rndn(s, 5);
     static const unsigned compact[] = {8, 30, 1000000};
     s->compact_every = compact[rndn(s, 3)];
+    s->storm = chance(s, 40);
     size_t msg_bytes = chance(s, 40) ? 1 : 64u << 10;
     unsigned inflight = chance(s, 30) ? 2 : 64;
     bool pre_vote = !chance(s, 15);
     bool check_quorum = !chance(s, 15);
-    trace(s, "seed=%llu members=%d delay<=%u compact_every=%u msg_bytes=%zu inflight=%u "
+    trace(s, "seed=%llu members=%d storm=%d delay<=%u compact_every=%u msg_bytes=%zu inflight=%u "
              "pre_vote=%d check_quorum=%d",
-          (unsigned long long)o->seed, s->n, s->delay_max, s->compact_every, msg_bytes, inflight,
-          pre_vote, check_quorum);
+          (unsigned long long)o->seed, s->n, s->storm, s->delay_max, s->compact_every, msg_bytes,
+          inflight, pre_vote, check_quorum);
     struct cn_raft_conf conf = {0};
     for (int i = 0; i < s->n; i++) conf.voters[conf.n_voters++] = (uint64_t)i + 1;
     for (int i = 0; i < s->n; i++) {

@@ -1,14 +1,15 @@
 /* Unit tests for src/cloudinit: the Go-compatible decoders and formatters, scalar typing, line
  * numbers, substitution, renderers and root confinement, each checked on concrete values. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <cmocka.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cmocka.h>
 
 #include "cloudinit/cloudinit.h"
 #include "common/alloc.h"
@@ -51,9 +52,9 @@ static void test_gzip(void **state)
 {
     (void)state;
     /* gzip of "hi\n" (mtime 0) */
-    static const unsigned char gz[] = {0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02,
-                                       0xff, 0xcb, 0xc8, 0xe4, 0x02, 0x00, 0x7a, 0x7a, 0x6f,
-                                       0xed, 0x03, 0x00, 0x00, 0x00};
+    static const unsigned char gz[] = {0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00,
+                                       0x02, 0xff, 0xcb, 0xc8, 0xe4, 0x02, 0x00, 0x7a,
+                                       0x7a, 0x6f, 0xed, 0x03, 0x00, 0x00, 0x00};
     struct cn_buf b = CN_BUF_INIT;
     assert_int_equal(ci_gzip_decode((const char *)gz, sizeof(gz), 1024, &b), 0);
     assert_int_equal(b.len, 3);
@@ -189,10 +190,10 @@ static void test_scalar_typing(void **state)
     struct {
         const char *key;
         enum ci_kind kind;
-    } want[] = {{"a", CI_INT}, {"b", CI_BOOL}, {"c", CI_STR},   {"d", CI_INT},   {"e", CI_INT},
-                {"f", CI_FLOAT}, {"g", CI_FLOAT}, {"h", CI_NULL}, {"i", CI_FLOAT}, {"j", CI_INT},
-                {"k", CI_FLOAT}, {"l", CI_BOOL}, {"m", CI_FLOAT}, {"n", CI_INT}, {"o", CI_STR},
-                {"p", CI_NULL}};
+    } want[] = {{"a", CI_INT},   {"b", CI_BOOL},  {"c", CI_STR},   {"d", CI_INT},
+                {"e", CI_INT},   {"f", CI_FLOAT}, {"g", CI_FLOAT}, {"h", CI_NULL},
+                {"i", CI_FLOAT}, {"j", CI_INT},   {"k", CI_FLOAT}, {"l", CI_BOOL},
+                {"m", CI_FLOAT}, {"n", CI_INT},   {"o", CI_STR},   {"p", CI_NULL}};
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         const struct ci_node *k = ci_node_child(n, want[i].key);
         assert_non_null(k);
@@ -330,7 +331,8 @@ static struct ci_obj *obj_from(const char *yaml)
 static void test_render(void **state)
 {
     (void)state;
-    struct ci_obj *c = obj_from("coreos:\n  update:\n    group: stable\n    reboot-strategy: off\n");
+    struct ci_obj *c =
+        obj_from("coreos:\n  update:\n    group: stable\n    reboot-strategy: off\n");
     struct cn_buf b = CN_BUF_INIT;
     const char *base = "GROUP=alpha\nSERVER=https://updates.example.com/v1/update/\n";
     ci_render_update_conf(ci_sub(ci_sub(c, CC_COREOS), CO_UPDATE), base, strlen(base), &b);
@@ -426,14 +428,14 @@ static void test_root_confinement(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_base64),         cmocka_unit_test(test_gzip),
-        cmocka_unit_test(test_decode_content), cmocka_unit_test(test_quote),
-        cmocka_unit_test(test_path_clean),     cmocka_unit_test(test_classify),
-        cmocka_unit_test(test_substitute),     cmocka_unit_test(test_scalar_typing),
-        cmocka_unit_test(test_line_numbers),   cmocka_unit_test(test_yaml_errors),
-        cmocka_unit_test(test_decode),         cmocka_unit_test(test_validate_report),
-        cmocka_unit_test(test_request_uri),    cmocka_unit_test(test_format_float),
-        cmocka_unit_test(test_render),         cmocka_unit_test(test_waagent_xml),
+        cmocka_unit_test(test_base64),           cmocka_unit_test(test_gzip),
+        cmocka_unit_test(test_decode_content),   cmocka_unit_test(test_quote),
+        cmocka_unit_test(test_path_clean),       cmocka_unit_test(test_classify),
+        cmocka_unit_test(test_substitute),       cmocka_unit_test(test_scalar_typing),
+        cmocka_unit_test(test_line_numbers),     cmocka_unit_test(test_yaml_errors),
+        cmocka_unit_test(test_decode),           cmocka_unit_test(test_validate_report),
+        cmocka_unit_test(test_request_uri),      cmocka_unit_test(test_format_float),
+        cmocka_unit_test(test_render),           cmocka_unit_test(test_waagent_xml),
         cmocka_unit_test(test_root_confinement),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

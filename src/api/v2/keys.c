@@ -119,7 +119,8 @@ static void send_node_error(struct cn_api *api, struct cn_http_req *req, int rc)
 
 static void pending_abort(struct cn_http_req *req, void *ctx)
 {
-    struct pending *pd = ctx;
+    (void)ctx;
+    struct pending *pd = req->data; /* ctx is the server's */
     cn_node_req_detach(pd->nreq);
     cn_buf_free(&pd->key);
     cn_free(pd);
@@ -273,7 +274,8 @@ static void watch_event(struct cn_store_watcher *w, struct cn_store_event *ev, v
 
 static void watch_abort(struct cn_http_req *req, void *ctx)
 {
-    struct watch *wt = ctx;
+    (void)ctx;
+    struct watch *wt = req->data; /* ctx is the server's */
     if (wt->w) cn_store_unwatch(wt->api->store, wt->w);
     watch_free(wt);
 }

@@ -266,7 +266,8 @@ struct health {
 
 static void health_abort(struct cn_http_req *req, void *ctx)
 {
-    struct health *h = ctx;
+    (void)ctx;
+    struct health *h = req->data; /* ctx is the server's */
     cn_node_req_detach(h->nreq);
     cn_free(h);
 }
