@@ -28,6 +28,7 @@ test: deps
 	cd build && ctest --output-on-failure -j $(JOBS)
 	CAIRN_BIN=$(CURDIR)/build/cairn $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 	$(MAKE) --no-print-directory test-asan
+	fuzz/cloudinit/run.sh 60 build-fuzz
 
 test-asan:
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCN_SANITIZE=ON -DCN_WERROR=ON >/dev/null
@@ -41,8 +42,11 @@ test-asan:
 bench: deps build
 	$(PYTHON) bench/bench.py --cairn build/cairn --loadgen build/bench/cn_loadgen
 
+fuzz: deps
+	fuzz/cloudinit/run.sh 600 build-fuzz
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

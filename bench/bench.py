@@ -478,7 +478,11 @@ def fmt(v, unit):
         return "%.0f" % v
     if v >= 100:
         return "%.0f %s" % (v, unit)
-    return "%.3g %s" % (v, unit)
+    if v >= 10:
+        return "%.1f %s" % (v, unit)
+    if v >= 1:
+        return "%.2f %s" % (v, unit)
+    return "%.3f %s" % (v, unit)
 
 
 def compare(args, results):
@@ -540,6 +544,22 @@ def print_table(args, results, rows):
             print("  %s: %s" % (t, e.splitlines()[0]))
 
 
+def markdown_table(rows):
+    """The comparison as a Markdown table (for docs/benchmarks.md); missing cairn = pending."""
+    out = ["| figure | cairn | etcd | cairn/etcd | better | target | verdict |",
+           "| --- | ---: | ---: | ---: | --- | --- | --- |"]
+    for r in rows:
+        if r["cairn"] is None and r["etcd"] is None:
+            continue
+        c = "pending" if r["cairn"] is None else fmt(r["cairn"], r["unit"])
+        e = "-" if r["etcd"] is None else fmt(r["etcd"], r["unit"])
+        ratio = "-" if r["ratio"] is None else "%.2fx" % r["ratio"]
+        verdict = "" if r["pass"] is None else ("pass" if r["pass"] else "miss")
+        out.append("| %s | %s | %s | %s | %s | %s | %s |"
+                   % (r["label"], c, e, ratio, r["better"], r["target"] or "", verdict))
+    return "\n".join(out) + "\n"
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -556,6 +576,7 @@ def parse_args(argv):
     p.add_argument("--quick", action="store_true",
                    help="conns 1 and 64 only, 2 s loads with 0.5 s warm-up")
     p.add_argument("--json", metavar="OUT", help="also write all results as JSON to OUT")
+    p.add_argument("--markdown", metavar="OUT", help="also write the table as Markdown to OUT")
     p.add_argument("--conns", help="comma-separated connection counts [1,16,64,256]")
     p.add_argument("--ops", default="put,get,qget", help="comma-separated subset of put,get,qget")
     p.add_argument("--duration-s", type=float, help="seconds per load [10, quick 2]")
@@ -677,6 +698,11 @@ def main(argv):
             json.dump(doc, f, indent=1, sort_keys=True)
             f.write("\n")
         log("wrote %s" % args.json)
+
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown_table(rows))
+        log("wrote %s" % args.markdown)
 
     failed = any(r["errors"] for t, _ in plan for r in results[t]["runs"])
     return 1 if failed else 0

@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(
     build-essential cmake pkg-config clang
     libuv1-dev libhttp-parser-dev libyaml-dev libjansson-dev libsystemd-dev libssl-dev zlib1g-dev
-    libcmocka-dev
+    libcmocka-dev libclang-rt-14-dev
     python3 python3-pytest python3-etcd python3-requests
     etcd-client curl
 )

@@ -884,14 +884,16 @@ int sim_run(const struct sim_opts *o)
     s->o = *o;
     s->rng = o->seed * 0x2545F4914F6CDD1Dull + 7;
     s->check = check_new();
-    s->n = chance(s, 50) ? 3 : 5;
     s->delay_max = 1 + (unsigned)rndn(s, 20);
     s->long_delay_pct = (unsigned)rndn(s, 5);
     static const unsigned compact[] = {8, 30, 1000000};
     s->compact_every = compact[rndn(s, 3)];
     s->storm = chance(s, 40);
-    size_t msg_bytes = chance(s, 40) ? 1 : 64u << 10;
-    unsigned inflight = chance(s, 30) ? 2 : 64;
+    /* storms favour what lets the Figure 8 case arise: 5 members (as in the paper) and old
+     * entries re-replicated one message at a time */
+    s->n = chance(s, s->storm ? 80 : 50) ? 5 : 3;
+    size_t msg_bytes = chance(s, s->storm ? 70 : 40) ? 1 : 64u << 10;
+    unsigned inflight = chance(s, s->storm ? 50 : 30) ? 2 : 64;
     bool pre_vote = !chance(s, 15);
     bool check_quorum = !chance(s, 15);
     trace(s, "seed=%llu members=%d storm=%d delay<=%u compact_every=%u msg_bytes=%zu inflight=%u "
