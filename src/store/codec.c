@@ -194,13 +194,15 @@ void cn_store_snapshot_save(const struct cn_store *s, struct cn_buf *out)
     cn_buf_put_u32(out, 0); /* crc, patched below */
     size_t start = out->len;
     cn_buf_put_u64(out, s->index);
-    for (int ns = 0; ns < CN_NS_COUNT; ns++) save_tree(s->root[ns], out);
+    for (int ns = 0; ns < CN_NS_COUNT; ns++)
+        save_tree(s->root[ns], out);
     cn_buf_put_uvarint(out, s->hist_n);
     for (size_t i = 0; i < s->hist_n; i++) {
         const struct cn_store_event *ev = s->hist[(s->hist_head + i) % STORE_HIST_CAP];
         cn_buf_put_u8(out, ev->ns);
         cn_buf_put_u8(out, (uint8_t)store_action_code(ev->action));
-        cn_buf_put_u8(out, (uint8_t)((ev->refresh ? EF_REFRESH : 0) | (ev->has_prev ? EF_HAS_PREV : 0)));
+        cn_buf_put_u8(out,
+                      (uint8_t)((ev->refresh ? EF_REFRESH : 0) | (ev->has_prev ? EF_HAS_PREV : 0)));
         cn_buf_put_uvarint(out, ev->index);
         cn_buf_put_bytes(out, ev->node.key, ev->node.key_len);
         save_copy(&ev->node, out);
@@ -210,8 +212,10 @@ void cn_store_snapshot_save(const struct cn_store *s, struct cn_buf *out)
     uint32_t crc = crc32_buf(out->p + start, plen);
     /* patch the header fields in place, little-endian */
     unsigned char *h = (unsigned char *)out->p + hdr + 8;
-    for (int i = 0; i < 8; i++) h[i] = (unsigned char)(plen >> (8 * i));
-    for (int i = 0; i < 4; i++) h[8 + i] = (unsigned char)(crc >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        h[i] = (unsigned char)(plen >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        h[8 + i] = (unsigned char)(crc >> (8 * i));
 }
 
 static bool valid_name(struct cn_str n)
@@ -333,7 +337,8 @@ int cn_store_snapshot_load(struct cn_store *s, const void *p, size_t len)
     cn_rd_init(&pr, payload, (size_t)plen);
     t->index = cn_rd_u64(&pr);
     bool ok = cn_rd_ok(&pr);
-    for (int ns = 0; ok && ns < CN_NS_COUNT; ns++) ok = load_tree(t, (uint8_t)ns, &pr);
+    for (int ns = 0; ok && ns < CN_NS_COUNT; ns++)
+        ok = load_tree(t, (uint8_t)ns, &pr);
     ok = ok && load_history(t, &pr) && cn_rd_ok(&pr) && cn_rd_left(&pr) == 0;
     if (!ok) {
         cn_store_free(t);

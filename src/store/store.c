@@ -25,7 +25,8 @@ void cn_store_free(struct cn_store *s)
     store_hub_end_all(s, false);
     store_hist_clear(s);
     cn_store_event_unref(s->last_ev);
-    for (int ns = 0; ns < CN_NS_COUNT; ns++) store_free_tree_raw(s->root[ns]);
+    for (int ns = 0; ns < CN_NS_COUNT; ns++)
+        store_free_tree_raw(s->root[ns]);
     cn_free(s->heap);
     cn_buf_free(&s->path);
     cn_buf_free(&s->aux);
@@ -99,7 +100,8 @@ static struct node *lookup(struct cn_store *s, uint8_t ns, const char *path, siz
     size_t i = 1;
     while (i < len) {
         size_t st = i;
-        while (i < len && path[i] != '/') i++;
+        while (i < len && path[i] != '/')
+            i++;
         if (!cur->is_dir) {
             if (err) set_err(s, err, CN_EC_NOT_DIR, path, st - 1);
             return NULL;
@@ -118,7 +120,8 @@ static struct node *lookup(struct cn_store *s, uint8_t ns, const char *path, siz
 static size_t last_slash(const char *path, size_t len)
 {
     size_t i = len;
-    while (i > 0 && path[i - 1] != '/') i--;
+    while (i > 0 && path[i - 1] != '/')
+        i--;
     return i - 1;
 }
 
@@ -136,11 +139,19 @@ static void attach(struct cn_store *s, struct node *d, struct node *n)
     if (!n->is_dir) s->nkeys[n->ns]++;
 }
 
+/* Can a key's allocation take a value of vlen bytes without wasting much? (A node that once held
+ * a big value must not keep that memory forever.) */
+static bool value_fits(const struct node *n, size_t vlen)
+{
+    size_t cap = n->value_cap;
+    return vlen <= cap && !(cap - vlen > 64 && vlen < cap / 2);
+}
+
 /* Replaces a key's value, keeping the node in place when the value fits, else moving it to a
- * bigger allocation. Returns the (possibly new) node. v may point into n. */
+ * right-sized allocation. Returns the (possibly new) node. v may point into n. */
 static struct node *rewrite_value(struct cn_store *s, struct node *n, const char *v, size_t vlen)
 {
-    if (vlen <= n->value_cap) {
+    if (value_fits(n, vlen)) {
         char *dst = node_value(n);
         if (vlen && dst != v) memmove(dst, v, vlen);
         dst[vlen] = '\0';
@@ -179,9 +190,9 @@ static void finish(struct cn_store *s, struct cn_store_event *ev, struct cn_stor
 /* etcd's internalCreate on a clean path: auto-creates parent directories, replaces an existing
  * key when replace is set. value NULL for directories. */
 static struct cn_store_event *internal_create(struct cn_store *s, uint8_t ns, const char *path,
-                                              size_t len, bool dir, const char *value,
-                                              size_t vlen, int64_t expire, bool replace,
-                                              const char *action, struct cn_store_err *err)
+                                              size_t len, bool dir, const char *value, size_t vlen,
+                                              int64_t expire, bool replace, const char *action,
+                                              struct cn_store_err *err)
 {
     uint64_t next = s->index + 1;
     if (len == 1) {
@@ -193,7 +204,8 @@ static struct cn_store_event *internal_create(struct cn_store *s, uint8_t ns, co
     size_t i = 1;
     while (i < ls) {
         size_t st = i;
-        while (i < ls && path[i] != '/') i++;
+        while (i < ls && path[i] != '/')
+            i++;
         struct node *c = store_avl_find(d->kids, path + st, i - st);
         if (c && !c->is_dir) {
             /* etcd counts a setsFail here on top of the operation's own failure counter */
@@ -226,7 +238,7 @@ static struct cn_store_event *internal_create(struct cn_store *s, uint8_t ns, co
         .created_index = next,
     };
     struct cn_store_event *ev = store_event_new(ns, action, next, path, len, &spec, old);
-    if (old && !dir && vlen <= old->value_cap) {
+    if (old && !dir && value_fits(old, vlen)) {
         /* replacing a key by a key: recreate it in place (new createdIndex, as etcd) */
         old->created_index = old->modified_index = next;
         old = rewrite_value(s, old, spec.value, vlen);
@@ -351,9 +363,10 @@ fail:
 static bool compare(struct cn_store *s, const struct node *n, const struct cn_store_cmd *c,
                     struct cn_store_err *err)
 {
-    bool value_ok = !c->has_prev_value || (c->prev_value.len == n->value_len &&
-                                           (n->value_len == 0 ||
-                                            memcmp(c->prev_value.p, node_cvalue(n), n->value_len) == 0));
+    bool value_ok =
+        !c->has_prev_value ||
+        (c->prev_value.len == n->value_len &&
+         (n->value_len == 0 || memcmp(c->prev_value.p, node_cvalue(n), n->value_len) == 0));
     bool index_ok = c->prev_index == 0 || c->prev_index == n->modified_index;
     if (value_ok && index_ok) return true;
     set_err(s, err, CN_EC_TEST_FAILED, "", 0);
@@ -408,8 +421,7 @@ static void op_cas(struct cn_store *s, const struct cn_store_cmd *c, struct cn_s
         .modified_index = next,
         .created_index = n->created_index,
     };
-    struct cn_store_event *ev =
-        store_event_new(c->ns, "compareAndSwap", next, path, len, &spec, n);
+    struct cn_store_event *ev = store_event_new(c->ns, "compareAndSwap", next, path, len, &spec, n);
     n = rewrite_value(s, n, value, vlen);
     n->modified_index = next;
     store_set_expire(s, n, expire);
@@ -517,7 +529,8 @@ static void op_sync(struct cn_store *s, int64_t now_ns, struct cn_store_result *
 
 /* ---- apply -------------------------------------------------------------------------------- */
 
-void cn_store_apply_cmd(struct cn_store *s, const struct cn_store_cmd *c, struct cn_store_result *res)
+void cn_store_apply_cmd(struct cn_store *s, const struct cn_store_cmd *c,
+                        struct cn_store_result *res)
 {
     memset(res, 0, sizeof(*res));
     res->err.index = s->index;
@@ -554,7 +567,7 @@ void cn_store_apply_cmd(struct cn_store *s, const struct cn_store_cmd *c, struct
     case CN_OP_NOOP:
         break;
     default:
-        CN_ASSERT(!"unknown store op");
+        cn_assert_fail("unknown store op", __FILE__, __LINE__);
     }
 }
 

@@ -28,11 +28,12 @@ enum cn_store_ns {
 enum cn_store_op {
     CN_OP_SET = 1,    /* create or replace (action "set") */
     CN_OP_CREATE,     /* must not exist (action "create") */
-    CN_OP_CREATE_SEQ, /* POST: create <key>/<20-digit index> (action "create") */
+    CN_OP_CREATE_SEQ, /* POST: create <key>/<20-digit index> (action "create"); on "/" the
+                         child is created under the root, as etcd does */
     CN_OP_UPDATE,     /* must exist (action "update") */
     CN_OP_CAS,        /* compare-and-swap (action "compareAndSwap") */
     CN_OP_DELETE,     /* action "delete" */
-    CN_OP_CAD,        /* compare-and-delete (action "compareAndDelete") */
+    CN_OP_CAD,        /* compare-and-delete (action "compareAndDelete"); "/" → 107 */
     CN_OP_SYNC,       /* expire every node with expire_ns <= now_ns (action "expire" per node) */
     CN_OP_NOOP,       /* consumes no index; used by consensus (e.g. a new leader's empty entry) */
 };
@@ -40,18 +41,18 @@ enum cn_store_op {
 /* A decoded command. All cn_str fields are borrowed (from the encoded bytes, or from the
  * caller's request). */
 struct cn_store_cmd {
-    uint8_t op;             /* enum cn_store_op */
-    uint8_t ns;             /* enum cn_store_ns */
-    bool dir;               /* create a directory (SET/CREATE/CREATE_SEQ); allow dir (DELETE) */
-    bool recursive;         /* DELETE */
-    bool refresh;           /* SET/UPDATE/CAS: keep the value, only reset the TTL (etcd >= 2.3) */
-    bool has_prev_value;    /* CAS/CAD */
-    struct cn_str key;      /* raw path as the client gave it (the store cleans it) */
-    struct cn_str value;    /* SET/CREATE/CREATE_SEQ/UPDATE/CAS */
+    uint8_t op;          /* enum cn_store_op */
+    uint8_t ns;          /* enum cn_store_ns */
+    bool dir;            /* create a directory (SET/CREATE/CREATE_SEQ); allow dir (DELETE) */
+    bool recursive;      /* DELETE */
+    bool refresh;        /* SET/UPDATE/CAS: keep the value, only reset the TTL (etcd >= 2.3) */
+    bool has_prev_value; /* CAS/CAD: compare prev_value (even when empty) */
+    struct cn_str key;   /* raw path as the client gave it (the store cleans it) */
+    struct cn_str value; /* SET/CREATE/CREATE_SEQ/UPDATE/CAS */
     struct cn_str prev_value;
-    uint64_t prev_index;    /* CAS/CAD; 0 = no index check */
-    int64_t expire_ns;      /* absolute expiry (Unix ns) fixed by the proposer; 0 = permanent */
-    int64_t now_ns;         /* the log entry's time (proposer's clock); SYNC expires against it */
+    uint64_t prev_index; /* CAS/CAD; 0 = no index check */
+    int64_t expire_ns;   /* absolute expiry (Unix ns) fixed by the proposer; 0 = permanent */
+    int64_t now_ns;      /* the log entry's time (proposer's clock); SYNC expires against it */
 };
 
 /* Encodes c (versioned binary format) by appending to out. */
@@ -61,9 +62,9 @@ int cn_store_cmd_decode(const void *p, size_t len, struct cn_store_cmd *c);
 
 /* One node as it was at an event (copies, owned by the event). */
 struct cn_store_node_copy {
-    char *key;         /* absolute path within its namespace, NUL-terminated */
+    char *key; /* absolute path within its namespace, NUL-terminated */
     size_t key_len;
-    char *value;       /* NULL for directories and for delete/expire "node" objects */
+    char *value; /* NULL for directories and for delete/expire "node" objects */
     size_t value_len;
     bool dir;
     int64_t expire_ns; /* 0 = no TTL */
@@ -80,7 +81,7 @@ struct cn_store_event {
                            "compareAndDelete", "expire" (static strings) */
     bool refresh;       /* a refresh: recorded in history, never delivered to watchers */
     bool has_prev;
-    uint64_t index;     /* the index this event consumed */
+    uint64_t index; /* the index this event consumed */
     struct cn_store_node_copy node;
     struct cn_store_node_copy prev;
 };
@@ -108,22 +109,25 @@ enum cn_ecode {
 
 /* An etcd error result (spec §10): ecode 0 means success. */
 struct cn_store_err {
-    int ecode;        /* 100, 101, ... */
-    char cause[512];  /* truncated if longer; "" when none */
-    uint64_t index;   /* the store's current index when the error was raised */
+    int ecode;       /* 100, 101, ... */
+    char cause[512]; /* truncated if longer; "" when none */
+    uint64_t index;  /* the store's current index when the error was raised */
 };
 
 /* Result of cn_store_apply. For SYNC, ev is NULL and nexpired tells how many nodes expired (their
  * events went to history and watchers). */
 struct cn_store_result {
     struct cn_store_err err;
-    struct cn_store_event *ev; /* success: borrowed, valid until the next apply; ref it to keep */
+    struct cn_store_event *ev; /* success: borrowed, valid until the next apply or snapshot
+                                  load (the store holds a ref); ref it to keep */
     uint64_t nexpired;
 };
 
 struct cn_store;
 
 struct cn_store *cn_store_new(void);
+/* Frees everything, live watchers included (their callbacks are not called). Not from inside a
+ * watch callback. */
 void cn_store_free(struct cn_store *s);
 
 /* Applies one command. Always deterministic: the outcome depends only on the store's state and
@@ -131,7 +135,8 @@ void cn_store_free(struct cn_store *s);
  * a bug or corruption, not an etcd error). */
 int cn_store_apply(struct cn_store *s, const void *cmd, size_t len, struct cn_store_result *res);
 /* Same, for an already decoded command. */
-void cn_store_apply_cmd(struct cn_store *s, const struct cn_store_cmd *c, struct cn_store_result *res);
+void cn_store_apply_cmd(struct cn_store *s, const struct cn_store_cmd *c,
+                        struct cn_store_result *res);
 
 /* The current etcd index. */
 uint64_t cn_store_index(const struct cn_store *s);
@@ -144,15 +149,18 @@ uint64_t cn_store_index(const struct cn_store *s);
 bool cn_store_get_json(struct cn_store *s, uint8_t ns, struct cn_str key, bool recursive,
                        bool sorted, int64_t now_ns, struct cn_buf *out, struct cn_store_err *err);
 
-/* Reads a key's value without counting it as a client get (for internal records). Returns a
- * borrowed pointer valid until the next apply, or NULL when missing or a directory. */
+/* Reads a key's value without counting it as a client get (for internal records). key is
+ * cleaned like any other path. Returns a borrowed, NUL-terminated pointer valid until the next
+ * apply, or NULL when missing or a directory. */
 const char *cn_store_peek(struct cn_store *s, uint8_t ns, const char *key, size_t *len);
 
-/* Calls fn for each direct child of dir (sorted by key), for internal readers such as the
- * membership layer. Borrowed strings are valid during the call only. */
+/* Calls fn for each direct child of dir (sorted by key, hidden ones included), for internal
+ * readers such as the membership layer. key is the child's absolute path ("/members/abc");
+ * value is NULL for directories. Borrowed strings are valid during the call only; fn may read
+ * the store but must not apply commands. Nothing is called when dir is missing or a key. */
 void cn_store_each_child(struct cn_store *s, uint8_t ns, const char *dir,
-                         void (*fn)(const char *key, const char *value, size_t value_len, bool is_dir,
-                                    void *ctx),
+                         void (*fn)(const char *key, const char *value, size_t value_len,
+                                    bool is_dir, void *ctx),
                          void *ctx);
 
 /* Earliest expiry among nodes with a TTL (Unix ns), or 0 when none. The leader proposes SYNC when
@@ -167,17 +175,22 @@ uint64_t cn_store_key_count(const struct cn_store *s, uint8_t ns);
 struct cn_store_watcher;
 
 /* Called for each matching event, during cn_store_apply (or during cn_store_watch when a history
- * event satisfies the watch at once). ev is borrowed for the call. The callback may call
- * cn_store_unwatch(w) (also on itself). A non-stream watcher is removed by the store right
- * after its first event is delivered, before the callback returns; the callback must not touch w
- * after that. */
+ * event satisfies the watch at once), and once with ev == NULL when the watcher is ended by a
+ * snapshot load. ev is borrowed for the call (ref it to keep it). The callback may call
+ * cn_store_unwatch on any watcher, itself included, and may register new watchers (they start
+ * with the next event); it must not call cn_store_snapshot_load or cn_store_free. A non-stream
+ * watcher is already removed when its callback runs (watcher count decremented, unwatching it is
+ * a no-op) and is freed when the callback returns: nobody may use w after that. */
 typedef void (*cn_store_watch_cb)(struct cn_store_watcher *w, struct cn_store_event *ev, void *ctx);
 
 /* Registers a watch on key (spec §8). since_index 0 = the next event. When an event in history
  * at or after since_index matches, it is delivered through cb before this returns; a non-stream
- * watcher is then already gone and *out is set to NULL. A stream watcher keeps receiving later
- * matches (cairn streams on after a history hit, unlike etcd's quirk). Returns true; on error (401
- * event index cleared) fills err and returns false. */
+ * watcher is then already gone and *out is set to NULL. A stream watcher gets every matching
+ * history event from since_index on, then live ones (cairn streams on after a history hit,
+ * unlike etcd's quirk); *out is NULL if its callback unwatched it meanwhile. History scans do not
+ * apply the hidden filter (etcd's quirk); live delivery does. Returns true with err->ecode 0 and
+ * err->index = the store index at registration (the watch response's X-Etcd-Index); on error
+ * (401 event index cleared) fills err and returns false. */
 bool cn_store_watch(struct cn_store *s, uint8_t ns, struct cn_str key, bool recursive, bool stream,
                     uint64_t since_index, cn_store_watch_cb cb, void *ctx,
                     struct cn_store_watcher **out, struct cn_store_err *err);
@@ -204,7 +217,9 @@ void cn_store_get_stats(const struct cn_store *s, struct cn_store_stats *out);
  * produce identical bytes. */
 void cn_store_snapshot_save(const struct cn_store *s, struct cn_buf *out);
 /* Replaces the state with a snapshot. Live watchers are ended: each one's callback is called once
- * with ev == NULL, and the watcher is gone when it returns. On CN_ERR_CORRUPT / CN_ERR_VERSION the store is unchanged. */
+ * with ev == NULL, and the watcher is gone when it returns. On CN_ERR_CORRUPT / CN_ERR_VERSION the
+ * store is unchanged. Stats are member-local: kept, not loaded. Not from inside a watch
+ * callback. */
 int cn_store_snapshot_load(struct cn_store *s, const void *p, size_t len);
 
 #endif

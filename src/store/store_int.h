@@ -44,14 +44,14 @@ struct node {
     };
     uint64_t created_index;
     uint64_t modified_index;
-    int64_t expire_ns;  /* 0 = permanent */
-    uint32_t heap_idx;  /* slot in the TTL heap or STORE_NO_HEAP */
+    int64_t expire_ns; /* 0 = permanent */
+    uint32_t heap_idx; /* slot in the TTL heap or STORE_NO_HEAP */
     uint32_t name_len;
-    uint32_t depth;     /* 0 for a namespace root */
-    uint8_t height;     /* AVL height (1 for a leaf) */
+    uint32_t depth; /* 0 for a namespace root */
+    uint8_t height; /* AVL height (1 for a leaf) */
     uint8_t is_dir;
     uint8_t ns;
-    char data[];        /* name, NUL, then (keys) value, NUL */
+    char data[]; /* name, NUL, then (keys) value, NUL */
 };
 
 static inline const char *node_name(const struct node *n)
@@ -80,8 +80,8 @@ struct store_hub {
     struct wpath **tab; /* hash table of path entries (chained) */
     size_t tab_cap;     /* power of two, or 0 */
     size_t npaths;
-    uint64_t count;     /* live watchers */
-    int depth;          /* nesting of deliveries in progress */
+    uint64_t count;                /* live watchers */
+    int depth;                     /* nesting of deliveries in progress */
     struct cn_store_watcher *dead; /* removed during delivery, freed when depth returns to 0 */
 };
 

@@ -163,7 +163,8 @@ void store_avl_replace(struct node **root, struct node *old, struct node *nw)
 struct node *store_avl_first(struct node *t)
 {
     if (!t) return NULL;
-    while (t->left) t = t->left;
+    while (t->left)
+        t = t->left;
     return t;
 }
 
@@ -214,14 +215,17 @@ void store_clean_path(struct cn_buf *out, struct cn_str in)
     char *o = out->p;
     size_t n = 0, i = 0;
     while (i < in.len) {
-        while (i < in.len && in.p[i] == '/') i++;
+        while (i < in.len && in.p[i] == '/')
+            i++;
         size_t st = i;
-        while (i < in.len && in.p[i] != '/') i++;
+        while (i < in.len && in.p[i] != '/')
+            i++;
         size_t len = i - st;
         if (len == 0) break;
         if (len == 1 && in.p[st] == '.') continue;
         if (len == 2 && in.p[st] == '.' && in.p[st + 1] == '.') {
-            while (n > 0 && o[n - 1] != '/') n--;
+            while (n > 0 && o[n - 1] != '/')
+                n--;
             if (n > 0) n--; /* the slash before the dropped segment */
             continue;
         }
@@ -241,7 +245,8 @@ void store_node_path(struct cn_buf *out, const struct node *n)
         return;
     }
     size_t total = 0;
-    for (const struct node *p = n; p->parent; p = p->parent) total += 1 + p->name_len;
+    for (const struct node *p = n; p->parent; p = p->parent)
+        total += 1 + p->name_len;
     cn_buf_reserve(out, total);
     size_t end = out->len + total;
     size_t pos = end;

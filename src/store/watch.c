@@ -55,7 +55,8 @@ static void hist_add(struct cn_store *s, struct cn_store_event *ev)
 
 void store_hist_clear(struct cn_store *s)
 {
-    for (size_t i = 0; i < s->hist_n; i++) cn_store_event_unref(hist_at(s, i));
+    for (size_t i = 0; i < s->hist_n; i++)
+        cn_store_event_unref(hist_at(s, i));
     s->hist_head = s->hist_n = 0;
 }
 
@@ -86,12 +87,13 @@ static inline uint64_t fnv_byte(uint64_t h, uint8_t c)
 static uint64_t path_hash(uint8_t ns, const char *p, size_t len)
 {
     uint64_t h = fnv_byte(FNV_OFF, ns);
-    for (size_t i = 0; i < len; i++) h = fnv_byte(h, (uint8_t)p[i]);
+    for (size_t i = 0; i < len; i++)
+        h = fnv_byte(h, (uint8_t)p[i]);
     return h;
 }
 
-static struct wpath *wpath_find(const struct store_hub *hub, uint8_t ns, uint64_t h,
-                                const char *p, size_t len)
+static struct wpath *wpath_find(const struct store_hub *hub, uint8_t ns, uint64_t h, const char *p,
+                                size_t len)
 {
     if (!hub->tab_cap) return NULL;
     for (struct wpath *wp = hub->tab[h & (hub->tab_cap - 1)]; wp; wp = wp->hnext)
@@ -141,7 +143,8 @@ static struct wpath *wpath_get(struct store_hub *hub, uint8_t ns, const char *p,
 static void wpath_drop(struct store_hub *hub, struct wpath *wp)
 {
     struct wpath **link = &hub->tab[wp->hash & (hub->tab_cap - 1)];
-    while (*link != wp) link = &(*link)->hnext;
+    while (*link != wp)
+        link = &(*link)->hnext;
     *link = wp->hnext;
     hub->npaths--;
     cn_free(wp);
@@ -292,7 +295,8 @@ static void publish_live(struct cn_store *s, struct cn_store_event *ev)
                 hits[n++] = wp;
             }
         }
-        for (size_t i = 0; i < n; i++) deliver_entry(hub, hits[i], ev, klen, false, true);
+        for (size_t i = 0; i < n; i++)
+            deliver_entry(hub, hits[i], ev, klen, false, true);
         cn_free(hits);
     }
     hub_leave(hub);
@@ -318,7 +322,8 @@ bool cn_store_watch(struct cn_store *s, uint8_t ns, struct cn_str key, bool recu
     *out = NULL;
     if (s->hist_n > 0 && since < hist_at(s, 0)->index) {
         err->ecode = CN_EC_EVENT_INDEX_CLEARED;
-        snprintf(err->cause, sizeof(err->cause), "the requested history has been cleared [%llu/%llu]",
+        snprintf(err->cause, sizeof(err->cause),
+                 "the requested history has been cleared [%llu/%llu]",
                  (unsigned long long)hist_at(s, 0)->index, (unsigned long long)since);
         return false;
     }
@@ -369,8 +374,10 @@ void store_hub_end_all(struct cn_store *s, bool notify)
                 }
             }
         }
-        for (size_t i = 0; i < n; i++) watcher_kill(hub, all[i]);
-        for (size_t i = 0; i < n; i++) all[i]->cb(all[i], NULL, all[i]->ctx);
+        for (size_t i = 0; i < n; i++)
+            watcher_kill(hub, all[i]);
+        for (size_t i = 0; i < n; i++)
+            all[i]->cb(all[i], NULL, all[i]->ctx);
         hub_leave(hub);
         cn_free(all);
         return;
@@ -383,8 +390,7 @@ void store_hub_end_all(struct cn_store *s, bool notify)
         while (wp) {
             struct wpath *next = wp->hnext;
             struct cn_list *it, *tmp;
-            CN_LIST_FOREACH(it, tmp, &wp->watchers)
-            {
+            CN_LIST_FOREACH(it, tmp, &wp->watchers) {
                 cn_free(CN_CONTAINER_OF(it, struct cn_store_watcher, link));
             }
             cn_free(wp);

@@ -90,6 +90,8 @@ static const char *get(const char *k, bool recursive)
     return get_at(k, recursive, NOW);
 }
 
+static struct cn_buf LOG;
+
 static const char *sync_at(int64_t now)
 {
     return run(CMD(.op = CN_OP_SYNC, .now_ns = now));
@@ -104,25 +106,29 @@ static void set_and_get(void **state)
                         "{\"action\":\"set\",\"node\":{\"key\":\"/message\",\"value\":\"Hello "
                         "world\",\"modifiedIndex\":1,\"createdIndex\":1}}");
     assert_int_equal(cn_store_index(S), 1);
-    assert_string_equal(set("/message", "Hello etcd"),
-                        "{\"action\":\"set\",\"node\":{\"key\":\"/message\",\"value\":\"Hello "
-                        "etcd\",\"modifiedIndex\":2,\"createdIndex\":2},\"prevNode\":{\"key\":\"/"
-                        "message\",\"value\":\"Hello world\",\"modifiedIndex\":1,\"createdIndex\":1}}");
+    assert_string_equal(
+        set("/message", "Hello etcd"),
+        "{\"action\":\"set\",\"node\":{\"key\":\"/message\",\"value\":\"Hello "
+        "etcd\",\"modifiedIndex\":2,\"createdIndex\":2},\"prevNode\":{\"key\":\"/"
+        "message\",\"value\":\"Hello world\",\"modifiedIndex\":1,\"createdIndex\":1}}");
     assert_string_equal(get("/message", false),
                         "{\"action\":\"get\",\"node\":{\"key\":\"/message\",\"value\":\"Hello "
                         "etcd\",\"modifiedIndex\":2,\"createdIndex\":2}}");
     /* empty value is still emitted; a longer value moves the node */
-    assert_string_equal(set("/e", ""), "{\"action\":\"set\",\"node\":{\"key\":\"/e\",\"value\":\"\","
-                                       "\"modifiedIndex\":3,\"createdIndex\":3}}");
+    assert_string_equal(set("/e", ""),
+                        "{\"action\":\"set\",\"node\":{\"key\":\"/e\",\"value\":\"\","
+                        "\"modifiedIndex\":3,\"createdIndex\":3}}");
     set("/e", "a much longer value than before <&>");
-    assert_string_equal(get("/e", false),
-                        "{\"action\":\"get\",\"node\":{\"key\":\"/e\",\"value\":\"a much longer value "
-                        "than before \\u003c\\u0026\\u003e\",\"modifiedIndex\":4,\"createdIndex\":4}}");
-    assert_string_equal(get("/", false),
-                        "{\"action\":\"get\",\"node\":{\"dir\":true,\"nodes\":[{\"key\":\"/e\",\"value\":"
-                        "\"a much longer value than before \\u003c\\u0026\\u003e\",\"modifiedIndex\":4,"
-                        "\"createdIndex\":4},{\"key\":\"/message\",\"value\":\"Hello etcd\","
-                        "\"modifiedIndex\":2,\"createdIndex\":2}]}}");
+    assert_string_equal(
+        get("/e", false),
+        "{\"action\":\"get\",\"node\":{\"key\":\"/e\",\"value\":\"a much longer value "
+        "than before \\u003c\\u0026\\u003e\",\"modifiedIndex\":4,\"createdIndex\":4}}");
+    assert_string_equal(
+        get("/", false),
+        "{\"action\":\"get\",\"node\":{\"dir\":true,\"nodes\":[{\"key\":\"/e\",\"value\":"
+        "\"a much longer value than before \\u003c\\u0026\\u003e\",\"modifiedIndex\":4,"
+        "\"createdIndex\":4},{\"key\":\"/message\",\"value\":\"Hello etcd\","
+        "\"modifiedIndex\":2,\"createdIndex\":2}]}}");
     assert_string_equal(get("/nokey", false), "E100 /nokey @4");
     assert_int_equal(cn_store_key_count(S, CN_NS_KEYS), 2);
     assert_int_equal(cn_store_key_count(S, CN_NS_SYS), 0);
@@ -153,18 +159,23 @@ static void parents_and_listing(void **state)
     set("/a/b/d/e", "3");
     assert_int_equal(cn_store_index(S), 4);
     /* auto-created dirs carry the creating write's index; later children do not touch them */
-    assert_string_equal(
-        get("/a", false),
-        "{\"action\":\"get\",\"node\":{\"key\":\"/a\",\"dir\":true,\"nodes\":[{\"key\":\"/a/b\",\"dir\":true,"
-        "\"modifiedIndex\":1,\"createdIndex\":1},{\"key\":\"/a/x\",\"value\":\"2\",\"modifiedIndex\":2,"
-        "\"createdIndex\":2}],\"modifiedIndex\":1,\"createdIndex\":1}}");
+    assert_string_equal(get("/a", false),
+                        "{\"action\":\"get\",\"node\":{\"key\":\"/"
+                        "a\",\"dir\":true,\"nodes\":[{\"key\":\"/a/b\",\"dir\":true,"
+                        "\"modifiedIndex\":1,\"createdIndex\":1},{\"key\":\"/a/"
+                        "x\",\"value\":\"2\",\"modifiedIndex\":2,"
+                        "\"createdIndex\":2}],\"modifiedIndex\":1,\"createdIndex\":1}}");
     assert_string_equal(
         get("/a", true),
-        "{\"action\":\"get\",\"node\":{\"key\":\"/a\",\"dir\":true,\"nodes\":[{\"key\":\"/a/b\",\"dir\":true,"
-        "\"nodes\":[{\"key\":\"/a/b/c\",\"value\":\"1\",\"modifiedIndex\":1,\"createdIndex\":1},{\"key\":"
-        "\"/a/b/d\",\"dir\":true,\"nodes\":[{\"key\":\"/a/b/d/e\",\"value\":\"3\",\"modifiedIndex\":4,"
+        "{\"action\":\"get\",\"node\":{\"key\":\"/a\",\"dir\":true,\"nodes\":[{\"key\":\"/a/"
+        "b\",\"dir\":true,"
+        "\"nodes\":[{\"key\":\"/a/b/"
+        "c\",\"value\":\"1\",\"modifiedIndex\":1,\"createdIndex\":1},{\"key\":"
+        "\"/a/b/d\",\"dir\":true,\"nodes\":[{\"key\":\"/a/b/d/"
+        "e\",\"value\":\"3\",\"modifiedIndex\":4,"
         "\"createdIndex\":4}],\"modifiedIndex\":4,\"createdIndex\":4}],\"modifiedIndex\":1,"
-        "\"createdIndex\":1},{\"key\":\"/a/x\",\"value\":\"2\",\"modifiedIndex\":2,\"createdIndex\":2}],"
+        "\"createdIndex\":1},{\"key\":\"/a/"
+        "x\",\"value\":\"2\",\"modifiedIndex\":2,\"createdIndex\":2}],"
         "\"modifiedIndex\":1,\"createdIndex\":1}}");
     /* hidden nodes are readable by path */
     assert_string_equal(get("/a/_hidden", false),
@@ -172,8 +183,9 @@ static void parents_and_listing(void **state)
                         "\"modifiedIndex\":3,\"createdIndex\":3}}");
     /* a dir whose only child is hidden lists no nodes */
     set("/h/_x", "1");
-    assert_string_equal(get("/h", true), "{\"action\":\"get\",\"node\":{\"key\":\"/h\",\"dir\":true,"
-                                         "\"modifiedIndex\":5,\"createdIndex\":5}}");
+    assert_string_equal(get("/h", true),
+                        "{\"action\":\"get\",\"node\":{\"key\":\"/h\",\"dir\":true,"
+                        "\"modifiedIndex\":5,\"createdIndex\":5}}");
     /* errors: first missing component; a component that is a key */
     assert_string_equal(get("/q/b/c", false), "E100 /q @5");
     assert_string_equal(get("/a/b/zz/y", false), "E100 /a/b/zz @5");
@@ -186,8 +198,10 @@ static void parents_and_listing(void **state)
 
 static void sorted_children(void **state)
 {
-    const char *names[] = {"/d/b", "/d/a", "/d/ab", "/d/B", "/d/_z", "/d/`", "/d/^", "/d/aa", "/d/c"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) set(names[i], "");
+    const char *names[] = {"/d/b", "/d/a", "/d/ab", "/d/B", "/d/_z",
+                           "/d/`", "/d/^", "/d/aa", "/d/c"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        set(names[i], "");
     const char *g = get("/d", false);
     const char *order[] = {"/d/B", "/d/^", "/d/`", "/d/a", "/d/aa", "/d/ab", "/d/b", "/d/c"};
     const char *p = g;
@@ -206,17 +220,19 @@ static void set_errors(void **state)
     set("/k", "v");
     run(CMD(.op = CN_OP_SET, .key = CN_STR("/dir"), .dir = true));
     assert_string_equal(set("/dir", "x"), "E102 /dir @2");
-    assert_string_equal(run(CMD(.op = CN_OP_SET, .key = CN_STR("/dir"), .dir = true)), "E102 /dir @2");
+    assert_string_equal(run(CMD(.op = CN_OP_SET, .key = CN_STR("/dir"), .dir = true)),
+                        "E102 /dir @2");
     assert_string_equal(set("/k/sub", "x"), "E104 /k @2");
     assert_string_equal(set("/k/sub/deeper", "x"), "E104 /k @2");
     assert_string_equal(set("/", "x"), "E107 / @2");
     assert_string_equal(set("/a/..", "x"), "E107 / @2");
     assert_int_equal(cn_store_index(S), 2);
     /* set dir over a key replaces it */
-    assert_string_equal(run(CMD(.op = CN_OP_SET, .key = CN_STR("/k"), .dir = true)),
-                        "{\"action\":\"set\",\"node\":{\"key\":\"/k\",\"dir\":true,\"modifiedIndex\":3,"
-                        "\"createdIndex\":3},\"prevNode\":{\"key\":\"/k\",\"value\":\"v\","
-                        "\"modifiedIndex\":1,\"createdIndex\":1}}");
+    assert_string_equal(
+        run(CMD(.op = CN_OP_SET, .key = CN_STR("/k"), .dir = true)),
+        "{\"action\":\"set\",\"node\":{\"key\":\"/k\",\"dir\":true,\"modifiedIndex\":3,"
+        "\"createdIndex\":3},\"prevNode\":{\"key\":\"/k\",\"value\":\"v\","
+        "\"modifiedIndex\":1,\"createdIndex\":1}}");
     assert_int_equal(cn_store_key_count(S, CN_NS_KEYS), 0);
     struct cn_store_stats st;
     cn_store_get_stats(S, &st);
@@ -248,9 +264,10 @@ static void create_ops(void **state)
 static void in_order_keys(void **state)
 {
     set("/x", "1");
-    assert_string_equal(run(CMD(.op = CN_OP_CREATE_SEQ, .key = CN_STR("/queue"), .value = CN_STR("Job1"))),
-                        "{\"action\":\"create\",\"node\":{\"key\":\"/queue/00000000000000000002\","
-                        "\"value\":\"Job1\",\"modifiedIndex\":2,\"createdIndex\":2}}");
+    assert_string_equal(
+        run(CMD(.op = CN_OP_CREATE_SEQ, .key = CN_STR("/queue"), .value = CN_STR("Job1"))),
+        "{\"action\":\"create\",\"node\":{\"key\":\"/queue/00000000000000000002\","
+        "\"value\":\"Job1\",\"modifiedIndex\":2,\"createdIndex\":2}}");
     assert_string_equal(run(CMD(.op = CN_OP_CREATE_SEQ, .key = CN_STR("/queue/"), .dir = true)),
                         "{\"action\":\"create\",\"node\":{\"key\":\"/queue/00000000000000000003\","
                         "\"dir\":true,\"modifiedIndex\":3,\"createdIndex\":3}}");
@@ -259,11 +276,12 @@ static void in_order_keys(void **state)
     assert_string_equal(run(CMD(.op = CN_OP_CREATE_SEQ, .key = CN_STR("/"), .value = CN_STR("r"))),
                         "{\"action\":\"create\",\"node\":{\"key\":\"/00000000000000000004\","
                         "\"value\":\"r\",\"modifiedIndex\":4,\"createdIndex\":4}}");
-    assert_string_equal(get("/queue", false),
-                        "{\"action\":\"get\",\"node\":{\"key\":\"/queue\",\"dir\":true,\"nodes\":[{\"key\":"
-                        "\"/queue/00000000000000000002\",\"value\":\"Job1\",\"modifiedIndex\":2,"
-                        "\"createdIndex\":2},{\"key\":\"/queue/00000000000000000003\",\"dir\":true,"
-                        "\"modifiedIndex\":3,\"createdIndex\":3}],\"modifiedIndex\":2,\"createdIndex\":2}}");
+    assert_string_equal(
+        get("/queue", false),
+        "{\"action\":\"get\",\"node\":{\"key\":\"/queue\",\"dir\":true,\"nodes\":[{\"key\":"
+        "\"/queue/00000000000000000002\",\"value\":\"Job1\",\"modifiedIndex\":2,"
+        "\"createdIndex\":2},{\"key\":\"/queue/00000000000000000003\",\"dir\":true,"
+        "\"modifiedIndex\":3,\"createdIndex\":3}],\"modifiedIndex\":2,\"createdIndex\":2}}");
 }
 
 static void update_ops(void **state)
@@ -281,19 +299,22 @@ static void update_ops(void **state)
                         "\"value\":\"1\",\"expiration\":\"2023-11-14T22:13:50Z\",\"ttl\":30,"
                         "\"modifiedIndex\":1,\"createdIndex\":1}}");
     assert_int_equal(cn_store_next_expiry(S), 0);
-    assert_string_equal(get("/u", false), "{\"action\":\"get\",\"node\":{\"key\":\"/u\",\"value\":\"22\","
-                                          "\"modifiedIndex\":2,\"createdIndex\":1}}");
+    assert_string_equal(get("/u", false),
+                        "{\"action\":\"get\",\"node\":{\"key\":\"/u\",\"value\":\"22\","
+                        "\"modifiedIndex\":2,\"createdIndex\":1}}");
     /* directories: value → 102; TTL update reports the new index but keeps the stored one */
     run(CMD(.op = CN_OP_SET, .key = CN_STR("/d"), .dir = true));
     assert_string_equal(run(CMD(.op = CN_OP_UPDATE, .key = CN_STR("/d"), .value = CN_STR("v"))),
                         "E102 /d @3");
-    assert_string_equal(run(CMD(.op = CN_OP_UPDATE, .key = CN_STR("/d"), .expire_ns = exp)),
-                        "{\"action\":\"update\",\"node\":{\"key\":\"/d\",\"dir\":true,\"expiration\":"
-                        "\"2023-11-14T22:13:50Z\",\"ttl\":30,\"modifiedIndex\":4,\"createdIndex\":3},"
-                        "\"prevNode\":{\"key\":\"/d\",\"dir\":true,\"modifiedIndex\":3,\"createdIndex\":3}}");
-    assert_string_equal(get("/d", false), "{\"action\":\"get\",\"node\":{\"key\":\"/d\",\"dir\":true,"
-                                          "\"expiration\":\"2023-11-14T22:13:50Z\",\"ttl\":30,"
-                                          "\"modifiedIndex\":3,\"createdIndex\":3}}");
+    assert_string_equal(
+        run(CMD(.op = CN_OP_UPDATE, .key = CN_STR("/d"), .expire_ns = exp)),
+        "{\"action\":\"update\",\"node\":{\"key\":\"/d\",\"dir\":true,\"expiration\":"
+        "\"2023-11-14T22:13:50Z\",\"ttl\":30,\"modifiedIndex\":4,\"createdIndex\":3},"
+        "\"prevNode\":{\"key\":\"/d\",\"dir\":true,\"modifiedIndex\":3,\"createdIndex\":3}}");
+    assert_string_equal(get("/d", false),
+                        "{\"action\":\"get\",\"node\":{\"key\":\"/d\",\"dir\":true,"
+                        "\"expiration\":\"2023-11-14T22:13:50Z\",\"ttl\":30,"
+                        "\"modifiedIndex\":3,\"createdIndex\":3}}");
     struct cn_store_stats st;
     cn_store_get_stats(S, &st);
     assert_int_equal(st.update_success, 2);
@@ -309,29 +330,32 @@ static void cas_ops(void **state)
     assert_string_equal(
         run(CMD(.op = CN_OP_CAS, .key = CN_STR("/k"), .prev_index = 2, .value = CN_STR("x"))),
         "E101 [2 != 1] @1");
-    assert_string_equal(run(CMD(.op = CN_OP_CAS, .key = CN_STR("/k"), .has_prev_value = true,
-                                .prev_value = CN_STR("two"), .prev_index = 5, .value = CN_STR("x"))),
-                        "E101 [two != one] [5 != 1] @1");
+    assert_string_equal(
+        run(CMD(.op = CN_OP_CAS, .key = CN_STR("/k"), .has_prev_value = true,
+                .prev_value = CN_STR("two"), .prev_index = 5, .value = CN_STR("x"))),
+        "E101 [two != one] [5 != 1] @1");
     assert_string_equal(run(CMD(.op = CN_OP_CAS, .key = CN_STR("/nope"), .prev_index = 1)),
                         "E100 /nope @1");
-    assert_string_equal(run(CMD(.op = CN_OP_CAS, .key = CN_STR("/"), .prev_index = 1)), "E107 / @1");
+    assert_string_equal(run(CMD(.op = CN_OP_CAS, .key = CN_STR("/"), .prev_index = 1)),
+                        "E107 / @1");
     run(CMD(.op = CN_OP_SET, .key = CN_STR("/dir"), .dir = true)); /* 2 */
     assert_string_equal(run(CMD(.op = CN_OP_CAS, .key = CN_STR("/dir"), .prev_index = 2)),
                         "E102 /dir @2");
     assert_string_equal(
-        run(CMD(.op = CN_OP_CAS, .key = CN_STR("/k"), .has_prev_value = true, .prev_value = CN_STR("one"),
-                .prev_index = 1, .value = CN_STR("a longer value"),
+        run(CMD(.op = CN_OP_CAS, .key = CN_STR("/k"), .has_prev_value = true,
+                .prev_value = CN_STR("one"), .prev_index = 1, .value = CN_STR("a longer value"),
                 .expire_ns = NOW + 5 * CN_NS_PER_S + 1)),
         "{\"action\":\"compareAndSwap\",\"node\":{\"key\":\"/k\",\"value\":\"a longer value\","
         "\"expiration\":\"2023-11-14T22:13:25.000000001Z\",\"ttl\":6,\"modifiedIndex\":3,"
         "\"createdIndex\":1},\"prevNode\":{\"key\":\"/k\",\"value\":\"one\",\"modifiedIndex\":1,"
         "\"createdIndex\":1}}");
     /* CAS without expire removes the TTL */
-    assert_string_equal(run(CMD(.op = CN_OP_CAS, .key = CN_STR("/k"), .prev_index = 3, .value = CN_STR("b"))),
-                        "{\"action\":\"compareAndSwap\",\"node\":{\"key\":\"/k\",\"value\":\"b\","
-                        "\"modifiedIndex\":4,\"createdIndex\":1},\"prevNode\":{\"key\":\"/k\",\"value\":"
-                        "\"a longer value\",\"expiration\":\"2023-11-14T22:13:25.000000001Z\",\"ttl\":6,"
-                        "\"modifiedIndex\":3,\"createdIndex\":1}}");
+    assert_string_equal(
+        run(CMD(.op = CN_OP_CAS, .key = CN_STR("/k"), .prev_index = 3, .value = CN_STR("b"))),
+        "{\"action\":\"compareAndSwap\",\"node\":{\"key\":\"/k\",\"value\":\"b\","
+        "\"modifiedIndex\":4,\"createdIndex\":1},\"prevNode\":{\"key\":\"/k\",\"value\":"
+        "\"a longer value\",\"expiration\":\"2023-11-14T22:13:25.000000001Z\",\"ttl\":6,"
+        "\"modifiedIndex\":3,\"createdIndex\":1}}");
     assert_int_equal(cn_store_next_expiry(S), 0);
     struct cn_store_stats st;
     cn_store_get_stats(S, &st);
@@ -341,25 +365,28 @@ static void cas_ops(void **state)
 
 static void delete_ops(void **state)
 {
-    set("/k", "v");                                                         /* 1 */
-    set("/d/a", "1");                                                       /* 2 */
-    run(CMD(.op = CN_OP_SET, .key = CN_STR("/e"), .dir = true));            /* 3 */
+    set("/k", "v");                                              /* 1 */
+    set("/d/a", "1");                                            /* 2 */
+    run(CMD(.op = CN_OP_SET, .key = CN_STR("/e"), .dir = true)); /* 3 */
     assert_string_equal(run(CMD(.op = CN_OP_DELETE, .key = CN_STR("/"))), "E107 / @3");
     assert_string_equal(run(CMD(.op = CN_OP_DELETE, .key = CN_STR("/zz"))), "E100 /zz @3");
     assert_string_equal(run(CMD(.op = CN_OP_DELETE, .key = CN_STR("/d"))), "E102 /d @3");
-    assert_string_equal(run(CMD(.op = CN_OP_DELETE, .key = CN_STR("/d"), .dir = true)), "E108 /d @3");
+    assert_string_equal(run(CMD(.op = CN_OP_DELETE, .key = CN_STR("/d"), .dir = true)),
+                        "E108 /d @3");
     assert_string_equal(run(CMD(.op = CN_OP_DELETE, .key = CN_STR("/k"))),
                         "{\"action\":\"delete\",\"node\":{\"key\":\"/k\",\"modifiedIndex\":4,"
                         "\"createdIndex\":1},\"prevNode\":{\"key\":\"/k\",\"value\":\"v\","
                         "\"modifiedIndex\":1,\"createdIndex\":1}}");
-    assert_string_equal(run(CMD(.op = CN_OP_DELETE, .key = CN_STR("/e"), .dir = true)),
-                        "{\"action\":\"delete\",\"node\":{\"key\":\"/e\",\"dir\":true,\"modifiedIndex\":5,"
-                        "\"createdIndex\":3},\"prevNode\":{\"key\":\"/e\",\"dir\":true,"
-                        "\"modifiedIndex\":3,\"createdIndex\":3}}");
-    assert_string_equal(run(CMD(.op = CN_OP_DELETE, .key = CN_STR("/d"), .recursive = true)),
-                        "{\"action\":\"delete\",\"node\":{\"key\":\"/d\",\"dir\":true,\"modifiedIndex\":6,"
-                        "\"createdIndex\":2},\"prevNode\":{\"key\":\"/d\",\"dir\":true,"
-                        "\"modifiedIndex\":2,\"createdIndex\":2}}");
+    assert_string_equal(
+        run(CMD(.op = CN_OP_DELETE, .key = CN_STR("/e"), .dir = true)),
+        "{\"action\":\"delete\",\"node\":{\"key\":\"/e\",\"dir\":true,\"modifiedIndex\":5,"
+        "\"createdIndex\":3},\"prevNode\":{\"key\":\"/e\",\"dir\":true,"
+        "\"modifiedIndex\":3,\"createdIndex\":3}}");
+    assert_string_equal(
+        run(CMD(.op = CN_OP_DELETE, .key = CN_STR("/d"), .recursive = true)),
+        "{\"action\":\"delete\",\"node\":{\"key\":\"/d\",\"dir\":true,\"modifiedIndex\":6,"
+        "\"createdIndex\":2},\"prevNode\":{\"key\":\"/d\",\"dir\":true,"
+        "\"modifiedIndex\":2,\"createdIndex\":2}}");
     assert_string_equal(get("/", true), "{\"action\":\"get\",\"node\":{\"dir\":true}}");
     assert_int_equal(cn_store_key_count(S, CN_NS_KEYS), 0);
     /* recursive delete of a key works too */
@@ -383,14 +410,18 @@ static void cad_ops(void **state)
                         "E101 [w != v] @2");
     assert_string_equal(run(CMD(.op = CN_OP_CAD, .key = CN_STR("/k"), .prev_index = 9)),
                         "E101 [9 != 1] @2");
-    assert_string_equal(run(CMD(.op = CN_OP_CAD, .key = CN_STR("/d"), .prev_index = 2)), "E102 /d @2");
-    assert_string_equal(run(CMD(.op = CN_OP_CAD, .key = CN_STR("/x"), .prev_index = 2)), "E100 /x @2");
-    assert_string_equal(run(CMD(.op = CN_OP_CAD, .key = CN_STR("/"), .prev_index = 2)), "E107 / @2");
-    assert_string_equal(run(CMD(.op = CN_OP_CAD, .key = CN_STR("/k"), .has_prev_value = true,
-                                .prev_value = CN_STR("v"), .prev_index = 1)),
-                        "{\"action\":\"compareAndDelete\",\"node\":{\"key\":\"/k\",\"modifiedIndex\":3,"
-                        "\"createdIndex\":1},\"prevNode\":{\"key\":\"/k\",\"value\":\"v\","
-                        "\"modifiedIndex\":1,\"createdIndex\":1}}");
+    assert_string_equal(run(CMD(.op = CN_OP_CAD, .key = CN_STR("/d"), .prev_index = 2)),
+                        "E102 /d @2");
+    assert_string_equal(run(CMD(.op = CN_OP_CAD, .key = CN_STR("/x"), .prev_index = 2)),
+                        "E100 /x @2");
+    assert_string_equal(run(CMD(.op = CN_OP_CAD, .key = CN_STR("/"), .prev_index = 2)),
+                        "E107 / @2");
+    assert_string_equal(
+        run(CMD(.op = CN_OP_CAD, .key = CN_STR("/k"), .has_prev_value = true,
+                .prev_value = CN_STR("v"), .prev_index = 1)),
+        "{\"action\":\"compareAndDelete\",\"node\":{\"key\":\"/k\",\"modifiedIndex\":3,"
+        "\"createdIndex\":1},\"prevNode\":{\"key\":\"/k\",\"value\":\"v\","
+        "\"modifiedIndex\":1,\"createdIndex\":1}}");
     struct cn_store_stats st;
     cn_store_get_stats(S, &st);
     assert_int_equal(st.cad_success, 1);
@@ -403,58 +434,22 @@ static void long_cause_truncated(void **state)
     memset(big, 'x', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
     set("/k", big);
-    run(CMD(.op = CN_OP_CAS, .key = CN_STR("/k"), .has_prev_value = true, .prev_value = CN_STR("y")));
+    run(CMD(.op = CN_OP_CAS, .key = CN_STR("/k"), .has_prev_value = true,
+            .prev_value = CN_STR("y")));
     assert_int_equal(R.err.ecode, 101);
     assert_int_equal(strlen(R.err.cause), sizeof(R.err.cause) - 1);
     assert_memory_equal(R.err.cause, "[y != xxx", 9);
+    /* shrinking a big value moves the key to a right-sized node, keeping its TTL in the heap */
+    run(CMD(.op = CN_OP_UPDATE, .key = CN_STR("/k"), .value = CN_STR("s"), .expire_ns = NOW + 1));
+    assert_string_equal(get("/k", false),
+                        "{\"action\":\"get\",\"node\":{\"key\":\"/k\",\"value\":\"s\","
+                        "\"expiration\":\"2023-11-14T22:13:20.000000001Z\",\"ttl\":1,"
+                        "\"modifiedIndex\":2,\"createdIndex\":1}}");
+    run(CMD(.op = CN_OP_SET, .key = CN_STR("/k"), .value = CN_STR(""), .expire_ns = NOW + 2));
+    assert_int_equal(cn_store_next_expiry(S), NOW + 2);
+    sync_at(NOW + 2);
+    assert_int_equal(R.nexpired, 1);
 }
-
-/* ---- TTL ----------------------------------------------------------------------------------- */
-
-static void ttl_and_expiry(void **state)
-{
-    int64_t e1 = NOW + 10 * CN_NS_PER_S, e2 = NOW + 5 * CN_NS_PER_S;
-    assert_string_equal(run(CMD(.op = CN_OP_SET, .key = CN_STR("/t1"), .value = CN_STR("a"), .expire_ns = e1)),
-                        "{\"action\":\"set\",\"node\":{\"key\":\"/t1\",\"value\":\"a\",\"expiration\":"
-                        "\"2023-11-14T22:13:30Z\",\"ttl\":10,\"modifiedIndex\":1,\"createdIndex\":1}}");
-    run(CMD(.op = CN_OP_SET, .key = CN_STR("/t2"), .value = CN_STR("b"), .expire_ns = e2)); /* 2 */
-    set("/perm", "p");                                                                   /* 3 */
-    /* expiry instants before 2000 mean no TTL */
-    run(CMD(.op = CN_OP_SET, .key = CN_STR("/old"), .value = CN_STR("o"), .expire_ns = 12345)); /* 4 */
-    assert_string_equal(get("/old", false), "{\"action\":\"get\",\"node\":{\"key\":\"/old\",\"value\":\"o\","
-                                            "\"modifiedIndex\":4,\"createdIndex\":4}}");
-    assert_int_equal(cn_store_next_expiry(S), e2);
-    /* ttl is ceil of the remaining time, omitted when <= 0 */
-    assert_string_equal(get_at("/t1", false, NOW + CN_NS_PER_S / 2),
-                        "{\"action\":\"get\",\"node\":{\"key\":\"/t1\",\"value\":\"a\",\"expiration\":"
-                        "\"2023-11-14T22:13:30Z\",\"ttl\":10,\"modifiedIndex\":1,\"createdIndex\":1}}");
-    assert_string_equal(get_at("/t1", false, NOW + 9 * CN_NS_PER_S + 1),
-                        "{\"action\":\"get\",\"node\":{\"key\":\"/t1\",\"value\":\"a\",\"expiration\":"
-                        "\"2023-11-14T22:13:30Z\",\"ttl\":1,\"modifiedIndex\":1,\"createdIndex\":1}}");
-    assert_string_equal(get_at("/t1", false, e1 + 1),
-                        "{\"action\":\"get\",\"node\":{\"key\":\"/t1\",\"value\":\"a\",\"expiration\":"
-                        "\"2023-11-14T22:13:30Z\",\"modifiedIndex\":1,\"createdIndex\":1}}");
-    /* nothing due: no index consumed */
-    assert_string_equal(sync_at(e2 - 1), "-");
-    assert_int_equal(R.nexpired, 0);
-    assert_int_equal(cn_store_index(S), 4);
-    /* both due: heap order (t2 first), one index each */
-    struct cn_store_watcher *w;
-    struct cn_store_err err;
-    (void)w;
-    (void)err;
-    assert_string_equal(sync_at(e1), "-");
-    assert_int_equal(R.nexpired, 2);
-    assert_int_equal(cn_store_index(S), 6);
-    assert_string_equal(get("/t1", false), "E100 /t1 @6");
-    assert_int_equal(cn_store_next_expiry(S), 0);
-    assert_int_equal(cn_store_key_count(S, CN_NS_KEYS), 2);
-    struct cn_store_stats st;
-    cn_store_get_stats(S, &st);
-    assert_int_equal(st.expire_count, 2);
-}
-
-static struct cn_buf LOG;
 
 static void log_cb(struct cn_store_watcher *w, struct cn_store_event *ev, void *ctx)
 {
@@ -478,13 +473,90 @@ static struct cn_store_watcher *watch(const char *key, bool recursive, bool stre
     return w;
 }
 
+/* ---- TTL ----------------------------------------------------------------------------------- */
+
+static void ttl_and_expiry(void **state)
+{
+    int64_t e1 = NOW + 10 * CN_NS_PER_S, e2 = NOW + 5 * CN_NS_PER_S;
+    assert_string_equal(
+        run(CMD(.op = CN_OP_SET, .key = CN_STR("/t1"), .value = CN_STR("a"), .expire_ns = e1)),
+        "{\"action\":\"set\",\"node\":{\"key\":\"/t1\",\"value\":\"a\",\"expiration\":"
+        "\"2023-11-14T22:13:30Z\",\"ttl\":10,\"modifiedIndex\":1,\"createdIndex\":1}}");
+    run(CMD(.op = CN_OP_SET, .key = CN_STR("/t2"), .value = CN_STR("b"), .expire_ns = e2)); /* 2 */
+    set("/perm", "p");                                                                      /* 3 */
+    /* expiry instants before 2000 mean no TTL */
+    run(CMD(.op = CN_OP_SET, .key = CN_STR("/old"), .value = CN_STR("o"),
+            .expire_ns = 12345)); /* 4 */
+    assert_string_equal(get("/old", false),
+                        "{\"action\":\"get\",\"node\":{\"key\":\"/old\",\"value\":\"o\","
+                        "\"modifiedIndex\":4,\"createdIndex\":4}}");
+    assert_int_equal(cn_store_next_expiry(S), e2);
+    /* ttl is ceil of the remaining time, omitted when <= 0 */
+    assert_string_equal(
+        get_at("/t1", false, NOW + CN_NS_PER_S / 2),
+        "{\"action\":\"get\",\"node\":{\"key\":\"/t1\",\"value\":\"a\",\"expiration\":"
+        "\"2023-11-14T22:13:30Z\",\"ttl\":10,\"modifiedIndex\":1,\"createdIndex\":1}}");
+    assert_string_equal(
+        get_at("/t1", false, NOW + 9 * CN_NS_PER_S + 1),
+        "{\"action\":\"get\",\"node\":{\"key\":\"/t1\",\"value\":\"a\",\"expiration\":"
+        "\"2023-11-14T22:13:30Z\",\"ttl\":1,\"modifiedIndex\":1,\"createdIndex\":1}}");
+    assert_string_equal(
+        get_at("/t1", false, e1 + 1),
+        "{\"action\":\"get\",\"node\":{\"key\":\"/t1\",\"value\":\"a\",\"expiration\":"
+        "\"2023-11-14T22:13:30Z\",\"modifiedIndex\":1,\"createdIndex\":1}}");
+    /* nothing due: no index consumed */
+    assert_string_equal(sync_at(e2 - 1), "-");
+    assert_int_equal(R.nexpired, 0);
+    assert_int_equal(cn_store_index(S), 4);
+    /* both due: heap order (t2 first), one index and one event each */
+    cn_buf_init(&LOG);
+    watch("/", true, true, 0, NULL);
+    assert_string_equal(sync_at(e1), "-");
+    assert_int_equal(R.nexpired, 2);
+    assert_int_equal(cn_store_index(S), 6);
+    assert_string_equal(LOG.p,
+                        "{\"action\":\"expire\",\"node\":{\"key\":\"/t2\",\"modifiedIndex\":5,"
+                        "\"createdIndex\":2},\"prevNode\":{\"key\":\"/t2\",\"value\":\"b\","
+                        "\"expiration\":\"2023-11-14T22:13:25Z\",\"ttl\":5,\"modifiedIndex\":2,"
+                        "\"createdIndex\":2}}\n"
+                        "{\"action\":\"expire\",\"node\":{\"key\":\"/t1\",\"modifiedIndex\":6,"
+                        "\"createdIndex\":1},\"prevNode\":{\"key\":\"/t1\",\"value\":\"a\","
+                        "\"expiration\":\"2023-11-14T22:13:30Z\",\"ttl\":10,\"modifiedIndex\":1,"
+                        "\"createdIndex\":1}}\n");
+    cn_buf_free(&LOG);
+    assert_string_equal(get("/t1", false), "E100 /t1 @6");
+    assert_int_equal(cn_store_next_expiry(S), 0);
+    assert_int_equal(cn_store_key_count(S, CN_NS_KEYS), 2);
+    struct cn_store_stats st;
+    cn_store_get_stats(S, &st);
+    assert_int_equal(st.expire_count, 2);
+}
+
+static void ttl_set_replace_and_ties(void **state)
+{
+    int64_t e = NOW + 10 * CN_NS_PER_S;
+    run(CMD(.op = CN_OP_SET, .key = CN_STR("/k"), .value = CN_STR("a"), .expire_ns = e));
+    assert_int_equal(cn_store_next_expiry(S), e);
+    set("/k", "b"); /* a plain set replaces the node: no TTL any more */
+    assert_int_equal(cn_store_next_expiry(S), 0);
+    /* an auto-created dir and its child share createdIndex; with equal expiry the dir (shallower)
+     * goes first and takes the child along: one event */
+    run(CMD(.op = CN_OP_SET, .key = CN_STR("/d/c"), .value = CN_STR("x"), .expire_ns = e)); /* 3 */
+    run(CMD(.op = CN_OP_UPDATE, .key = CN_STR("/d"), .expire_ns = e));                      /* 4 */
+    sync_at(e);
+    assert_int_equal(R.nexpired, 1);
+    assert_int_equal(cn_store_index(S), 5);
+    assert_string_equal(get("/d", false), "E100 /d @5");
+}
+
 static void dir_ttl_expires_subtree(void **state)
 {
     cn_buf_init(&LOG);
     int64_t e = NOW + 30 * CN_NS_PER_S;
-    run(CMD(.op = CN_OP_SET, .key = CN_STR("/dir"), .dir = true, .expire_ns = e));       /* 1 */
-    run(CMD(.op = CN_OP_SET, .key = CN_STR("/dir/k"), .value = CN_STR("v"), .expire_ns = e)); /* 2 */
-    set("/dir/sub/x", "1");                                                               /* 3 */
+    run(CMD(.op = CN_OP_SET, .key = CN_STR("/dir"), .dir = true, .expire_ns = e)); /* 1 */
+    run(CMD(.op = CN_OP_SET, .key = CN_STR("/dir/k"), .value = CN_STR("v"),
+            .expire_ns = e)); /* 2 */
+    set("/dir/sub/x", "1");   /* 3 */
     watch("/dir/sub/x", false, true, 0, "x:");
     watch("/dir", true, true, 0, "r:");
     assert_string_equal(sync_at(e), "-");
@@ -492,13 +564,14 @@ static void dir_ttl_expires_subtree(void **state)
     assert_int_equal(cn_store_index(S), 4);
     assert_int_equal(cn_store_next_expiry(S), 0);
     assert_int_equal(cn_store_key_count(S, CN_NS_KEYS), 0);
-    assert_string_equal(LOG.p,
-                        "r:{\"action\":\"expire\",\"node\":{\"key\":\"/dir\",\"dir\":true,\"modifiedIndex\":4,"
-                        "\"createdIndex\":1},\"prevNode\":{\"key\":\"/dir\",\"dir\":true,\"expiration\":"
-                        "\"2023-11-14T22:13:50Z\",\"ttl\":30,\"modifiedIndex\":1,\"createdIndex\":1}}\n"
-                        "x:{\"action\":\"expire\",\"node\":{\"key\":\"/dir\",\"dir\":true,\"modifiedIndex\":4,"
-                        "\"createdIndex\":1},\"prevNode\":{\"key\":\"/dir\",\"dir\":true,\"expiration\":"
-                        "\"2023-11-14T22:13:50Z\",\"ttl\":30,\"modifiedIndex\":1,\"createdIndex\":1}}\n");
+    assert_string_equal(
+        LOG.p,
+        "r:{\"action\":\"expire\",\"node\":{\"key\":\"/dir\",\"dir\":true,\"modifiedIndex\":4,"
+        "\"createdIndex\":1},\"prevNode\":{\"key\":\"/dir\",\"dir\":true,\"expiration\":"
+        "\"2023-11-14T22:13:50Z\",\"ttl\":30,\"modifiedIndex\":1,\"createdIndex\":1}}\n"
+        "x:{\"action\":\"expire\",\"node\":{\"key\":\"/dir\",\"dir\":true,\"modifiedIndex\":4,"
+        "\"createdIndex\":1},\"prevNode\":{\"key\":\"/dir\",\"dir\":true,\"expiration\":"
+        "\"2023-11-14T22:13:50Z\",\"ttl\":30,\"modifiedIndex\":1,\"createdIndex\":1}}\n");
     cn_buf_free(&LOG);
 }
 
@@ -510,16 +583,18 @@ static void expire_event_json(void **state)
     watch("/ttl", false, false, 0, NULL);
     assert_int_equal(cn_store_watcher_count(S), 1);
     sync_at(e + 5);
-    assert_string_equal(LOG.p, "{\"action\":\"expire\",\"node\":{\"key\":\"/ttl\",\"modifiedIndex\":2,"
-                               "\"createdIndex\":1},\"prevNode\":{\"key\":\"/ttl\",\"value\":\"v\","
-                               "\"expiration\":\"2023-11-14T22:13:21.542061182Z\",\"ttl\":2,"
-                               "\"modifiedIndex\":1,\"createdIndex\":1}}\n");
+    assert_string_equal(LOG.p,
+                        "{\"action\":\"expire\",\"node\":{\"key\":\"/ttl\",\"modifiedIndex\":2,"
+                        "\"createdIndex\":1},\"prevNode\":{\"key\":\"/ttl\",\"value\":\"v\","
+                        "\"expiration\":\"2023-11-14T22:13:21.542061182Z\",\"ttl\":2,"
+                        "\"modifiedIndex\":1,\"createdIndex\":1}}\n");
     assert_int_equal(cn_store_watcher_count(S), 0);
     /* the event JSON computes ttl against the caller's clock: after expiry it is omitted */
     struct cn_store_watcher *w = NULL;
     struct cn_store_err err;
     cn_buf_reset(&LOG);
-    assert_true(cn_store_watch(S, CN_NS_KEYS, CN_STR("/ttl"), false, false, 2, log_cb, NULL, &w, &err));
+    assert_true(
+        cn_store_watch(S, CN_NS_KEYS, CN_STR("/ttl"), false, false, 2, log_cb, NULL, &w, &err));
     assert_null(w);
     assert_non_null(strstr(LOG.p, "\"ttl\":2")); /* log_cb formats at NOW */
     cn_buf_free(&LOG);
@@ -529,24 +604,29 @@ static void refresh_ops(void **state)
 {
     cn_buf_init(&LOG);
     int64_t e1 = NOW + 10 * CN_NS_PER_S, e2 = NOW + 60 * CN_NS_PER_S;
-    assert_string_equal(run(CMD(.op = CN_OP_SET, .key = CN_STR("/r"), .refresh = true, .expire_ns = e1)),
-                        "E100 /r @0");
-    run(CMD(.op = CN_OP_SET, .key = CN_STR("/r"), .value = CN_STR("keep"), .expire_ns = e1)); /* 1 */
+    assert_string_equal(
+        run(CMD(.op = CN_OP_SET, .key = CN_STR("/r"), .refresh = true, .expire_ns = e1)),
+        "E100 /r @0");
+    run(CMD(.op = CN_OP_SET, .key = CN_STR("/r"), .value = CN_STR("keep"),
+            .expire_ns = e1)); /* 1 */
     watch("/r", false, true, 0, "live:");
     /* set+refresh keeps the value, sets the TTL, consumes an index, recreates the node (etcd) */
-    assert_string_equal(run(CMD(.op = CN_OP_SET, .key = CN_STR("/r"), .refresh = true, .expire_ns = e2)),
-                        "{\"action\":\"set\",\"node\":{\"key\":\"/r\",\"value\":\"keep\",\"expiration\":"
-                        "\"2023-11-14T22:14:20Z\",\"ttl\":60,\"modifiedIndex\":2,\"createdIndex\":2},"
-                        "\"prevNode\":{\"key\":\"/r\",\"value\":\"keep\",\"expiration\":"
-                        "\"2023-11-14T22:13:30Z\",\"ttl\":10,\"modifiedIndex\":1,\"createdIndex\":1}}");
+    assert_string_equal(
+        run(CMD(.op = CN_OP_SET, .key = CN_STR("/r"), .refresh = true, .expire_ns = e2)),
+        "{\"action\":\"set\",\"node\":{\"key\":\"/r\",\"value\":\"keep\",\"expiration\":"
+        "\"2023-11-14T22:14:20Z\",\"ttl\":60,\"modifiedIndex\":2,\"createdIndex\":2},"
+        "\"prevNode\":{\"key\":\"/r\",\"value\":\"keep\",\"expiration\":"
+        "\"2023-11-14T22:13:30Z\",\"ttl\":10,\"modifiedIndex\":1,\"createdIndex\":1}}");
     assert_true(R.ev->refresh);
     /* update+refresh and cas+refresh */
-    assert_string_equal(run(CMD(.op = CN_OP_UPDATE, .key = CN_STR("/r"), .refresh = true, .expire_ns = e1)),
-                        "{\"action\":\"update\",\"node\":{\"key\":\"/r\",\"value\":\"keep\",\"expiration\":"
-                        "\"2023-11-14T22:13:30Z\",\"ttl\":10,\"modifiedIndex\":3,\"createdIndex\":2},"
-                        "\"prevNode\":{\"key\":\"/r\",\"value\":\"keep\",\"expiration\":"
-                        "\"2023-11-14T22:14:20Z\",\"ttl\":60,\"modifiedIndex\":2,\"createdIndex\":2}}");
-    run(CMD(.op = CN_OP_CAS, .key = CN_STR("/r"), .prev_index = 3, .refresh = true, .expire_ns = e2));
+    assert_string_equal(
+        run(CMD(.op = CN_OP_UPDATE, .key = CN_STR("/r"), .refresh = true, .expire_ns = e1)),
+        "{\"action\":\"update\",\"node\":{\"key\":\"/r\",\"value\":\"keep\",\"expiration\":"
+        "\"2023-11-14T22:13:30Z\",\"ttl\":10,\"modifiedIndex\":3,\"createdIndex\":2},"
+        "\"prevNode\":{\"key\":\"/r\",\"value\":\"keep\",\"expiration\":"
+        "\"2023-11-14T22:14:20Z\",\"ttl\":60,\"modifiedIndex\":2,\"createdIndex\":2}}");
+    run(CMD(.op = CN_OP_CAS, .key = CN_STR("/r"), .prev_index = 3, .refresh = true,
+            .expire_ns = e2));
     assert_int_equal(R.err.ecode, 0);
     assert_true(R.ev->refresh);
     assert_int_equal(cn_store_index(S), 4);
@@ -554,20 +634,22 @@ static void refresh_ops(void **state)
     assert_int_equal(LOG.len, 0); /* never delivered */
     /* history scans skip refresh events */
     watch("/r", false, false, 1, "hist:");
-    assert_string_equal(LOG.p, "hist:{\"action\":\"set\",\"node\":{\"key\":\"/r\",\"value\":\"keep\","
-                               "\"expiration\":\"2023-11-14T22:13:30Z\",\"ttl\":10,\"modifiedIndex\":1,"
-                               "\"createdIndex\":1}}\n");
+    assert_string_equal(LOG.p,
+                        "hist:{\"action\":\"set\",\"node\":{\"key\":\"/r\",\"value\":\"keep\","
+                        "\"expiration\":\"2023-11-14T22:13:30Z\",\"ttl\":10,\"modifiedIndex\":1,"
+                        "\"createdIndex\":1}}\n");
     cn_buf_reset(&LOG);
     watch("/r", false, false, 2, "hist2:"); /* only refreshes after 2: registered live */
     assert_int_equal(LOG.len, 0);
     set("/r", "new");
-    assert_string_equal(LOG.p,
-                        "live:{\"action\":\"set\",\"node\":{\"key\":\"/r\",\"value\":\"new\",\"modifiedIndex\":5,"
-                        "\"createdIndex\":5},\"prevNode\":{\"key\":\"/r\",\"value\":\"keep\",\"expiration\":"
-                        "\"2023-11-14T22:14:20Z\",\"ttl\":60,\"modifiedIndex\":4,\"createdIndex\":2}}\n"
-                        "hist2:{\"action\":\"set\",\"node\":{\"key\":\"/r\",\"value\":\"new\",\"modifiedIndex\":5,"
-                        "\"createdIndex\":5},\"prevNode\":{\"key\":\"/r\",\"value\":\"keep\",\"expiration\":"
-                        "\"2023-11-14T22:14:20Z\",\"ttl\":60,\"modifiedIndex\":4,\"createdIndex\":2}}\n");
+    assert_string_equal(
+        LOG.p,
+        "live:{\"action\":\"set\",\"node\":{\"key\":\"/r\",\"value\":\"new\",\"modifiedIndex\":5,"
+        "\"createdIndex\":5},\"prevNode\":{\"key\":\"/r\",\"value\":\"keep\",\"expiration\":"
+        "\"2023-11-14T22:14:20Z\",\"ttl\":60,\"modifiedIndex\":4,\"createdIndex\":2}}\n"
+        "hist2:{\"action\":\"set\",\"node\":{\"key\":\"/r\",\"value\":\"new\",\"modifiedIndex\":5,"
+        "\"createdIndex\":5},\"prevNode\":{\"key\":\"/r\",\"value\":\"keep\",\"expiration\":"
+        "\"2023-11-14T22:14:20Z\",\"ttl\":60,\"modifiedIndex\":4,\"createdIndex\":2}}\n");
     cn_buf_free(&LOG);
 }
 
@@ -588,20 +670,25 @@ static void watch_exact_recursive_stream(void **state)
     set("/wd/_z", "3"); /* 3: hidden below /wd and below / */
     set("/wdx", "4");   /* 4: not below /wd */
     assert_int_equal(cn_store_watcher_count(S), 3);
-    assert_string_equal(
-        LOG.p,
-        "root:{\"action\":\"set\",\"node\":{\"key\":\"/wd/x\",\"value\":\"1\",\"modifiedIndex\":1,\"createdIndex\":1}}\n"
-        "rec:{\"action\":\"set\",\"node\":{\"key\":\"/wd/x\",\"value\":\"1\",\"modifiedIndex\":1,\"createdIndex\":1}}\n"
-        "once:{\"action\":\"set\",\"node\":{\"key\":\"/wd/x\",\"value\":\"1\",\"modifiedIndex\":1,\"createdIndex\":1}}\n"
-        "root:{\"action\":\"set\",\"node\":{\"key\":\"/wd/y\",\"value\":\"2\",\"modifiedIndex\":2,\"createdIndex\":2}}\n"
-        "rec:{\"action\":\"set\",\"node\":{\"key\":\"/wd/y\",\"value\":\"2\",\"modifiedIndex\":2,\"createdIndex\":2}}\n"
-        "root:{\"action\":\"set\",\"node\":{\"key\":\"/wdx\",\"value\":\"4\",\"modifiedIndex\":4,\"createdIndex\":4}}\n");
+    assert_string_equal(LOG.p, "root:{\"action\":\"set\",\"node\":{\"key\":\"/wd/"
+                               "x\",\"value\":\"1\",\"modifiedIndex\":1,\"createdIndex\":1}}\n"
+                               "rec:{\"action\":\"set\",\"node\":{\"key\":\"/wd/"
+                               "x\",\"value\":\"1\",\"modifiedIndex\":1,\"createdIndex\":1}}\n"
+                               "once:{\"action\":\"set\",\"node\":{\"key\":\"/wd/"
+                               "x\",\"value\":\"1\",\"modifiedIndex\":1,\"createdIndex\":1}}\n"
+                               "root:{\"action\":\"set\",\"node\":{\"key\":\"/wd/"
+                               "y\",\"value\":\"2\",\"modifiedIndex\":2,\"createdIndex\":2}}\n"
+                               "rec:{\"action\":\"set\",\"node\":{\"key\":\"/wd/"
+                               "y\",\"value\":\"2\",\"modifiedIndex\":2,\"createdIndex\":2}}\n"
+                               "root:{\"action\":\"set\",\"node\":{\"key\":\"/"
+                               "wdx\",\"value\":\"4\",\"modifiedIndex\":4,\"createdIndex\":4}}\n");
     cn_buf_reset(&LOG);
     /* a recursive delete reaches each watcher once, the exact-dir watcher included */
     run(CMD(.op = CN_OP_DELETE, .key = CN_STR("/wd"), .recursive = true)); /* 5 */
-    const char *del = "{\"action\":\"delete\",\"node\":{\"key\":\"/wd\",\"dir\":true,\"modifiedIndex\":5,"
-                      "\"createdIndex\":1},\"prevNode\":{\"key\":\"/wd\",\"dir\":true,\"modifiedIndex\":1,"
-                      "\"createdIndex\":1}}\n";
+    const char *del =
+        "{\"action\":\"delete\",\"node\":{\"key\":\"/wd\",\"dir\":true,\"modifiedIndex\":5,"
+        "\"createdIndex\":1},\"prevNode\":{\"key\":\"/wd\",\"dir\":true,\"modifiedIndex\":1,"
+        "\"createdIndex\":1}}\n";
     char want[2048];
     snprintf(want, sizeof(want), "root:%srec:%sexact:%s", del, del, del);
     assert_string_equal(LOG.p, want);
@@ -619,11 +706,12 @@ static void watch_hidden_exact(void **state)
     set("/a/_b/c", "2");
     set("/a/b/_c", "3");
     set("/a/b/c", "4");
-    assert_string_equal(LOG.p,
-                        "h:{\"action\":\"set\",\"node\":{\"key\":\"/_h\",\"value\":\"1\",\"modifiedIndex\":1,"
-                        "\"createdIndex\":1}}\n"
-                        "a:{\"action\":\"set\",\"node\":{\"key\":\"/a/b/c\",\"value\":\"4\",\"modifiedIndex\":4,"
-                        "\"createdIndex\":4}}\n");
+    assert_string_equal(
+        LOG.p,
+        "h:{\"action\":\"set\",\"node\":{\"key\":\"/_h\",\"value\":\"1\",\"modifiedIndex\":1,"
+        "\"createdIndex\":1}}\n"
+        "a:{\"action\":\"set\",\"node\":{\"key\":\"/a/b/c\",\"value\":\"4\",\"modifiedIndex\":4,"
+        "\"createdIndex\":4}}\n");
     /* history scans do not filter hidden nodes (etcd) */
     cn_buf_reset(&LOG);
     watch("/a", true, false, 2, "ha:");
@@ -641,9 +729,11 @@ static void watch_ancestor_delete(void **state)
     watch("/ab", false, false, 0, "ab:");
     watch("/k/child", false, false, 0, "kc:");
     run(CMD(.op = CN_OP_DELETE, .key = CN_STR("/a"), .recursive = true)); /* 3 */
-    run(CMD(.op = CN_OP_DELETE, .key = CN_STR("/k")));                    /* 4: a key: no ancestor rule */
-    assert_non_null(strstr(LOG.p, "c:{\"action\":\"delete\",\"node\":{\"key\":\"/a\",\"dir\":true"));
-    assert_non_null(strstr(LOG.p, "n:{\"action\":\"delete\",\"node\":{\"key\":\"/a\",\"dir\":true"));
+    run(CMD(.op = CN_OP_DELETE, .key = CN_STR("/k"))); /* 4: a key: no ancestor rule */
+    assert_non_null(
+        strstr(LOG.p, "c:{\"action\":\"delete\",\"node\":{\"key\":\"/a\",\"dir\":true"));
+    assert_non_null(
+        strstr(LOG.p, "n:{\"action\":\"delete\",\"node\":{\"key\":\"/a\",\"dir\":true"));
     assert_null(strstr(LOG.p, "ab:"));
     assert_null(strstr(LOG.p, "kc:"));
     assert_int_equal(cn_store_watcher_count(S), 2);
@@ -657,11 +747,13 @@ static void watch_ancestor_delete(void **state)
 static void watch_history_and_401(void **state)
 {
     cn_buf_init(&LOG);
-    for (int i = 0; i < 1005; i++) set(i % 2 ? "/odd" : "/even", "v");
+    for (int i = 0; i < 1005; i++)
+        set(i % 2 ? "/odd" : "/even", "v");
     assert_int_equal(cn_store_index(S), 1005);
     struct cn_store_watcher *w = (struct cn_store_watcher *)1;
     struct cn_store_err err;
-    assert_false(cn_store_watch(S, CN_NS_KEYS, CN_STR("/odd"), false, false, 5, log_cb, NULL, &w, &err));
+    assert_false(
+        cn_store_watch(S, CN_NS_KEYS, CN_STR("/odd"), false, false, 5, log_cb, NULL, &w, &err));
     assert_null(w);
     assert_int_equal(err.ecode, 401);
     assert_string_equal(err.cause, "the requested history has been cleared [6/5]");
@@ -679,14 +771,16 @@ static void watch_history_and_401(void **state)
     assert_null(strstr(LOG.p, "\"modifiedIndex\":1001,"));
     cn_buf_reset(&LOG);
     set("/odd", "live");
-    assert_non_null(strstr(LOG.p, "s:{\"action\":\"set\",\"node\":{\"key\":\"/odd\",\"value\":\"live\""));
+    assert_non_null(
+        strstr(LOG.p, "s:{\"action\":\"set\",\"node\":{\"key\":\"/odd\",\"value\":\"live\""));
     /* a future index: events before it are ignored */
     cn_buf_reset(&LOG);
     watch("/odd", false, false, 1008, "f:");
     set("/odd", "1007");
     assert_null(strstr(LOG.p, "f:"));
     set("/odd", "1008");
-    assert_non_null(strstr(LOG.p, "f:{\"action\":\"set\",\"node\":{\"key\":\"/odd\",\"value\":\"1008\""));
+    assert_non_null(
+        strstr(LOG.p, "f:{\"action\":\"set\",\"node\":{\"key\":\"/odd\",\"value\":\"1008\""));
     cn_store_unwatch(S, s);
     assert_int_equal(cn_store_watcher_count(S), 0);
     cn_buf_free(&LOG);
@@ -718,7 +812,8 @@ static void rewatch_cb(struct cn_store_watcher *w, struct cn_store_event *ev, vo
     struct cn_store_watcher *nw;
     struct cn_store_err err;
     if (NCALLS == 1)
-        assert_true(cn_store_watch(S, CN_NS_KEYS, CN_STR("/p"), false, true, 0, rewatch_cb, NULL, &nw, &err));
+        assert_true(cn_store_watch(S, CN_NS_KEYS, CN_STR("/p"), false, true, 0, rewatch_cb, NULL,
+                                   &nw, &err));
 }
 
 static void watch_unwatch_in_callback(void **state)
@@ -726,9 +821,12 @@ static void watch_unwatch_in_callback(void **state)
     struct cn_store_watcher *w;
     struct cn_store_err err;
     NCALLS = 0;
-    assert_true(cn_store_watch(S, CN_NS_KEYS, CN_STR("/p"), false, true, 0, killer_cb, NULL, &SELF, &err));
-    assert_true(cn_store_watch(S, CN_NS_KEYS, CN_STR("/p"), false, true, 0, victim_cb, NULL, &VICTIM, &err));
-    assert_true(cn_store_watch(S, CN_NS_KEYS, CN_STR("/p"), false, false, 0, killer_cb, NULL, &w, &err));
+    assert_true(
+        cn_store_watch(S, CN_NS_KEYS, CN_STR("/p"), false, true, 0, killer_cb, NULL, &SELF, &err));
+    assert_true(cn_store_watch(S, CN_NS_KEYS, CN_STR("/p"), false, true, 0, victim_cb, NULL,
+                               &VICTIM, &err));
+    assert_true(
+        cn_store_watch(S, CN_NS_KEYS, CN_STR("/p"), false, false, 0, killer_cb, NULL, &w, &err));
     assert_int_equal(cn_store_watcher_count(S), 3);
     set("/p", "1");
     assert_int_equal(NCALLS, 2);
@@ -737,7 +835,8 @@ static void watch_unwatch_in_callback(void **state)
     assert_int_equal(NCALLS, 2);
     /* watchers added during delivery start with the next event */
     NCALLS = 0;
-    assert_true(cn_store_watch(S, CN_NS_KEYS, CN_STR("/p"), false, true, 0, rewatch_cb, NULL, &w, &err));
+    assert_true(
+        cn_store_watch(S, CN_NS_KEYS, CN_STR("/p"), false, true, 0, rewatch_cb, NULL, &w, &err));
     set("/p", "3");
     assert_int_equal(NCALLS, 1);
     assert_int_equal(cn_store_watcher_count(S), 2);
@@ -745,7 +844,8 @@ static void watch_unwatch_in_callback(void **state)
     assert_int_equal(NCALLS, 3);
     /* history delivery to a stream watcher that unwatches itself */
     NCALLS = 0;
-    assert_true(cn_store_watch(S, CN_NS_KEYS, CN_STR("/p"), false, true, 1, killer_cb, NULL, &w, &err));
+    assert_true(
+        cn_store_watch(S, CN_NS_KEYS, CN_STR("/p"), false, true, 1, killer_cb, NULL, &w, &err));
     assert_null(w);
     assert_int_equal(NCALLS, 1);
     assert_int_equal(cn_store_watcher_count(S), 2);
@@ -757,14 +857,17 @@ static void watch_namespaces(void **state)
     watch("/", true, true, 0, "keys:");
     struct cn_store_watcher *w;
     struct cn_store_err err;
-    assert_true(cn_store_watch(S, CN_NS_SYS, CN_STR("/members"), true, true, 0, log_cb, "sys:", &w, &err));
-    run_ns(CN_NS_SYS, CMD(.op = CN_OP_SET, .key = CN_STR("/members/1/attributes"), .value = CN_STR("{}")));
+    assert_true(
+        cn_store_watch(S, CN_NS_SYS, CN_STR("/members"), true, true, 0, log_cb, "sys:", &w, &err));
+    run_ns(CN_NS_SYS,
+           CMD(.op = CN_OP_SET, .key = CN_STR("/members/1/attributes"), .value = CN_STR("{}")));
     set("/members/1/attributes", "x");
-    assert_string_equal(LOG.p,
-                        "sys:{\"action\":\"set\",\"node\":{\"key\":\"/members/1/attributes\",\"value\":\"{}\","
-                        "\"modifiedIndex\":1,\"createdIndex\":1}}\n"
-                        "keys:{\"action\":\"set\",\"node\":{\"key\":\"/members/1/attributes\",\"value\":\"x\","
-                        "\"modifiedIndex\":2,\"createdIndex\":2}}\n");
+    assert_string_equal(
+        LOG.p,
+        "sys:{\"action\":\"set\",\"node\":{\"key\":\"/members/1/attributes\",\"value\":\"{}\","
+        "\"modifiedIndex\":1,\"createdIndex\":1}}\n"
+        "keys:{\"action\":\"set\",\"node\":{\"key\":\"/members/1/attributes\",\"value\":\"x\","
+        "\"modifiedIndex\":2,\"createdIndex\":2}}\n");
     cn_buf_free(&LOG);
 }
 
@@ -778,8 +881,10 @@ static void each_cb(const char *key, const char *value, size_t value_len, bool i
 
 static void peek_each_child(void **state)
 {
-    run_ns(CN_NS_SYS, CMD(.op = CN_OP_SET, .key = CN_STR("/members/b/attributes"), .value = CN_STR("B")));
-    run_ns(CN_NS_SYS, CMD(.op = CN_OP_SET, .key = CN_STR("/members/a/attributes"), .value = CN_STR("A")));
+    run_ns(CN_NS_SYS,
+           CMD(.op = CN_OP_SET, .key = CN_STR("/members/b/attributes"), .value = CN_STR("B")));
+    run_ns(CN_NS_SYS,
+           CMD(.op = CN_OP_SET, .key = CN_STR("/members/a/attributes"), .value = CN_STR("A")));
     run_ns(CN_NS_SYS, CMD(.op = CN_OP_SET, .key = CN_STR("/members/_c"), .value = CN_STR("C")));
     run_ns(CN_NS_SYS, CMD(.op = CN_OP_SET, .key = CN_STR("/version"), .value = CN_STR("2.3.0")));
     size_t len = 0;
@@ -815,11 +920,12 @@ static void stats_json(void **state)
     cn_store_watch(S, CN_NS_KEYS, CN_STR("/a"), false, true, 0, log_cb, NULL, &w, &err);
     cn_buf_reset(&OUT);
     cn_store_stats_json(S, &OUT);
-    assert_string_equal(OUT.p, "{\"getsSuccess\":1,\"getsFail\":1,\"setsSuccess\":1,\"setsFail\":1,"
-                               "\"deleteSuccess\":0,\"deleteFail\":0,\"updateSuccess\":0,\"updateFail\":0,"
-                               "\"createSuccess\":0,\"createFail\":0,\"compareAndSwapSuccess\":0,"
-                               "\"compareAndSwapFail\":0,\"compareAndDeleteSuccess\":0,"
-                               "\"compareAndDeleteFail\":0,\"expireCount\":0,\"watchers\":1}");
+    assert_string_equal(OUT.p,
+                        "{\"getsSuccess\":1,\"getsFail\":1,\"setsSuccess\":1,\"setsFail\":1,"
+                        "\"deleteSuccess\":0,\"deleteFail\":0,\"updateSuccess\":0,\"updateFail\":0,"
+                        "\"createSuccess\":0,\"createFail\":0,\"compareAndSwapSuccess\":0,"
+                        "\"compareAndSwapFail\":0,\"compareAndDeleteSuccess\":0,"
+                        "\"compareAndDeleteFail\":0,\"expireCount\":0,\"watchers\":1}");
 }
 
 static void noop_consumes_nothing(void **state)
@@ -835,7 +941,8 @@ static void deep_paths(void **state)
      * recursive GET runs on a shallower tree) */
     enum { DEPTH = 100000, GET_DEPTH = 3000 };
     struct cn_buf k = CN_BUF_INIT;
-    for (int i = 0; i < DEPTH; i++) cn_buf_append(&k, "/d", 2);
+    for (int i = 0; i < DEPTH; i++)
+        cn_buf_append(&k, "/d", 2);
     run(CMD(.op = CN_OP_SET, .key = cn_buf_str(&k), .value = CN_STR("leaf")));
     assert_int_equal(R.err.ecode, 0);
     cn_buf_reset(&OUT);
@@ -871,7 +978,8 @@ static void populate(void)
     run(CMD(.op = CN_OP_CREATE_SEQ, .key = CN_STR("/q"), .value = CN_STR("j")));
     run(CMD(.op = CN_OP_DELETE, .key = CN_STR("/a/b"), .recursive = true));
     set("/bin", "\x00\x01\xff");
-    run_ns(CN_NS_SYS, CMD(.op = CN_OP_SET, .key = CN_STR("/members/1/attributes"), .value = CN_STR("{}")));
+    run_ns(CN_NS_SYS,
+           CMD(.op = CN_OP_SET, .key = CN_STR("/members/1/attributes"), .value = CN_STR("{}")));
     run_ns(CN_NS_AUTH, CMD(.op = CN_OP_SET, .key = CN_STR("/enabled"), .value = CN_STR("false")));
 }
 
@@ -949,7 +1057,8 @@ static void snapshot_corrupt_rejected(void **state)
         assert_true(rc == CN_ERR_CORRUPT || rc == CN_ERR_VERSION);
         snap.p[i] ^= 0x5a;
     }
-    for (size_t i = 0; i < snap.len; i++) assert_int_equal(cn_store_snapshot_load(S, snap.p, i), CN_ERR_CORRUPT);
+    for (size_t i = 0; i < snap.len; i++)
+        assert_int_equal(cn_store_snapshot_load(S, snap.p, i), CN_ERR_CORRUPT);
     snap.p[4] = 2; /* version */
     assert_int_equal(cn_store_snapshot_load(S, snap.p, snap.len), CN_ERR_VERSION);
     snap.p[4] = 1;
@@ -1002,7 +1111,8 @@ static void cmd_codec(void **state)
     assert_int_equal(d.prev_index, 300);
     assert_int_equal(d.expire_ns, c.expire_ns);
     assert_int_equal(d.now_ns, c.now_ns);
-    for (size_t i = 0; i < b.len; i++) assert_int_equal(cn_store_cmd_decode(b.p, i, &d), CN_ERR_CORRUPT);
+    for (size_t i = 0; i < b.len; i++)
+        assert_int_equal(cn_store_cmd_decode(b.p, i, &d), CN_ERR_CORRUPT);
     cn_buf_putc(&b, 0);
     assert_int_equal(cn_store_cmd_decode(b.p, b.len, &d), CN_ERR_CORRUPT); /* trailing byte */
     b.p[0] = 9;
@@ -1041,6 +1151,7 @@ int main(void)
         T(cad_ops),
         T(long_cause_truncated),
         T(ttl_and_expiry),
+        T(ttl_set_replace_and_ties),
         T(dir_ttl_expires_subtree),
         T(expire_event_json),
         T(refresh_ops),
