@@ -42,6 +42,8 @@ GOALS = {
 
 NOISY_CORES = 0.25  # other processes' CPU during a load above which the figure is flagged
 
+LOADGEN_BOUND_CORES = 0.9  # cn_loadgen is one thread: near a full core it is the bottleneck
+
 _children = {}  # pid -> Popen of every server we started and have not reaped
 
 
@@ -216,8 +218,8 @@ class Server:
             try:
                 if check():
                     return (time.monotonic() - t0) * 1000.0
-            except (OSError, http.client.HTTPException):
-                pass
+            except (OSError, http.client.HTTPException, ValueError):
+                pass  # not up yet, or not answering sensibly yet
             if time.monotonic() > deadline:
                 raise BenchError("%s: no %s within %.0f s\n%s"
                                  % (self.target, what, self.timeout_s, self.log_tail()))
@@ -332,10 +334,14 @@ def phase_load(args, target, binary, workdir, metrics, errors):
                                   ["--keys", str(args.keys), "--prefix", "/bench",
                                    "--duration-s", str(args.duration_s),
                                    "--warmup-s", str(args.warmup_s)])
+                if srv.proc.poll() is not None:
+                    raise BenchError("%s exited with status %s during %s conns=%d\n%s"
+                                     % (target, srv.proc.returncode, op, conns, srv.log_tail()))
                 cpu = proc_cpu_s(srv.proc.pid) - cpu0
                 wall = time.monotonic() - wall0
+                loadgen_cpu = children_cpu_s() - kids0
                 # CPU burnt by anything other than this server and cn_loadgen, in cores
-                other = (system_busy_s() - sys0) - cpu - (children_cpu_s() - kids0)
+                other = (system_busy_s() - sys0) - cpu - loadgen_cpu
                 key = "%s.c%d" % (op, conns)
                 for field in ("ops_per_s", "p50_ms", "p99_ms", "errors", "count"):
                     metrics["%s.%s" % (key, field)] = res[field]
@@ -344,12 +350,16 @@ def phase_load(args, target, binary, workdir, metrics, errors):
                 metrics[key + ".cpu_ms_per_kop"] = cpu * 1e6 / total if total else None
                 metrics[key + ".server_cores"] = cpu / wall
                 metrics[key + ".other_cores"] = max(other, 0.0) / wall
+                metrics[key + ".loadgen_cores"] = loadgen_cpu / wall
                 if res["errors"]:
                     errors.append("%s %s: %d errors (%s)" % (target, key, res["errors"], res["first_error"]))
                 log("%s: %-4s conns=%-3d %9.0f ops/s  p50 %7.3f ms  p99 %7.3f ms  errors %d"
-                    "  (server %.2f cores, other processes %.2f cores)"
+                    "  (cores: server %.2f, cn_loadgen %.2f, other processes %.2f)"
                     % (target, op, conns, res["ops_per_s"], res["p50_ms"], res["p99_ms"], res["errors"],
-                       cpu / wall, max(other, 0.0) / wall))
+                       cpu / wall, loadgen_cpu / wall, max(other, 0.0) / wall))
+                if loadgen_cpu / wall > LOADGEN_BOUND_CORES:
+                    log("%s: WARNING: cn_loadgen used %.2f cores during %s: the figure may measure "
+                        "the load generator rather than the server" % (target, loadgen_cpu / wall, key))
                 if other / wall > NOISY_CORES:
                     noisy.append(key)
         if noisy:

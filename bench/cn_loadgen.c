@@ -30,9 +30,9 @@
  * every power of two above that is split into 128 sub-buckets, so a reported
  * percentile is within 0.8% of the true value. 7424 counters, no allocation.
  */
-#define CN_LG_HIST_SUB   128
+#define CN_LG_HIST_SUB    128
 #define CN_LG_HIST_LINEAR 256
-#define CN_LG_HIST_N     (CN_LG_HIST_LINEAR + (64 - 8) * CN_LG_HIST_SUB)
+#define CN_LG_HIST_N      (CN_LG_HIST_LINEAR + (64 - 8) * CN_LG_HIST_SUB)
 
 struct cn_lg_hist {
     uint64_t counts[CN_LG_HIST_N];
@@ -60,7 +60,7 @@ struct cn_lg_opts {
     double warmup_s;
     double timeout_s; /* hard cap on the whole run */
     char prefix[CN_LG_PREFIX_MAX];
-    int seq;          /* keys in order 0,1,2... instead of uniformly random */
+    int seq; /* keys in order 0,1,2... instead of uniformly random */
     uint64_t seed;
 };
 
@@ -79,7 +79,7 @@ struct cn_lg_conn {
     int keep_alive; /* that response allows another request on this connection */
     int status;     /* HTTP status of that response */
     uint64_t t_sent_ns;
-    char *req;      /* request bytes: headers, then the body for PUT */
+    char *req; /* request bytes: headers, then the body for PUT */
     size_t req_len;
     char rbuf[CN_LG_RBUF_LEN];
 };
@@ -93,15 +93,15 @@ struct cn_lg_bench {
     uv_timer_t phase_timer;   /* warmup end, then duration end */
     uv_timer_t timeout_timer; /* hard cap */
     unsigned n_connected;
-    int started;              /* all connections up, requests flowing */
-    int measuring;            /* warmup over: results count */
-    int stopping;             /* no new requests */
+    int started;   /* all connections up, requests flowing */
+    int measuring; /* warmup over: results count */
+    int stopping;  /* no new requests */
     int finished;
     int timed_out;
-    uint64_t issued;          /* requests started (for --requests) */
-    uint64_t ok;              /* 2xx responses while measuring */
-    uint64_t bad_status;      /* non-2xx responses while measuring */
-    uint64_t io_errors;       /* connection or parse failures */
+    uint64_t issued;     /* requests started (for --requests) */
+    uint64_t ok;         /* 2xx responses while measuring */
+    uint64_t bad_status; /* non-2xx responses while measuring */
+    uint64_t io_errors;  /* connection or parse failures */
     uint64_t reconnects;
     uint64_t status_counts[600];
     uint64_t t_start_ns;
@@ -116,7 +116,12 @@ static void start_connect(struct cn_lg_conn *c);
 static void maybe_finish(struct cn_lg_bench *b);
 static void begin(struct cn_lg_bench *b);
 
-static void die(const char *fmt, ...)
+#define CN_LG_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+_Noreturn static void die(const char *fmt, ...) CN_LG_PRINTF(1, 2);
+static void note_error(struct cn_lg_bench *b, const char *fmt, ...) CN_LG_PRINTF(2, 3);
+
+_Noreturn static void die(const char *fmt, ...)
 {
     va_list ap;
     fputs("cn_loadgen: ", stderr);
@@ -130,8 +135,7 @@ static void die(const char *fmt, ...)
 static void note_error(struct cn_lg_bench *b, const char *fmt, ...)
 {
     va_list ap;
-    if (b->first_error[0] != '\0')
-        return;
+    if (b->first_error[0] != '\0') return;
     va_start(ap, fmt);
     vsnprintf(b->first_error, sizeof(b->first_error), fmt, ap);
     va_end(ap);
@@ -141,8 +145,7 @@ static void note_error(struct cn_lg_bench *b, const char *fmt, ...)
 
 static unsigned hist_index(uint64_t v)
 {
-    if (v < CN_LG_HIST_LINEAR)
-        return (unsigned)v;
+    if (v < CN_LG_HIST_LINEAR) return (unsigned)v;
     unsigned e = 63u - (unsigned)__builtin_clzll(v); /* >= 8 */
     unsigned sub = (unsigned)(v >> (e - 7u)) & (CN_LG_HIST_SUB - 1u);
     return CN_LG_HIST_LINEAR + (e - 8u) * CN_LG_HIST_SUB + sub;
@@ -151,8 +154,7 @@ static unsigned hist_index(uint64_t v)
 /* Midpoint of the range of values that fall into bucket idx. */
 static double hist_value(unsigned idx)
 {
-    if (idx < CN_LG_HIST_LINEAR)
-        return (double)idx;
+    if (idx < CN_LG_HIST_LINEAR) return (double)idx;
     unsigned e = (idx - CN_LG_HIST_LINEAR) / CN_LG_HIST_SUB + 8u;
     unsigned sub = (idx - CN_LG_HIST_LINEAR) % CN_LG_HIST_SUB;
     uint64_t lo = (uint64_t)(CN_LG_HIST_SUB + sub) << (e - 7u);
@@ -165,20 +167,16 @@ static void hist_record(struct cn_lg_hist *h, uint64_t v)
     h->counts[hist_index(v)]++;
     h->total++;
     h->sum_ns += v;
-    if (v > h->max_ns)
-        h->max_ns = v;
+    if (v > h->max_ns) h->max_ns = v;
 }
 
 /* Value at quantile q (0..1] in ns: the smallest bucket holding the ceil(q*n)-th sample. */
 static double hist_quantile(const struct cn_lg_hist *h, double q)
 {
-    if (h->total == 0)
-        return 0.0;
+    if (h->total == 0) return 0.0;
     uint64_t rank = (uint64_t)(q * (double)h->total + 0.999999);
-    if (rank < 1)
-        rank = 1;
-    if (rank > h->total)
-        rank = h->total;
+    if (rank < 1) rank = 1;
+    if (rank > h->total) rank = h->total;
     uint64_t seen = 0;
     for (unsigned i = 0; i < CN_LG_HIST_N; i++) {
         seen += h->counts[i];
@@ -246,8 +244,7 @@ static void build_request(struct cn_lg_conn *c, uint64_t key)
                      o->prefix, key, o->op == CN_LG_QGET ? "?quorum=true" : "", o->authority);
         break;
     }
-    if (n < 0 || n >= CN_LG_HDR_MAX)
-        die("request header too long");
+    if (n < 0 || n >= CN_LG_HDR_MAX) die("request header too long");
     c->req_len = (size_t)n;
     if (o->op == CN_LG_PUT) {
         fill_value(c->req + c->req_len, o->value_size, key);
@@ -260,8 +257,7 @@ static void conn_fail(struct cn_lg_conn *c, const char *what, int err);
 static void on_write(uv_write_t *req, int status)
 {
     struct cn_lg_conn *c = req->data;
-    if (status < 0 && status != UV_ECANCELED)
-        conn_fail(c, "write", status);
+    if (status < 0 && status != UV_ECANCELED) conn_fail(c, "write", status);
 }
 
 static void send_next(struct cn_lg_conn *c)
@@ -287,18 +283,15 @@ static void send_next(struct cn_lg_conn *c)
 
     uv_buf_t buf = uv_buf_init(c->req, (unsigned)c->req_len);
     int n = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
-    if (n == (int)c->req_len)
-        return;
+    if (n == (int)c->req_len) return;
     if (n < 0 && n != UV_EAGAIN) {
         conn_fail(c, "write", n);
         return;
     }
-    if (n > 0)
-        buf = uv_buf_init(c->req + n, (unsigned)(c->req_len - (size_t)n));
+    if (n > 0) buf = uv_buf_init(c->req + n, (unsigned)(c->req_len - (size_t)n));
     c->write_req.data = c;
     int rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
-    if (rc != 0)
-        conn_fail(c, "write", rc);
+    if (rc != 0) conn_fail(c, "write", rc);
 }
 
 /* ---- connections ---- */
@@ -322,8 +315,7 @@ static void on_close_final(uv_handle_t *h)
 
 static void conn_close(struct cn_lg_conn *c, uv_close_cb cb)
 {
-    if (c->open && !uv_is_closing((uv_handle_t *)&c->tcp))
-        uv_close((uv_handle_t *)&c->tcp, cb);
+    if (c->open && !uv_is_closing((uv_handle_t *)&c->tcp)) uv_close((uv_handle_t *)&c->tcp, cb);
 }
 
 /* A connection broke: the request in flight (if any) is an error; reconnect. */
@@ -331,8 +323,7 @@ static void conn_fail(struct cn_lg_conn *c, const char *what, int err)
 {
     struct cn_lg_bench *b = c->b;
 
-    if (uv_is_closing((uv_handle_t *)&c->tcp))
-        return;
+    if (uv_is_closing((uv_handle_t *)&c->tcp)) return;
     if (c->busy || !b->started) {
         b->io_errors++;
         note_error(b, "%s: %s", what, err != 0 ? uv_strerror(err) : "protocol error");
@@ -353,8 +344,7 @@ static void conn_fail(struct cn_lg_conn *c, const char *what, int err)
 static int on_message_begin(http_parser *p)
 {
     struct cn_lg_conn *c = p->data;
-    if (c->msg_done)
-        c->extra = 1; /* we never pipeline, so a second response is a protocol error */
+    if (c->msg_done) c->extra = 1; /* we never pipeline, so a second response is a protocol error */
     return 0;
 }
 
@@ -385,8 +375,7 @@ static void complete_request(struct cn_lg_conn *c)
             hist_record(&b->hist, now - c->t_sent_ns);
         } else {
             b->bad_status++;
-            if (c->status >= 0 && c->status < 600)
-                b->status_counts[c->status]++;
+            if (c->status >= 0 && c->status < 600) b->status_counts[c->status]++;
             note_error(b, "HTTP status %d", c->status);
         }
         b->t_end_ns = now;
@@ -405,8 +394,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     struct cn_lg_conn *c = s->data;
     struct cn_lg_bench *b = c->b;
 
-    if (nread == 0)
-        return;
+    if (nread == 0) return;
     if (nread < 0) {
         if (nread == UV_EOF && c->busy) {
             /* Responses without a length end at EOF. */
@@ -434,8 +422,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn_fail(c, "parse", 0);
         return;
     }
-    if (!c->msg_done)
-        return;
+    if (!c->msg_done) return;
     if (c->extra) {
         conn_fail(c, "unsolicited response", 0);
         return;
@@ -464,8 +451,7 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     if (!b->started) {
-        if (++b->n_connected < b->o.conns)
-            return;
+        if (++b->n_connected < b->o.conns) return;
         b->started = 1;
         begin(b); /* everyone is connected */
         return;
@@ -477,8 +463,7 @@ static void start_connect(struct cn_lg_conn *c)
 {
     struct cn_lg_bench *b = c->b;
     int rc = uv_tcp_init(b->loop, &c->tcp);
-    if (rc != 0)
-        die("uv_tcp_init: %s", uv_strerror(rc));
+    if (rc != 0) die("uv_tcp_init: %s", uv_strerror(rc));
     c->open = 1;
     c->busy = 0;
     c->tcp.data = c;
@@ -486,8 +471,7 @@ static void start_connect(struct cn_lg_conn *c)
     http_parser_init(&c->parser, HTTP_RESPONSE);
     c->parser.data = c;
     rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&b->addr, on_connect);
-    if (rc != 0)
-        conn_fail(c, "connect", rc);
+    if (rc != 0) conn_fail(c, "connect", rc);
 }
 
 /* ---- phases ---- */
@@ -506,15 +490,12 @@ static void close_all(struct cn_lg_bench *b)
 
 static void maybe_finish(struct cn_lg_bench *b)
 {
-    if (b->finished || !b->started)
-        return;
+    if (b->finished || !b->started) return;
     for (unsigned i = 0; i < b->o.conns; i++) {
-        if (b->conns[i].busy)
-            return;
+        if (b->conns[i].busy) return;
     }
     b->finished = 1;
-    if (b->t_end_ns < b->t_start_ns || !b->measuring)
-        b->t_end_ns = uv_hrtime();
+    if (b->t_end_ns < b->t_start_ns || !b->measuring) b->t_end_ns = uv_hrtime();
     close_all(b);
 }
 
@@ -556,8 +537,7 @@ static void on_timeout(uv_timer_t *t)
     b->stopping = 1;
     b->finished = 1;
     b->t_end_ns = uv_hrtime();
-    if (!b->measuring)
-        b->t_start_ns = b->t_end_ns;
+    if (!b->measuring) b->t_start_ns = b->t_end_ns;
     close_all(b);
 }
 
@@ -617,30 +597,27 @@ static double parse_secs(const char *name, const char *s)
 static void parse_url(struct cn_lg_opts *o, const char *url)
 {
     const char *p = url;
-    if (strncmp(p, "http://", 7) != 0)
-        die("--url must start with http://");
+    if (strncmp(p, "http://", 7) != 0) die("--url must start with http://");
     p += 7;
     const char *host_end;
     const char *port_start;
     if (*p == '[') {
         host_end = strchr(p, ']');
-        if (host_end == NULL || host_end[1] != ':')
-            die("--url: bad IPv6 address");
+        if (host_end == NULL || host_end[1] != ':') die("--url: bad IPv6 address");
         p++;
         port_start = host_end + 2;
     } else {
         host_end = strchr(p, ':');
-        if (host_end == NULL)
-            die("--url must include a port");
+        if (host_end == NULL) die("--url must include a port");
         port_start = host_end + 1;
     }
     size_t hlen = (size_t)(host_end - p);
-    if (hlen == 0 || hlen >= sizeof(o->host))
-        die("--url: bad host");
+    if (hlen == 0 || hlen >= sizeof(o->host)) die("--url: bad host");
     memcpy(o->host, p, hlen);
     o->host[hlen] = '\0';
     size_t plen = strspn(port_start, "0123456789");
-    if (plen == 0 || plen >= sizeof(o->port) || (port_start[plen] != '\0' && port_start[plen] != '/'))
+    if (plen == 0 || plen >= sizeof(o->port) ||
+        (port_start[plen] != '\0' && port_start[plen] != '/'))
         die("--url: bad port");
     memcpy(o->port, port_start, plen);
     o->port[plen] = '\0';
@@ -675,12 +652,10 @@ static void parse_args(struct cn_lg_opts *o, int argc, char **argv)
             usage(stdout);
             exit(0);
         }
-        if (strncmp(a, "--", 2) != 0)
-            die("unexpected argument '%s' (try --help)", a);
+        if (strncmp(a, "--", 2) != 0) die("unexpected argument '%s' (try --help)", a);
         if (eq != NULL) {
             size_t nlen = (size_t)(eq - a);
-            if (nlen >= sizeof(name))
-                die("bad option '%s'", a);
+            if (nlen >= sizeof(name)) die("bad option '%s'", a);
             memcpy(name, a, nlen);
             name[nlen] = '\0';
             v = eq + 1;
@@ -692,8 +667,7 @@ static void parse_args(struct cn_lg_opts *o, int argc, char **argv)
             continue;
         }
         if (v == NULL) {
-            if (i + 1 >= argc)
-                die("%s needs a value", name);
+            if (i + 1 >= argc) die("%s needs a value", name);
             v = argv[++i];
         }
         if (strcmp(name, "--url") == 0) {
@@ -738,16 +712,13 @@ static void parse_args(struct cn_lg_opts *o, int argc, char **argv)
             o->prefix[0] = '/';
             memcpy(o->prefix + off, v, plen);
             o->prefix[plen + off] = '\0';
-            if (strcmp(o->prefix, "/") == 0)
-                o->prefix[0] = '\0';
+            if (strcmp(o->prefix, "/") == 0) o->prefix[0] = '\0';
         } else {
             die("unknown option '%s' (try --help)", name);
         }
     }
-    if (!have_url)
-        die("--url is required (try --help)");
-    if (!have_timeout)
-        o->timeout_s = o->requests != 0 ? 600.0 : o->duration_s + o->warmup_s + 60.0;
+    if (!have_url) die("--url is required (try --help)");
+    if (!have_timeout) o->timeout_s = o->requests != 0 ? 600.0 : o->duration_s + o->warmup_s + 60.0;
 }
 
 static void resolve(struct cn_lg_bench *b)
@@ -759,8 +730,7 @@ static void resolve(struct cn_lg_bench *b)
     hints.ai_socktype = SOCK_STREAM;
     /* No callback: resolves synchronously, once, before the loop runs. */
     int rc = uv_getaddrinfo(b->loop, &req, NULL, b->o.host, b->o.port, &hints);
-    if (rc != 0)
-        die("resolve %s:%s: %s", b->o.host, b->o.port, uv_strerror(rc));
+    if (rc != 0) die("resolve %s:%s: %s", b->o.host, b->o.port, uv_strerror(rc));
     memcpy(&b->addr, req.addrinfo->ai_addr, req.addrinfo->ai_addrlen);
     uv_freeaddrinfo(req.addrinfo);
 }
@@ -809,14 +779,14 @@ static void print_result(const struct cn_lg_bench *b)
            ",\"reconnects\":%" PRIu64 ",",
            b->ok, errors, b->io_errors, b->reconnects);
     printf("\"elapsed_s\":%.3f,\"ops_per_s\":%.1f,", elapsed_s, ops);
-    printf("\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,", hist_quantile(h, 0.50) / 1e6,
-           hist_quantile(h, 0.90) / 1e6, hist_quantile(h, 0.99) / 1e6, hist_quantile(h, 0.999) / 1e6);
+    printf("\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,",
+           hist_quantile(h, 0.50) / 1e6, hist_quantile(h, 0.90) / 1e6, hist_quantile(h, 0.99) / 1e6,
+           hist_quantile(h, 0.999) / 1e6);
     printf("\"mean_ms\":%.3f,\"max_ms\":%.3f,\"timed_out\":%s,\"bad_status\":{", mean_ms,
            (double)h->max_ns / 1e6, b->timed_out ? "true" : "false");
     int first = 1;
     for (int s = 0; s < 600; s++) {
-        if (b->status_counts[s] == 0)
-            continue;
+        if (b->status_counts[s] == 0) continue;
         printf("%s\"%d\":%" PRIu64, first ? "" : ",", s, b->status_counts[s]);
         first = 0;
     }
@@ -829,8 +799,7 @@ static void print_result(const struct cn_lg_bench *b)
 int main(int argc, char **argv)
 {
     struct cn_lg_bench *b = calloc(1, sizeof(*b));
-    if (b == NULL)
-        die("out of memory");
+    if (b == NULL) die("out of memory");
     parse_args(&b->o, argc, argv);
     b->rng = b->o.seed;
     b->loop = uv_default_loop();
@@ -843,14 +812,12 @@ int main(int argc, char **argv)
 
     /* Everything the run needs is allocated here, once. */
     b->conns = calloc(b->o.conns, sizeof(*b->conns));
-    if (b->conns == NULL)
-        die("out of memory");
+    if (b->conns == NULL) die("out of memory");
     for (unsigned i = 0; i < b->o.conns; i++) {
         struct cn_lg_conn *c = &b->conns[i];
         c->b = b;
         c->req = malloc(CN_LG_HDR_MAX + b->o.value_size);
-        if (c->req == NULL)
-            die("out of memory");
+        if (c->req == NULL) die("out of memory");
     }
 
     uv_timer_init(b->loop, &b->phase_timer);
@@ -866,8 +833,7 @@ int main(int argc, char **argv)
     print_result(b);
 
     int rc = uv_loop_close(b->loop);
-    if (rc != 0)
-        fprintf(stderr, "cn_loadgen: loop close: %s\n", uv_strerror(rc));
+    if (rc != 0) fprintf(stderr, "cn_loadgen: loop close: %s\n", uv_strerror(rc));
     int exit_code = 0;
     if (b->timed_out)
         exit_code = 2;

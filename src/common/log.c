@@ -73,9 +73,9 @@ static size_t msg_end(const char *s, size_t len)
     for (size_t i = 0; i < len; i++) {
         if (s[i] != ' ') continue;
         size_t j = i + 1;
-        while (j < len && (s[j] == '_' || s[j] == '-' || s[j] == '.' ||
-                           (s[j] >= 'a' && s[j] <= 'z') || (s[j] >= 'A' && s[j] <= 'Z') ||
-                           (s[j] >= '0' && s[j] <= '9')))
+        /* Keys are lower-case identifiers; ETCD_NAME=x inside a message stays in the message. */
+        if (j >= len || s[j] < 'a' || s[j] > 'z') continue;
+        while (j < len && (s[j] == '_' || (s[j] >= 'a' && s[j] <= 'z') || (s[j] >= '0' && s[j] <= '9')))
             j++;
         if (j > i + 1 && j < len && s[j] == '=') return i;
     }

@@ -91,7 +91,7 @@ int cn_url_parse(const char *z, struct cn_url *u, char *err, size_t err_len)
     const char *h = sep + 3;
     const char *slash = strchr(h, '/');
     size_t hlen = slash ? (size_t)(slash - h) : strlen(h);
-    if (slash && slash[1] != '\0') u->has_path = true;
+    if (slash) u->has_path = true; /* Go: any path, even "/", is one */
     const char *colon = NULL;
     const char *host = h;
     size_t host_len;

@@ -23,7 +23,7 @@ struct cn_url {
     char scheme[8];  /* "http" or "https" */
     char host[256];  /* host name or IP, without brackets */
     uint16_t port;
-    bool has_path;
+    bool has_path; /* anything after host:port, even a lone "/" */
 };
 
 /* Parses "scheme://host:port[/]". On failure returns CN_ERR_PARSE and writes a Go-like message

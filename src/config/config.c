@@ -174,12 +174,13 @@ static void print_help(void)
     }
 }
 
+/* The 4-line shape of etcd's --version, with cairn's own values. */
 static void print_version(void)
 {
-    printf("cairn Version: %s\n", CN_VERSION);
-    printf("etcd API Version: 2.3.8\n");
-    printf("Git SHA: %s\n", "unknown");
-    printf("OS/Arch: linux/%s\n",
+    printf("cairn Version: %s (etcd API 2.3.8)\n", CN_VERSION);
+    printf("Git SHA: %s\n", CN_GIT_SHA);
+    printf("C Version: %s\n", __VERSION__);
+    printf("C OS/Arch: linux/%s\n",
 #if defined(__x86_64__)
            "amd64"
 #elif defined(__aarch64__)
@@ -220,8 +221,9 @@ static int parse_args(struct state *st, int argc, char **argv)
         }
         int fi = find_flag(name, nlen);
         if (fi < 0) {
-            fprintf(stderr, "cairn: flag provided but not defined: -%.*s\n", (int)nlen, name);
-            return CN_CONFIG_ERROR;
+            fprintf(stderr, "cairn: flag provided but not defined: -%.*s (see cairn --help)\n",
+                    (int)nlen, name);
+            return CN_CONFIG_USAGE;
         }
         const struct flag *f = &flags[fi];
         const char *v;
@@ -273,7 +275,7 @@ static int apply_env(struct state *st, char **envp)
         flagname[n] = '\0';
         int fi = find_flag(flagname, n);
         if (fi < 0 || flags[fi].kind == K_REMOVED) {
-            CN_LOGW("config", "unrecognized environment variable var=%.*s", (int)(eq - *e), *e);
+            CN_LOGW("config", "unrecognized environment variable %s", *e);
             continue;
         }
         if (*v == '\0' || flags[fi].kind == K_IGNORED) continue;
@@ -351,6 +353,11 @@ static int add_url(const char *item, void *p)
                  why);
         return -1;
     }
+    if (u->has_path) {
+        snprintf(c->err, sizeof(c->err), "invalid value \"%s\" for flag -%s: URL must not contain a path: %s",
+                 item, c->flag, item);
+        return -1;
+    }
     c->list->raw[c->list->n++] = cn_xstrdup(item);
     return 0;
 }
@@ -360,6 +367,16 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* etcd's types.NewURLs sorts every URL list it parses; members and clients see them sorted. */
+static void sort_urls(struct cn_url_list *l)
+{
+    qsort(l->raw, l->n, sizeof(char *), cmp_str);
+    for (size_t j = 0; j < l->n; j++) {
+        char why[300];
+        cn_url_parse(l->raw[j], &l->u[j], why, sizeof(why));
+    }
+}
+
 static int parse_urls(struct state *st, const char *flag, struct cn_url_list *out)
 {
     struct url_ctx c = {out, flag, ""};
@@ -367,6 +384,7 @@ static int parse_urls(struct state *st, const char *flag, struct cn_url_list *ou
         fprintf(stderr, "cairn: %s\n", c.err);
         return CN_CONFIG_ERROR;
     }
+    sort_urls(out);
     return CN_CONFIG_OK;
 }
 
@@ -417,12 +435,7 @@ static int parse_initial_cluster(struct cn_config *cfg, const char *z)
     }
     for (size_t i = 0; i < cfg->ninitial; i++) {
         struct cn_initial_member *m = &cfg->initial[i];
-        qsort(m->peer_urls.raw, m->peer_urls.n, sizeof(char *), cmp_str);
-        /* Re-parse in sorted order so u[] matches raw[]. */
-        for (size_t j = 0; j < m->peer_urls.n; j++) {
-            char why[300];
-            cn_url_parse(m->peer_urls.raw[j], &m->peer_urls.u[j], why, sizeof(why));
-        }
+        sort_urls(&m->peer_urls);
         m->id = cn_config_member_id(m->peer_urls.raw, m->peer_urls.n, cfg->initial_cluster_token,
                                     0);
     }

@@ -62,6 +62,7 @@ enum cn_config_result {
     CN_CONFIG_OK = 0,
     CN_CONFIG_EXIT_OK = 1, /* --help / --version printed: exit 0 */
     CN_CONFIG_ERROR = 2,   /* message printed on stderr: exit 1 */
+    CN_CONFIG_USAGE = 3,   /* unknown flag (Go's flag package): exit 2 */
 };
 
 /* Parses argv and the environment into cfg. Prints --help/--version output on stdout and one

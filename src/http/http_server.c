@@ -50,6 +50,7 @@
 
 #define READ_BUF_LEN   (64 * 1024)
 #define OUT_HIGH_WATER (256 * 1024) /* connection output backlog above which parsing pauses */
+#define PARK_MAX (64 * 1024) /* input parked while a request is in flight */
 #define KEEP_BUF_CAP   (64 * 1024)  /* bigger buffers are freed when their owner is recycled */
 #define POOL_MAX       256          /* free requests kept by the server */
 #define LINGER_MS      2000         /* how long a shut-down connection may drain input */
@@ -803,11 +804,26 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     buf->len = READ_BUF_LEN;
 }
 
+static bool conn_streaming(const struct conn *c)
+{
+    const struct cn_list *it;
+    for (it = c->queue.next; it != &c->queue; it = it->next)
+        if (CN_CONTAINER_OF(it, struct req, link)->state == RS_STREAMING) return true;
+    return false;
+}
+
 static void conn_on_eof(struct conn *c)
 {
     c->peer_eof = true;
     if (c->reading) uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = false;
+    /* A half-closed client still gets the answers to what it sent (as from Go's server); a
+     * stream (a watch) has nobody left to deliver to. */
+    if (!c->shutting && !c->final_sent && !cn_list_empty(&c->queue) && !conn_streaming(c)) {
+        c->no_more = true;
+        conn_check_done(c);
+        return;
+    }
     if (c->shutting || !cn_list_empty(&c->queue) || c->final_sent) {
         conn_close(c); /* queued requests are unanswered or streaming: abort them */
         return;
@@ -822,6 +838,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (c->closing) return;
     if (nread > 0) {
         if (c->no_more || c->shutting) return; /* draining */
+        if (c->in.len > 0 || !conn_can_take(c)) {
+            /* A request is in flight: park the bytes behind what is parked already and keep
+             * reading (as Go's background read does), so a client that goes away while its
+             * watch or write is pending is noticed. conn_update_read bounds the parking. */
+            cn_buf_append(&c->in, buf->base, (size_t)nread);
+            conn_update_read(c);
+            return;
+        }
         conn_parse(c, buf->base, (size_t)nread, false);
     } else if (nread == UV_EOF) {
         conn_on_eof(c);
@@ -836,7 +860,8 @@ static void conn_update_read(struct conn *c)
     if (c->closing || c->peer_eof) return;
     struct cn_http_server *srv = c->srv;
     bool draining = c->no_more || c->shutting;
-    bool want = draining || (c->in.len == 0 && conn_can_take(c));
+    bool want = draining || (c->in.len == 0 && conn_can_take(c)) ||
+                (c->in.len < PARK_MAX && conn_backlog(c) < OUT_HIGH_WATER);
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
             conn_close(c);

@@ -47,9 +47,12 @@ void electionTick(struct cn_raft *r)
 {
     if (r->role != CN_RAFT_LEADER) {
         r->election_elapsed++;
-        if (r->election_elapsed >= r->randomized_timeout) {
+        /* a member that may not campaign (learner, removed, or not yet aware it was promoted)
+         * lets its timer run on: restarting it would renew the lease on a leader it no
+         * longer hears from, and it would ignore the votes that could elect a new one */
+        if (r->election_elapsed >= r->randomized_timeout && electionPromotable(r)) {
             r->election_elapsed = 0;
-            if (electionPromotable(r)) electionCampaign(r, r->cfg.pre_vote, false);
+            electionCampaign(r, r->cfg.pre_vote, false);
         }
         return;
     }
@@ -141,8 +144,11 @@ void electionOnVoteRequest(struct cn_raft *r, const struct cn_raft_msg *m)
      * pre-vote for a future term binds nothing */
     bool can_vote = r->vote == m->from || (r->vote == CN_RAFT_NONE && r->lead == CN_RAFT_NONE) ||
                     (pre && m->term > r->term);
-    bool grant = can_vote && confHasVoter(&r->conf, m->from) &&
-                 logIsUpToDate(&r->log, m->index, m->log_term);
+    /* the candidate's membership is not checked: a member that is behind may not know yet that
+     * the candidate was promoted, and refusing would stall elections; a removed member is
+     * kept out by the leases and told by the leader (raft.c) */
+    bool grant =
+        can_vote && (logIsUpToDate(&r->log, m->index, m->log_term) || r->cfg.unsafe_vote_any_log);
     struct cn_raft_msg *out =
         raftSend(r, pre ? CN_RAFT_MSG_PREVOTE_RESP : CN_RAFT_MSG_VOTE_RESP, m->from);
     if (grant) {

@@ -75,7 +75,8 @@ void logDropPrefix(struct raft_log *l, uint64_t index, uint64_t term)
 {
     CN_ASSERT(index > l->snap_index && index <= logLastIndex(l));
     size_t k = (size_t)(index - l->snap_index);
-    for (size_t i = 0; i < k; i++) cn_free(l->ents[i].data);
+    for (size_t i = 0; i < k; i++)
+        cn_free(l->ents[i].data);
     memmove(l->ents, l->ents + k, (l->n - k) * sizeof(*l->ents));
     l->n -= k;
     l->snap_index = index;
@@ -84,7 +85,8 @@ void logDropPrefix(struct raft_log *l, uint64_t index, uint64_t term)
 
 void logReset(struct raft_log *l, uint64_t index, uint64_t term)
 {
-    for (size_t i = 0; i < l->n; i++) cn_free(l->ents[i].data);
+    for (size_t i = 0; i < l->n; i++)
+        cn_free(l->ents[i].data);
     l->n = 0;
     l->snap_index = index;
     l->snap_term = term;
@@ -111,7 +113,8 @@ uint64_t logFindConflictByTerm(const struct raft_log *l, uint64_t index, uint64_
 
 void logFree(struct raft_log *l)
 {
-    for (size_t i = 0; i < l->n; i++) cn_free(l->ents[i].data);
+    for (size_t i = 0; i < l->n; i++)
+        cn_free(l->ents[i].data);
     cn_free(l->ents);
     memset(l, 0, sizeof(*l));
 }

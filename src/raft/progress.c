@@ -26,6 +26,7 @@ void progressInit(struct progress *pr, uint64_t id, bool learner, uint64_t next,
     pr->snap_ticks = 0;
     pr->sent_commit = 0;
     pr->match_at_hb = 0;
+    pr->stalled_hbs = 0;
     pr->read_seq = 0;
     pr->ins.start = pr->ins.count = 0;
     pr->ins.bytes = 0;

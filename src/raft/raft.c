@@ -22,6 +22,7 @@ void cn_raft_config_default(struct cn_raft_config *cfg)
     cfg->max_msg_bytes = 256u << 10;
     cfg->max_inflight_msgs = 256;
     cfg->max_inflight_bytes = 8u << 20;
+    cfg->max_uncommitted_bytes = 64u << 20;
 }
 
 const char *cn_raft_role_name(uint8_t role)
@@ -53,6 +54,7 @@ struct cn_raft *cn_raft_new(const struct cn_raft_config *cfg)
     if (r->cfg.max_inflight_bytes == 0) r->cfg.max_inflight_bytes = 8u << 20;
     if (r->cfg.max_msg_bytes == 0) r->cfg.max_msg_bytes = 256u << 10;
     if (r->cfg.max_entry_bytes == 0) r->cfg.max_entry_bytes = 1u << 20;
+    if (r->cfg.max_uncommitted_bytes == 0) r->cfg.max_uncommitted_bytes = 64u << 20;
     r->id = cfg->id;
     r->trace = cn_log_trace_enabled("raft");
     /* splitmix64 of seed and id: members seeded alike still draw different timeouts */
@@ -64,7 +66,8 @@ void cn_raft_free(struct cn_raft *r)
 {
     if (r == NULL) return;
     logFree(&r->log);
-    for (unsigned i = 0; i < CN_RAFT_MAX_MEMBERS; i++) progressFree(&r->prs[i]);
+    for (unsigned i = 0; i < CN_RAFT_MAX_MEMBERS; i++)
+        progressFree(&r->prs[i]);
     readQueueFree(&r->reads_wait_commit);
     readQueueFree(&r->reads_wait_quorum);
     readQueueFree(&r->reads_wait_apply);
@@ -123,8 +126,8 @@ static void resetCommon(struct cn_raft *r, uint64_t term)
     electionResetTimeout(r);
     r->n_granted = r->n_rejected = 0;
     r->transferee = CN_RAFT_NONE;
-    r->transfer_ticks = 0;
     r->bcast_pending = false;
+    r->uncommitted = 0;
     readIndexReset(r);
 }
 
@@ -151,7 +154,8 @@ void raftBecomeLeader(struct cn_raft *r)
         self->next = logLastIndex(&r->log) + 1;
         progressBecomeReplicate(self);
     }
-    for (unsigned i = 0; i < r->n_prs; i++) r->prs[i].recent_active = true;
+    for (unsigned i = 0; i < r->n_prs; i++)
+        r->prs[i].recent_active = true;
     /* Thesis §6.4 / §3.6.2: an empty entry of the new term lets the leader commit (and learn
      * the commit index of) everything before it. */
     replicationLeaderAppend(r, CN_RAFT_ENTRY_NORMAL, NULL, 0);
@@ -207,10 +211,13 @@ int cn_raft_step(struct cn_raft *r, const struct cn_raft_msg *m)
         if (r->role != CN_RAFT_FOLLOWER) raftBecomeFollower(r, r->term, CN_RAFT_NONE);
         return 0;
     }
-    if (r->role == CN_RAFT_LEADER && !confHasMember(&r->conf, m->from)) {
+    if (r->role == CN_RAFT_LEADER && !confHasMember(&r->conf, m->from) &&
+        r->conf_index <= r->log.committed) {
         /* §4.2.3: a member whose removal is committed learns it here, before any lease or
-         * term rule could make us ignore it, and stops campaigning */
-        if (r->conf_index <= r->log.committed) raftSend(r, CN_RAFT_MSG_REMOVED, m->from);
+         * term rule could make us ignore it, and stops campaigning. (While the removal is not
+         * committed the message goes through the usual rules: it may carry a higher term
+         * that must depose us.) */
+        raftSend(r, CN_RAFT_MSG_REMOVED, m->from);
         return 0;
     }
 
@@ -236,7 +243,17 @@ int cn_raft_step(struct cn_raft *r, const struct cn_raft_msg *m)
         } else {
             bool from_leader = m->type == CN_RAFT_MSG_APP || m->type == CN_RAFT_MSG_HEARTBEAT ||
                                m->type == CN_RAFT_MSG_SNAP;
+            /* thesis Figure 3.1: only hearing from the leader or granting a vote restarts the
+             * election timer. A higher term alone does not, so that stale candidates, which
+             * the up-to-date members keep rejecting, cannot keep those members from
+             * campaigning by resetting their timers round after round. */
+            bool keep_timer = !from_leader && r->role != CN_RAFT_LEADER;
+            unsigned elapsed = r->election_elapsed, timeout = r->randomized_timeout;
             raftBecomeFollower(r, m->term, from_leader ? m->from : CN_RAFT_NONE);
+            if (keep_timer) {
+                r->election_elapsed = elapsed;
+                r->randomized_timeout = timeout;
+            }
         }
     } else if (m->term < r->term) {
         if ((r->cfg.check_quorum || r->cfg.pre_vote) &&
@@ -345,6 +362,9 @@ int cn_raft_propose(struct cn_raft *r, const void *data, size_t len, uint64_t *i
     if (r->role != CN_RAFT_LEADER) return CN_ERR_NO_LEADER;
     if (r->transferee != CN_RAFT_NONE) return -EBUSY;
     if (len > r->cfg.max_entry_bytes) return CN_ERR_TOO_LARGE;
+    /* a bounded queue; an entry of any size is let in while nothing is pending */
+    if (r->uncommitted > 0 && r->uncommitted + len > r->cfg.max_uncommitted_bytes) return -ENOBUFS;
+    r->uncommitted += len;
     void *copy = len ? cn_xmemdup(data, len) : NULL;
     replicationLeaderAppend(r, CN_RAFT_ENTRY_NORMAL, copy, len);
     if (index) *index = logLastIndex(&r->log);
@@ -434,8 +454,7 @@ void cn_raft_ready(struct cn_raft *r, struct cn_raft_ready *rd)
         if (q->v[i].index <= applied_after) {
             if (r->n_reads_out == r->cap_reads_out) {
                 r->cap_reads_out = r->cap_reads_out ? r->cap_reads_out * 2 : 16;
-                r->reads_out =
-                    cn_xrealloc(r->reads_out, r->cap_reads_out * sizeof(*r->reads_out));
+                r->reads_out = cn_xrealloc(r->reads_out, r->cap_reads_out * sizeof(*r->reads_out));
             }
             r->reads_out[r->n_reads_out].index = q->v[i].index;
             r->reads_out[r->n_reads_out].ctx = q->v[i].ctx;

@@ -23,8 +23,9 @@
  * Ownership and lifetimes:
  *   - Everything reachable from a ready batch (entries, messages and their entries, the
  *     snapshot data, reads) is owned by the raft object and valid until cn_raft_advance().
- *     Between cn_raft_ready() and cn_raft_advance() the caller must call no other cn_raft_*
- *     function on that object (it may copy what it needs and advance early).
+ *     Between cn_raft_ready() and cn_raft_advance() the caller must give that object no input
+ *     (tick, step, propose, read_index, transfer, compact ...; cn_raft_status() is fine). A
+ *     node that must wait for an fsync queues its inputs meanwhile, as tests/sim does.
  *   - Inputs are borrowed for the duration of the call: cn_raft_step() copies whatever of the
  *     message it keeps (entry payloads, snapshot data); cn_raft_propose() copies the payload.
  *   - A message of type CN_RAFT_MSG_SNAP produced by the leader carries only the snapshot's
@@ -107,19 +108,19 @@ struct cn_raft_conf_change {
 };
 
 enum cn_raft_msg_type {
-    CN_RAFT_MSG_APP = 1,        /* AppendEntries: index/log_term = previous entry */
-    CN_RAFT_MSG_APP_RESP,       /* index = last matching index; on reject hint/log_term */
-    CN_RAFT_MSG_VOTE,           /* RequestVote: index/log_term = candidate's last entry */
-    CN_RAFT_MSG_VOTE_RESP,      /* REJECT flag when not granted */
-    CN_RAFT_MSG_PREVOTE,        /* thesis §9.6, term = the term the candidate would take */
-    CN_RAFT_MSG_PREVOTE_RESP,   /* REJECT flag when not granted */
-    CN_RAFT_MSG_HEARTBEAT,      /* commit, ctx = ReadIndex round */
-    CN_RAFT_MSG_HEARTBEAT_RESP, /* ctx echoed */
-    CN_RAFT_MSG_SNAP,           /* InstallSnapshot: snap + snap_data */
-    CN_RAFT_MSG_TIMEOUT_NOW,    /* leadership transfer: campaign now (thesis §3.10) */
-    CN_RAFT_MSG_READ_INDEX,     /* follower asks the leader for a read index; ctx = caller's */
-    CN_RAFT_MSG_READ_INDEX_RESP,/* index = read index, ctx echoed; REJECT if refused */
-    CN_RAFT_MSG_REMOVED,        /* leader tells a member its removal is committed */
+    CN_RAFT_MSG_APP = 1,         /* AppendEntries: index/log_term = previous entry */
+    CN_RAFT_MSG_APP_RESP,        /* index = last matching index; on reject hint/log_term */
+    CN_RAFT_MSG_VOTE,            /* RequestVote: index/log_term = candidate's last entry */
+    CN_RAFT_MSG_VOTE_RESP,       /* REJECT flag when not granted */
+    CN_RAFT_MSG_PREVOTE,         /* thesis §9.6, term = the term the candidate would take */
+    CN_RAFT_MSG_PREVOTE_RESP,    /* REJECT flag when not granted */
+    CN_RAFT_MSG_HEARTBEAT,       /* commit, ctx = ReadIndex round */
+    CN_RAFT_MSG_HEARTBEAT_RESP,  /* ctx echoed */
+    CN_RAFT_MSG_SNAP,            /* InstallSnapshot: snap + snap_data */
+    CN_RAFT_MSG_TIMEOUT_NOW,     /* leadership transfer: campaign now (thesis §3.10) */
+    CN_RAFT_MSG_READ_INDEX,      /* follower asks the leader for a read index; ctx = caller's */
+    CN_RAFT_MSG_READ_INDEX_RESP, /* index = read index, ctx echoed; REJECT if refused */
+    CN_RAFT_MSG_REMOVED,         /* leader tells a member its removal is committed */
     CN_RAFT_MSG_TYPE_MAX = CN_RAFT_MSG_REMOVED,
 };
 
@@ -177,19 +178,23 @@ struct cn_raft_ready {
 };
 
 struct cn_raft_config {
-    uint64_t id;               /* this member, non-zero */
-    unsigned election_ticks;   /* T: election timeout is drawn from [T, 2T) ticks (default 10) */
-    unsigned heartbeat_ticks;  /* (default 1) */
-    uint64_t seed;             /* seeds the election timeout randomisation */
-    bool pre_vote;             /* thesis §9.6 */
-    bool check_quorum;         /* thesis §6.2: leader steps down without a quorum */
-    size_t max_entry_bytes;    /* larger proposals fail with CN_ERR_TOO_LARGE (default 1 MiB) */
-    size_t max_msg_bytes;      /* payload bytes per AppendEntries (default 256 KiB) */
-    unsigned max_inflight_msgs; /* unacked AppendEntries per follower (default 256) */
-    size_t max_inflight_bytes; /* unacked payload bytes per follower (default 8 MiB) */
+    uint64_t id;                  /* this member, non-zero */
+    unsigned election_ticks;      /* T: election timeout is drawn from [T, 2T) ticks (default 10) */
+    unsigned heartbeat_ticks;     /* (default 1) */
+    uint64_t seed;                /* seeds the election timeout randomisation */
+    bool pre_vote;                /* thesis §9.6 */
+    bool check_quorum;            /* thesis §6.2: leader steps down without a quorum */
+    size_t max_entry_bytes;       /* larger proposals fail with CN_ERR_TOO_LARGE (default 1 MiB) */
+    size_t max_msg_bytes;         /* payload bytes per AppendEntries (default 256 KiB) */
+    unsigned max_inflight_msgs;   /* unacked AppendEntries per follower (default 256) */
+    size_t max_inflight_bytes;    /* unacked payload bytes per follower (default 8 MiB) */
+    size_t max_uncommitted_bytes; /* leader's appended, not yet committed payload (64 MiB) */
     /* Tests only: break the commit rule of thesis §3.6.2 (Figure 8) on purpose, committing an
      * entry of an earlier term by counting replicas. Used to prove the simulation catches it. */
     bool unsafe_commit_prev_term;
+    /* Tests only: grant votes without the election restriction of §3.6.1 (candidate's log at
+     * least as up to date as ours). */
+    bool unsafe_vote_any_log;
 };
 
 /* Fills cfg with defaults (everything but id and seed). */
@@ -237,7 +242,9 @@ int cn_raft_step(struct cn_raft *r, const struct cn_raft_msg *m);
 /* Appends a command to the leader's log; the bytes are copied. On success *index (if not NULL)
  * is the entry's index and *term its term: the command is committed when an entry with that
  * index and term is applied. Errors: CN_ERR_NO_LEADER (not the leader: forward to the leader),
- * -EBUSY (leadership transfer in progress), CN_ERR_TOO_LARGE (len > max_entry_bytes). */
+ * -EBUSY (leadership transfer in progress), CN_ERR_TOO_LARGE (len > max_entry_bytes),
+ * -ENOBUFS (max_uncommitted_bytes are waiting for a quorum: the cluster is not keeping up or the
+ * leader is cut off; retry later). */
 int cn_raft_propose(struct cn_raft *r, const void *data, size_t len, uint64_t *index,
                     uint64_t *term);
 

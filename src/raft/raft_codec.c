@@ -16,10 +16,9 @@
 const char *cn_raft_msg_type_name(uint8_t type)
 {
     static const char *names[] = {
-        "?",         "app",          "app-resp",   "vote",
-        "vote-resp", "prevote",      "prevote-resp", "heartbeat",
-        "heartbeat-resp", "snap",    "timeout-now", "read-index",
-        "read-index-resp", "removed",
+        "?",           "app",          "app-resp",        "vote",           "vote-resp",
+        "prevote",     "prevote-resp", "heartbeat",       "heartbeat-resp", "snap",
+        "timeout-now", "read-index",   "read-index-resp", "removed",
     };
     return type <= CN_RAFT_MSG_TYPE_MAX ? names[type] : "?";
 }
@@ -50,7 +49,8 @@ void cn_raft_msg_encode(const struct cn_raft_msg *m, struct cn_buf *out)
         cn_buf_put_uvarint(out, s->index);
         cn_buf_put_uvarint(out, s->term);
         cn_buf_put_uvarint(out, s->conf.n_voters);
-        for (uint32_t i = 0; i < s->conf.n_voters; i++) cn_buf_put_uvarint(out, s->conf.voters[i]);
+        for (uint32_t i = 0; i < s->conf.n_voters; i++)
+            cn_buf_put_uvarint(out, s->conf.voters[i]);
         cn_buf_put_uvarint(out, s->conf.n_learners);
         for (uint32_t i = 0; i < s->conf.n_learners; i++)
             cn_buf_put_uvarint(out, s->conf.learners[i]);
@@ -62,7 +62,8 @@ static int readIds(struct cn_rd *rd, uint64_t *ids, uint32_t *n)
 {
     uint64_t k = cn_rd_uvarint(rd);
     if (k > CN_RAFT_MAX_MEMBERS) return CN_ERR_CORRUPT;
-    for (uint64_t i = 0; i < k; i++) ids[i] = cn_rd_uvarint(rd);
+    for (uint64_t i = 0; i < k; i++)
+        ids[i] = cn_rd_uvarint(rd);
     *n = (uint32_t)k;
     return cn_rd_ok(rd) ? 0 : CN_ERR_CORRUPT;
 }

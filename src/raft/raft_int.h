@@ -48,6 +48,7 @@ struct progress {
     unsigned snap_ticks;   /* PR_SNAPSHOT: ticks since it was sent (a lost one is resent) */
     uint64_t sent_commit;  /* highest commit index told to this member */
     uint64_t match_at_hb;  /* match at the previous heartbeat answer (lost appends detection) */
+    unsigned stalled_hbs;  /* heartbeat answers in a row without progress while appends are out */
     uint64_t read_seq;     /* highest ReadIndex round this member acknowledged */
     struct inflights ins;
 };
@@ -95,9 +96,9 @@ struct cn_raft {
     /* leader */
     struct progress prs[CN_RAFT_MAX_MEMBERS];
     unsigned n_prs;
-    bool bcast_pending;    /* send new entries / commit to followers at the next ready */
-    uint64_t transferee;   /* leadership transfer target */
-    unsigned transfer_ticks;
+    bool bcast_pending;  /* send new entries / commit to followers at the next ready */
+    size_t uncommitted;  /* payload bytes proposed in this term and not yet committed */
+    uint64_t transferee; /* leadership transfer target */
 
     /* elections */
     unsigned election_elapsed, heartbeat_elapsed, randomized_timeout;
@@ -106,8 +107,8 @@ struct cn_raft {
     unsigned n_granted, n_rejected;
 
     /* ReadIndex (§6.4) */
-    uint64_t read_seq;          /* leader: current heartbeat round */
-    bool read_round_pending;    /* leader: start a round at the next ready */
+    uint64_t read_seq;                   /* leader: current heartbeat round */
+    bool read_round_pending;             /* leader: start a round at the next ready */
     struct read_queue reads_wait_commit; /* leader: before the first commit of its term */
     struct read_queue reads_wait_quorum; /* leader: waiting for a heartbeat round */
     struct read_queue reads_wait_apply;  /* any: confirmed, waiting for applied >= index */
@@ -226,8 +227,7 @@ void readIndexOnHeartbeatResponse(struct cn_raft *r);
 void readIndexFlush(struct cn_raft *r);
 void readIndexOnResponse(struct cn_raft *r, const struct cn_raft_msg *m);
 void readIndexReset(struct cn_raft *r);
-void readQueuePush(struct read_queue *q, uint64_t index, uint64_t ctx, uint64_t from,
-                   uint64_t seq);
+void readQueuePush(struct read_queue *q, uint64_t index, uint64_t ctx, uint64_t from, uint64_t seq);
 void readQueueFree(struct read_queue *q);
 
 /* ---- transfer.c (thesis §3.10) ---- */

@@ -63,7 +63,8 @@ void readIndexOnLeaderCommit(struct cn_raft *r)
     struct read_queue q = r->reads_wait_commit;
     r->reads_wait_commit.v = NULL;
     r->reads_wait_commit.n = r->reads_wait_commit.cap = 0;
-    for (size_t i = 0; i < q.n; i++) readIndexRequest(r, q.v[i].from, q.v[i].ctx);
+    for (size_t i = 0; i < q.n; i++)
+        readIndexRequest(r, q.v[i].from, q.v[i].ctx);
     /* keep the buffer for next time */
     if (r->reads_wait_commit.v == NULL) {
         q.n = 0;

@@ -115,8 +115,8 @@ bool replicationMaybeCommit(struct cn_raft *r)
      * earlier ones are committed indirectly, by the Log Matching Property. */
     if (logTerm(&r->log, mci) != r->term) {
         if (!r->cfg.unsafe_commit_prev_term) return false;
-        TRACE(r, "UNSAFE: committing index=%llu of term %llu by counting",
-              (unsigned long long)mci, (unsigned long long)logTerm(&r->log, mci));
+        TRACE(r, "UNSAFE: committing index=%llu of term %llu by counting", (unsigned long long)mci,
+              (unsigned long long)logTerm(&r->log, mci));
     }
     replicationCommitTo(r, mci);
     return true;
@@ -126,8 +126,14 @@ void replicationCommitTo(struct cn_raft *r, uint64_t commit)
 {
     if (commit <= r->log.committed) return;
     CN_ASSERT(commit <= logLastIndex(&r->log));
-    bool first_in_term =
-        r->role == CN_RAFT_LEADER && logTerm(&r->log, r->log.committed) != r->term;
+    bool first_in_term = r->role == CN_RAFT_LEADER && logTerm(&r->log, r->log.committed) != r->term;
+    if (r->role == CN_RAFT_LEADER) {
+        for (uint64_t i = r->log.committed + 1; i <= commit; i++) {
+            const struct cn_raft_entry *e = logEntry(&r->log, i);
+            if (e != NULL && e->term == r->term && e->type == CN_RAFT_ENTRY_NORMAL)
+                r->uncommitted -= e->len < r->uncommitted ? e->len : r->uncommitted;
+        }
+    }
     r->log.committed = commit;
     if (r->role == CN_RAFT_LEADER) {
         if (first_in_term && logTerm(&r->log, commit) == r->term) readIndexOnLeaderCommit(r);
@@ -219,15 +225,27 @@ void replicationOnHeartbeat(struct cn_raft *r, const struct cn_raft_msg *m)
     out->ctx = m->ctx;
 }
 
+static unsigned stallLimit(const struct cn_raft *r)
+{
+    unsigned n = r->cfg.election_ticks / (2 * r->cfg.heartbeat_ticks);
+    return n >= 2 ? n : 2;
+}
+
 void replicationOnHeartbeatResponse(struct cn_raft *r, const struct cn_raft_msg *m)
 {
     struct progress *pr = progressFind(r, m->from);
     pr->probe_sent = false;
     if (pr->state == PR_REPLICATE && pr->match < logLastIndex(&r->log)) {
-        /* no acknowledgement between two heartbeat answers while appends are out: they were
-         * lost (the network may drop without telling us); probe and resend from match */
-        if (pr->match == pr->match_at_hb) progressBecomeProbe(pr);
-        pr->match_at_hb = pr->match;
+        /* the follower answers heartbeats but acknowledges none of the appends out to it for
+         * half an election timeout: they were lost (the network may drop without telling us),
+         * so probe and resend from match. Slow links only cost a retransmission. */
+        if (pr->match != pr->match_at_hb) {
+            pr->match_at_hb = pr->match;
+            pr->stalled_hbs = 0;
+        } else if (++pr->stalled_hbs >= stallLimit(r)) {
+            pr->stalled_hbs = 0;
+            progressBecomeProbe(pr);
+        }
     }
     if (pr->match < logLastIndex(&r->log) || pr->sent_commit < r->log.committed)
         r->bcast_pending = true;

@@ -20,7 +20,6 @@ int cn_raft_transfer(struct cn_raft *r, uint64_t target)
     struct progress *pr = progressFind(r, target);
     if (pr == NULL) return CN_ERR_INVAL;
     r->transferee = target;
-    r->transfer_ticks = 0;
     r->election_elapsed = 0; /* the transfer gets one full election timeout */
     if (pr->match == logLastIndex(&r->log)) {
         sendTimeoutNow(r, pr);
@@ -48,5 +47,4 @@ void transferAbort(struct cn_raft *r)
 {
     TRACE(r, "transfer to %llu abandoned", (unsigned long long)r->transferee);
     r->transferee = CN_RAFT_NONE;
-    r->transfer_ticks = 0;
 }

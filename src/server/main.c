@@ -443,6 +443,7 @@ int main(int argc, char **argv, char **envp)
     memset(&s, 0, sizeof(s));
     int rc = cn_config_load(&s.cfg, argc, argv, envp);
     if (rc == CN_CONFIG_EXIT_OK) return 0;
+    if (rc == CN_CONFIG_USAGE) return 2;
     if (rc != CN_CONFIG_OK) return 1;
     if (s.cfg.debug) cn_log_level_max = CN_LOG_DEBUG;
     json_object_seed(1); /* deterministic hashing; jansson otherwise reads /dev/urandom */
@@ -500,7 +501,9 @@ int main(int argc, char **argv, char **envp)
         .max_header_bytes = 64 * 1024,
         .max_headers = 100,
         .max_body_bytes = s.cfg.max_request_bytes,
-        .max_pipeline = 64,
+        /* Go's server handles one request per connection at a time, so a GET pipelined after a
+         * PUT sees the write; clients rely on that ordering. Bytes still pipeline. */
+        .max_pipeline = 1,
     };
     s.http = cn_http_server_new(s.loop, &lim, server_handle, server_too_large, &s);
     for (size_t i = 0; i < s.cfg.listen_client.n; i++) {

@@ -2,8 +2,6 @@
 
 import itertools
 import os
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -47,13 +45,29 @@ def pytest_sessionstart(session):
             f"(build cairn, set CAIRN_BIN, or use CAIRN_TARGET=etcd)")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On failure, attach the log tail of every member the test used."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    members = list(getattr(item, "_cairn_members", []))
+    shared = item.funcargs.get("shared_member") if hasattr(item, "funcargs") else None
+    if shared is not None:
+        members.append(shared)
+    for m in members:
+        report.sections.append((f"member {m.name} log tail ({m.workdir})", m.log_tail(60)))
+
+
 _names = itertools.count(1)
 
 
 @pytest.fixture
-def member_factory(tmp_path):
+def member_factory(tmp_path, request):
     """Create (and by default start) members; all are killed at teardown."""
     made = []
+    request.node._cairn_members = made
 
     def make(name=None, start=True, **kw):
         name = name or f"m{next(_names)}"

@@ -105,7 +105,7 @@ class Member:
 
     def __init__(self, workdir, name="m1", extra_args=(), env=None, data_dir=None,
                  client_port=None, peer_port=None, token=None, binary=None,
-                 use_default_flags=True):
+                 use_default_flags=True, overrides=None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
@@ -117,6 +117,9 @@ class Member:
         self.token = token
         self.binary = binary or server_binary()
         self.use_default_flags = use_default_flags
+        # {"--flag": value or None}: replace (or with None drop) a default flag;
+        # values may be callables taking the member (evaluated at each start).
+        self.overrides = dict(overrides or {})
         self.proc = None
         self.starts = 0
         self.exit_code = None
@@ -150,17 +153,25 @@ class Member:
     def args(self):
         a = [self.binary]
         if self.use_default_flags:
-            a += [
-                "--name", self.name,
-                "--data-dir", str(self.data_dir),
-                "--listen-client-urls", self.client_url,
-                "--advertise-client-urls", self.client_url,
-                "--listen-peer-urls", self.peer_url,
-                "--initial-advertise-peer-urls", self.peer_url,
-                "--initial-cluster", f"{self.name}={self.peer_url}",
+            flags = [
+                ("--name", self.name),
+                ("--data-dir", str(self.data_dir)),
+                ("--listen-client-urls", self.client_url),
+                ("--advertise-client-urls", self.client_url),
+                ("--listen-peer-urls", self.peer_url),
+                ("--initial-advertise-peer-urls", self.peer_url),
+                ("--initial-cluster", f"{self.name}={self.peer_url}"),
             ]
             if self.token:
-                a += ["--initial-cluster-token", self.token]
+                flags.append(("--initial-cluster-token", self.token))
+            for flag, value in flags:
+                if flag in self.overrides:
+                    value = self.overrides[flag]
+                    if callable(value):
+                        value = value(self)
+                    if value is None:
+                        continue
+                a += [flag, value]
         a += TARGET_ARGS
         a += self.extra_args
         return a

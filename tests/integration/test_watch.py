@@ -6,8 +6,8 @@ import threading
 import pytest
 import requests
 
-from harness import CLEAN_EXIT_CODE, RawConn, Watcher, assert_error, assert_json, http_request_bytes, \
-    wait_until, watch_registered
+from harness import CLEAN_EXIT_CODE, RawConn, Watcher, assert_error, assert_json, \
+    http_request_bytes, watch_registered
 
 
 def watch_get(m, key, timeout=10, **params):

@@ -34,7 +34,7 @@ struct sim_check {
     size_t n_terms;
     struct {
         uint64_t proposal, index;
-    } *acks;
+    } * acks;
     size_t n_acks, cap_acks;
     uint64_t ack_watermark;
 };
@@ -58,7 +58,8 @@ struct sim_check *check_new(void)
 
 void check_free(struct sim_check *c)
 {
-    for (size_t i = 0; i < c->n_persisted; i++) cn_free(c->persisted[i].v);
+    for (size_t i = 0; i < c->n_persisted; i++)
+        cn_free(c->persisted[i].v);
     cn_free(c->persisted);
     cn_free(c->seq);
     cn_free(c->leader_of);
@@ -71,7 +72,8 @@ bool check_persist(struct sim_check *c, uint64_t member, const struct cn_raft_en
 {
     if (e->index >= c->n_persisted) {
         size_t k = c->n_persisted ? c->n_persisted : 64;
-        while (k <= e->index) k *= 2;
+        while (k <= e->index)
+            k *= 2;
         c->persisted = cn_xrealloc(c->persisted, k * sizeof(*c->persisted));
         memset(c->persisted + c->n_persisted, 0, (k - c->n_persisted) * sizeof(*c->persisted));
         c->n_persisted = k;
@@ -149,7 +151,8 @@ bool check_leader(struct sim_check *c, uint64_t member, uint64_t term, char *why
 {
     if (term >= c->n_terms) {
         size_t k = c->n_terms ? c->n_terms : 64;
-        while (k <= term) k *= 2;
+        while (k <= term)
+            k *= 2;
         c->leader_of = cn_xrealloc(c->leader_of, k * sizeof(uint64_t));
         memset(c->leader_of + c->n_terms, 0, (k - c->n_terms) * sizeof(uint64_t));
         c->n_terms = k;
@@ -164,8 +167,8 @@ bool check_leader(struct sim_check *c, uint64_t member, uint64_t term, char *why
     return true;
 }
 
-bool check_leader_log(struct sim_check *c, uint64_t member, uint64_t term,
-                      const struct sim_disk *d, char *why, size_t n)
+bool check_leader_log(struct sim_check *c, uint64_t member, uint64_t term, const struct sim_disk *d,
+                      char *why, size_t n)
 {
     for (size_t i = 0; i < c->n_seq; i++) {
         const struct common *k = &c->seq[i];

@@ -4,7 +4,8 @@
  *                                    N, for slow sanitizer builds); a failure prints its seed
  *                                    and the command that replays it
  *   raft_sim replay SEED             run one seed with a readable trace of every event
- *   --break-figure8                  run the core with the commit rule broken on purpose
+ *   --break-figure8                  run the core with the commit rule (§3.6.2) broken
+ *   --break-vote                     run the core with the election restriction (§3.6.1) broken
  *   --expect-failure                 succeed only if some seed fails (proves the checks bite)
  *   --fault-ms MS                    length of the fault phase (default 3000) */
 #include <stdio.h>
@@ -24,8 +25,9 @@ static double wallSeconds(void)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: raft_sim --seeds N [--start S] [--break-figure8] [--expect-failure]\n"
-                    "       raft_sim replay SEED [--break-figure8]\n");
+    fprintf(stderr, "usage: raft_sim --seeds N [--start S] [--break-figure8|--break-vote] "
+                    "[--expect-failure]\n"
+                    "       raft_sim replay SEED [--break-figure8|--break-vote]\n");
     return 2;
 }
 
@@ -49,6 +51,8 @@ int main(int argc, char **argv)
             o.fault_ms = (unsigned)strtoul(argv[++i], NULL, 10);
         } else if (strcmp(argv[i], "--break-figure8") == 0) {
             o.break_figure8 = true;
+        } else if (strcmp(argv[i], "--break-vote") == 0) {
+            o.break_vote = true;
         } else if (strcmp(argv[i], "--expect-failure") == 0) {
             expect_failure = true;
         } else {
@@ -57,18 +61,22 @@ int main(int argc, char **argv)
     }
     if (n == 0) return usage();
     const char *env = getenv("SIM_SEEDS");
-    if (!replay && env != NULL && *env) n = strtoull(env, NULL, 10);
+    /* the broken-rule runs keep their count: they stop at the first failure anyway */
+    if (!replay && !expect_failure && env != NULL && *env) n = strtoull(env, NULL, 10);
     o.trace = replay;
+    /* the core's trace (CAIRN_TRACE=raft) goes to stderr: keep the two in order */
+    if (replay) setvbuf(stdout, NULL, _IOLBF, 0);
     double t0 = wallSeconds();
     unsigned long long failures = 0, first_failed = 0;
     for (unsigned long long seed = start; seed < start + n; seed++) {
         o.seed = seed;
         if (sim_run(&o) != 0) {
             if (failures++ == 0) first_failed = seed;
-            if (!expect_failure)
-                printf("replay with: tests/sim/replay %llu%s   (or: %s replay %llu%s)\n", seed,
-                       o.break_figure8 ? " --break-figure8" : "", argv[0], seed,
-                       o.break_figure8 ? " --break-figure8" : "");
+            const char *flags = o.break_figure8 ? " --break-figure8"
+                                : o.break_vote  ? " --break-vote"
+                                                : "";
+            printf("replay with: tests/sim/replay %llu%s   (or: %s replay %llu%s)\n", seed, flags,
+                   argv[0], seed, flags);
             if (expect_failure) break;
         }
     }
@@ -81,7 +89,6 @@ int main(int argc, char **argv)
         printf("broken rule caught at seed %llu (%.1fs)\n", first_failed, dt);
         return 0;
     }
-    if (!replay)
-        printf("%llu seeds from %llu: %llu failed, %.1fs\n", n, start, failures, dt);
+    if (!replay) printf("%llu seeds from %llu: %llu failed, %.1fs\n", n, start, failures, dt);
     return failures ? 1 : 0;
 }

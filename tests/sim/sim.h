@@ -2,8 +2,9 @@
  * its state machine, run in one process on a virtual clock and a virtual network that
  * partitions (any split, one-way too), delays, drops, duplicates and reorders messages, and
  * crashes members (losing whatever was not fsynced) and restarts them from their disk. Every
- * run is fixed by one seed. After every event the checker (check.c) verifies Raft's safety
- * properties; at the end, once the faults heal, liveness. */
+ * run is fixed by one seed. Some seeds also change the membership (add learners, promote them,
+ * remove voters, the leader included) while the faults go on. After every event the checker
+ * (check.c) verifies Raft's safety properties; at the end, once the faults heal, liveness. */
 #ifndef CN_TESTS_SIM_SIM_H
 #define CN_TESTS_SIM_SIM_H
 
@@ -14,7 +15,7 @@
 #include "common/buf.h"
 #include "raft/raft.h"
 
-#define SIM_MAX 5
+#define SIM_MAX 7 /* 3 or 5 founders, joiners up to 7 */
 
 /* What a member has on disk: survives crashes. */
 struct sim_disk {
@@ -41,6 +42,8 @@ struct sim_inbox_item {
 struct sim_member {
     uint64_t id;
     bool up;
+    bool founder; /* in the initial configuration (others join through membership changes) */
+    bool gone;    /* learned it was removed and shut down for good, as an etcd member does */
     unsigned incarnation;
     struct cn_raft *r;
     struct cn_raft_config cfg;
@@ -59,7 +62,8 @@ struct sim_member {
 struct sim_opts {
     uint64_t seed;
     bool trace;
-    bool break_figure8; /* run the core with the Figure 8 rule broken */
+    bool break_figure8; /* run the core with the Figure 8 commit rule broken */
+    bool break_vote;    /* run the core with the election restriction (§3.6.1) broken */
     unsigned fault_ms;  /* length of the fault phase */
 };
 
@@ -87,8 +91,8 @@ uint64_t check_chain_at(const struct sim_check *c, uint64_t index);
 bool check_leader(struct sim_check *c, uint64_t member, uint64_t term, char *why, size_t n);
 /* Leader completeness: every entry known committed in a term < term must be in the leader's log,
  * given as its disk (entries + snapshot). */
-bool check_leader_log(struct sim_check *c, uint64_t member, uint64_t term,
-                      const struct sim_disk *d, char *why, size_t n);
+bool check_leader_log(struct sim_check *c, uint64_t member, uint64_t term, const struct sim_disk *d,
+                      char *why, size_t n);
 /* A proposal was acknowledged to the client (the proposer applied it at index). */
 void check_ack(struct sim_check *c, uint64_t proposal, uint64_t index);
 /* Highest index of a proposal acknowledged so far (reads started now must see it). */

@@ -106,9 +106,11 @@ static void url_decode_and_parse(void **state)
     assert_string_equal(u.scheme, "http");
     assert_string_equal(u.host, "127.0.0.1");
     assert_int_equal(u.port, 2379);
-    assert_int_equal(cn_url_parse("https://[::1]:4001/", &u, err, sizeof(err)), 0);
+    assert_int_equal(cn_url_parse("https://[::1]:4001", &u, err, sizeof(err)), 0);
     assert_string_equal(u.host, "::1");
     assert_false(u.has_path);
+    assert_int_equal(cn_url_parse("http://a:1/", &u, err, sizeof(err)), 0);
+    assert_true(u.has_path);
     assert_int_equal(cn_url_parse("http://localhost", &u, err, sizeof(err)), CN_ERR_PARSE);
     assert_string_equal(err, "URL address does not have the form \"host:port\": http://localhost");
     assert_int_equal(cn_url_parse("ftp://a:1", &u, err, sizeof(err)), CN_ERR_PARSE);

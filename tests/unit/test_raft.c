@@ -16,9 +16,9 @@
 #include "common/log.h"
 #include "raft/raft.h"
 
-#define MAXN  8
-#define MAXQ  4096
-#define T     10 /* election ticks */
+#define MAXN 8
+#define MAXQ 4096
+#define T    10 /* election ticks */
 
 /* ---- fixture ---------------------------------------------------------------------------- */
 
@@ -69,7 +69,8 @@ static void diskAppend(struct fnode *nd, const struct cn_raft_entry *e)
     uint64_t first = nd->snap.index + 1;
     assert_true(e->index >= first && e->index <= first + nd->n);
     size_t at = (size_t)(e->index - first);
-    for (size_t i = at; i < nd->n; i++) cn_free(nd->ents[i].data);
+    for (size_t i = at; i < nd->n; i++)
+        cn_free(nd->ents[i].data);
     nd->n = at;
     assert_true(nd->n < 1024);
     nd->ents[nd->n] = *e;
@@ -82,7 +83,8 @@ static void smApply(struct fnode *nd, const struct cn_raft_entry *e)
     assert_int_equal(e->index, nd->applied + 1);
     nd->applied = e->index;
     if (e->type != CN_RAFT_ENTRY_NORMAL || e->len == 0) return;
-    for (size_t i = 0; i < e->len; i++) nd->sm_hash = nd->sm_hash * 131 + ((uint8_t *)e->data)[i];
+    for (size_t i = 0; i < e->len; i++)
+        nd->sm_hash = nd->sm_hash * 131 + ((uint8_t *)e->data)[i];
     nd->sm_count++;
 }
 
@@ -92,7 +94,8 @@ static void handleReady(struct fnode *nd)
         struct cn_raft_ready rd;
         cn_raft_ready(nd->r, &rd);
         if (rd.snapshot) {
-            for (size_t i = 0; i < nd->n; i++) cn_free(nd->ents[i].data);
+            for (size_t i = 0; i < nd->n; i++)
+                cn_free(nd->ents[i].data);
             nd->n = 0;
             nd->snap = rd.snapshot->meta;
             assert_int_equal(rd.snapshot->len, 24);
@@ -102,7 +105,8 @@ static void handleReady(struct fnode *nd)
             memcpy(&nd->applied, (const char *)rd.snapshot->data + 16, 8);
             assert_int_equal(nd->applied, rd.snapshot->meta.index);
         }
-        for (size_t i = 0; i < rd.n_entries; i++) diskAppend(nd, &rd.entries[i]);
+        for (size_t i = 0; i < rd.n_entries; i++)
+            diskAppend(nd, &rd.entries[i]);
         if (rd.has_hard_state) nd->hs = rd.hard_state;
         for (size_t i = 0; i < rd.n_msgs; i++) {
             const struct cn_raft_msg *m = &rd.msgs[i];
@@ -124,7 +128,8 @@ static void handleReady(struct fnode *nd)
             }
             cn_raft_msg_encode(&copy, &fm->b);
         }
-        for (size_t i = 0; i < rd.n_committed; i++) smApply(nd, &rd.committed[i]);
+        for (size_t i = 0; i < rd.n_committed; i++)
+            smApply(nd, &rd.committed[i]);
         for (size_t i = 0; i < rd.n_reads; i++) {
             assert_true(rd.reads[i].index <= nd->applied);
             nd->reads[nd->n_reads++] = rd.reads[i];
@@ -135,7 +140,8 @@ static void handleReady(struct fnode *nd)
 
 static void pumpAll(void)
 {
-    for (unsigned i = 0; i < F.n; i++) handleReady(&F.nodes[i]);
+    for (unsigned i = 0; i < F.n; i++)
+        handleReady(&F.nodes[i]);
 }
 
 /* Delivers one queued message (index k in the queue). */
@@ -170,7 +176,8 @@ static void deliverAll(void)
 static void dropAll(void)
 {
     pumpAll();
-    for (size_t i = 0; i < F.nq; i++) cn_buf_free(&F.q[i].b);
+    for (size_t i = 0; i < F.nq; i++)
+        cn_buf_free(&F.q[i].b);
     F.nq = 0;
 }
 
@@ -222,13 +229,15 @@ static void setupN(unsigned n, unsigned nv)
         nd->cfg.seed = 42;
         nd->cfg.election_ticks = T;
         if (i < nv)
-            for (unsigned v = 0; v < nv; v++) nd->snap.conf.voters[nd->snap.conf.n_voters++] = v + 1;
+            for (unsigned v = 0; v < nv; v++)
+                nd->snap.conf.voters[nd->snap.conf.n_voters++] = v + 1;
     }
 }
 
 static void startAll(void)
 {
-    for (unsigned i = 0; i < F.n; i++) startNode(&F.nodes[i]);
+    for (unsigned i = 0; i < F.n; i++)
+        startNode(&F.nodes[i]);
 }
 
 /* n members, voters 1..nv founded with cn_raft_bootstrap; the others join empty. */
@@ -236,7 +245,8 @@ static void setupBootstrap(unsigned n, unsigned nv)
 {
     setupN(n, nv);
     struct cn_raft_conf conf = F.nodes[0].snap.conf;
-    for (unsigned i = 0; i < n; i++) memset(&F.nodes[i].snap.conf, 0, sizeof(conf));
+    for (unsigned i = 0; i < n; i++)
+        memset(&F.nodes[i].snap.conf, 0, sizeof(conf));
     startAll();
     for (unsigned i = 0; i < nv; i++) {
         assert_int_equal(cn_raft_bootstrap(F.nodes[i].r, &conf), 0);
@@ -285,7 +295,8 @@ static void teardown(void)
     for (unsigned i = 0; i < F.n; i++) {
         struct fnode *nd = &F.nodes[i];
         cn_raft_free(nd->r);
-        for (size_t k = 0; k < nd->n; k++) cn_free(nd->ents[k].data);
+        for (size_t k = 0; k < nd->n; k++)
+            cn_free(nd->ents[k].data);
     }
     memset(&F, 0, sizeof(F));
 }
@@ -364,7 +375,8 @@ static void election_timeout_randomised(void **state)
         teardown();
     }
     unsigned distinct = 0;
-    for (unsigned k = 0; k < 2 * T; k++) distinct += seen[k] > 0;
+    for (unsigned k = 0; k < 2 * T; k++)
+        distinct += seen[k] > 0;
     assert_true(distinct >= T / 2);
 }
 
@@ -444,7 +456,8 @@ static void figure7_followers_converge(void **state)
     preload(5, fd, 12, 7);
     preload(6, fe, 7, 7);
     preload(7, ff, 11, 7);
-    for (unsigned i = 0; i < 7; i++) F.nodes[i].hs.commit = 3;
+    for (unsigned i = 0; i < 7; i++)
+        F.nodes[i].hs.commit = 3;
     startAll();
     elect(1);
     assert_int_equal(status(1).term, 8);
@@ -550,12 +563,38 @@ static void pipeline_window_and_entry_cap(void **state)
     assert_int_equal(cn_raft_propose(node(1)->r, big, 100, NULL, NULL), 0);
     deliverAll();
     unsigned before = F.sent[CN_RAFT_MSG_APP];
-    for (int i = 0; i < 40; i++) propose(1, "0123456789");
+    for (int i = 0; i < 40; i++)
+        propose(1, "0123456789");
     /* 40 entries of 10 bytes: one per message, at most 4 unacknowledged per follower */
     assert_int_equal(F.sent[CN_RAFT_MSG_APP] - before, 8);
     deliverAll();
     assert_int_equal(status(2).commit, status(1).commit);
     assert_int_equal(node(3)->sm_count, 41);
+    teardown();
+}
+
+static void inflight_bytes_and_uncommitted_bounds(void **state)
+{
+    setupN(3, 3);
+    for (unsigned i = 0; i < 3; i++) {
+        F.nodes[i].cfg.max_msg_bytes = 10;
+        F.nodes[i].cfg.max_inflight_bytes = 25;
+        F.nodes[i].cfg.max_uncommitted_bytes = 100;
+    }
+    startAll();
+    elect(1);
+    unsigned before = F.sent[CN_RAFT_MSG_APP];
+    for (int i = 0; i < 10; i++)
+        propose(1, "0123456789");
+    /* 10, 20 bytes out: still under 25, so a third goes; then the window is full */
+    assert_int_equal(F.sent[CN_RAFT_MSG_APP] - before, 6);
+    /* 100 bytes wait for a quorum: the next proposal is refused until some commit */
+    assert_int_equal(cn_raft_propose(node(1)->r, "x", 1, NULL, NULL), -ENOBUFS);
+    deliverAll();
+    assert_int_equal(status(1).commit, 11);
+    assert_int_equal(cn_raft_propose(node(1)->r, "x", 1, NULL, NULL), 0);
+    deliverAll();
+    assert_int_equal(node(2)->sm_count, 11);
     teardown();
 }
 
@@ -572,8 +611,10 @@ static void follower_restart_keeps_durable_state(void **state)
     restart(3);
     assert_int_equal(status(3).term, 1);
     assert_int_equal(node(3)->hs.vote, 1);
-    /* the appends it missed are detected as lost within two heartbeats and resent */
-    for (int i = 0; i < 3; i++) {
+    /* the appends it missed are detected as lost after half an election timeout of heartbeat
+     * answers without progress, and resent */
+    for (int i = 0; i < T / 2 + 1; i++) {
+        assert_false(logsEqual(1, 3));
         tick(1, 1);
         deliverAll();
     }
@@ -592,7 +633,8 @@ static void read_index_one_round_for_many(void **state)
     propose(1, "v");
     deliverAll();
     unsigned hb = F.sent[CN_RAFT_MSG_HEARTBEAT];
-    for (uint64_t c = 1; c <= 10; c++) assert_int_equal(cn_raft_read_index(node(1)->r, c), 0);
+    for (uint64_t c = 1; c <= 10; c++)
+        assert_int_equal(cn_raft_read_index(node(1)->r, c), 0);
     handleReady(node(1));
     assert_int_equal(node(1)->n_reads, 0); /* not before the round */
     assert_int_equal(F.sent[CN_RAFT_MSG_HEARTBEAT] - hb, 2);
@@ -652,7 +694,8 @@ static void read_index_waits_for_commit_in_term(void **state)
     isolate(3, false);
     tick(2, 2 * T);
     /* deliver only until 2 becomes leader, before its entry commits */
-    while (status(2).role != CN_RAFT_LEADER) deliverAt(0);
+    while (status(2).role != CN_RAFT_LEADER)
+        deliverAt(0);
     assert_int_equal(cn_raft_read_index(node(2)->r, 5), 0);
     handleReady(node(2));
     assert_int_equal(node(2)->n_reads, 0);
@@ -780,7 +823,8 @@ static void membership_leader_removes_itself(void **state)
     teardown();
 }
 
-/* ---- snapshots --------------------------------------------------------------------------------- */
+/* ---- snapshots ---------------------------------------------------------------------------------
+ */
 
 static void compactNode(uint64_t id)
 {
@@ -796,7 +840,8 @@ static void compactNode(uint64_t id)
     /* drop the compacted prefix from the disk too */
     struct fnode tmp = *nd;
     size_t drop = 0;
-    while (drop < tmp.n && tmp.ents[drop].index <= index) cn_free(tmp.ents[drop++].data);
+    while (drop < tmp.n && tmp.ents[drop].index <= index)
+        cn_free(tmp.ents[drop++].data);
     memmove(nd->ents, nd->ents + drop, (nd->n - drop) * sizeof(nd->ents[0]));
     nd->n -= drop;
 }
@@ -806,17 +851,18 @@ static void snapshot_catches_up_lagging_follower(void **state)
     setup(3);
     elect(1);
     isolate(3, true);
-    for (int i = 0; i < 20; i++) propose(1, "abc");
+    for (int i = 0; i < 20; i++)
+        propose(1, "abc");
     deliverAll();
     compactNode(1);
     assert_int_equal(cn_raft_compact(node(1)->r, 5), CN_ERR_INVAL); /* already compacted */
     propose(1, "after");
     deliverAll();
     isolate(3, false);
-    tick(1, 1);
-    deliverAll();
-    tick(1, 1);
-    deliverAll();
+    for (int i = 0; i < T / 2 + 1; i++) {
+        tick(1, 1);
+        deliverAll();
+    }
     assert_int_equal(F.sent[CN_RAFT_MSG_SNAP], 1);
     assert_int_equal(node(3)->snap.index, 21);
     assert_int_equal(node(3)->sm_count, 21);
@@ -836,7 +882,8 @@ static void snapshot_lost_is_resent(void **state)
     setup(3);
     elect(1);
     isolate(3, true);
-    for (int i = 0; i < 5; i++) propose(1, "abc");
+    for (int i = 0; i < 5; i++)
+        propose(1, "abc");
     deliverAll();
     compactNode(1);
     isolate(3, false);
@@ -858,7 +905,8 @@ static void snapshot_lost_is_resent(void **state)
     teardown();
 }
 
-/* ---- codec ------------------------------------------------------------------------------------- */
+/* ---- codec -------------------------------------------------------------------------------------
+ */
 
 static void codec_roundtrip_and_bounds(void **state)
 {
@@ -892,7 +940,8 @@ static void codec_roundtrip_and_bounds(void **state)
     cn_free(de);
     /* every truncation fails cleanly */
     for (size_t n = 0; n < b.len; n++)
-        assert_int_equal(cn_raft_msg_decode(b.p, n, &d, &de), n == 0 ? CN_ERR_CORRUPT : CN_ERR_CORRUPT);
+        assert_int_equal(cn_raft_msg_decode(b.p, n, &d, &de),
+                         n == 0 ? CN_ERR_CORRUPT : CN_ERR_CORRUPT);
     b.p[0] = 9;
     assert_int_equal(cn_raft_msg_decode(b.p, b.len, &d, &de), CN_ERR_VERSION);
     cn_buf_reset(&b);
@@ -942,6 +991,62 @@ static void single_member_commits_alone(void **state)
     teardown();
 }
 
+static void errors_and_stale_leader(void **state)
+{
+    setup(3);
+    /* nobody leads yet */
+    assert_int_equal(cn_raft_propose(node(2)->r, "x", 1, NULL, NULL), CN_ERR_NO_LEADER);
+    assert_int_equal(cn_raft_read_index(node(2)->r, 1), CN_ERR_NO_LEADER);
+    assert_int_equal(cn_raft_transfer(node(2)->r, 1), CN_ERR_NO_LEADER);
+    elect(1);
+    assert_int_equal(cn_raft_propose(node(2)->r, "x", 1, NULL, NULL), CN_ERR_NO_LEADER);
+    assert_int_equal(cn_raft_transfer(node(1)->r, 9), CN_ERR_INVAL);
+    uint64_t index = 0, term = 0;
+    assert_int_equal(cn_raft_propose(node(1)->r, "x", 1, &index, &term), 0);
+    assert_int_equal(index, 2);
+    assert_int_equal(term, 1);
+    deliverAll();
+    /* a malformed message is refused and changes nothing */
+    struct cn_raft_msg bad = {0};
+    bad.type = 200;
+    bad.from = 2;
+    bad.to = 1;
+    assert_int_equal(cn_raft_step(node(1)->r, &bad), CN_ERR_PROTO);
+    /* 1 is cut off while 2 and 3 move on; when it comes back, the first answer at the higher
+     * term makes it step down, and its unreplicated entry is replaced */
+    isolate(1, true);
+    propose(1, "lost");
+    ageLease(3);
+    elect(2);
+    propose(2, "kept");
+    deliverAll();
+    isolate(1, false);
+    tick(1, 1); /* its heartbeat reaches 2 and 3, who answer with term 2 */
+    deliverAll();
+    assert_int_equal(status(1).role, CN_RAFT_FOLLOWER);
+    assert_int_equal(status(1).term, 2);
+    tick(2, 1);
+    deliverAll();
+    assert_true(logsEqual(1, 2));
+    assert_int_equal(node(1)->sm_hash, node(2)->sm_hash);
+    /* the heartbeat never advances a follower's commit past what it is known to hold */
+    isolate(3, true);
+    propose(2, "more");
+    deliverAll();
+    isolate(3, false);
+    uint64_t c3 = status(3).commit;
+    tick(2, 1);
+    for (size_t k = 0; k < F.nq; k++)
+        if (F.q[k].type == CN_RAFT_MSG_HEARTBEAT && F.q[k].to == 3) {
+            struct cn_raft_msg m;
+            struct cn_raft_entry *e;
+            assert_int_equal(cn_raft_msg_decode(F.q[k].b.p, F.q[k].b.len, &m, &e), 0);
+            assert_true(m.commit <= c3);
+        }
+    deliverAll();
+    teardown();
+}
+
 int main(void)
 {
     cn_log_init(); /* CAIRN_TRACE=raft traces the core */
@@ -955,6 +1060,7 @@ int main(void)
         cmocka_unit_test(figure8_prev_term_not_committed_by_counting),
         cmocka_unit_test(proposals_batched_into_one_message),
         cmocka_unit_test(pipeline_window_and_entry_cap),
+        cmocka_unit_test(inflight_bytes_and_uncommitted_bounds),
         cmocka_unit_test(follower_restart_keeps_durable_state),
         cmocka_unit_test(read_index_one_round_for_many),
         cmocka_unit_test(read_index_partitioned_old_leader_serves_nothing),
@@ -967,6 +1073,7 @@ int main(void)
         cmocka_unit_test(snapshot_lost_is_resent),
         cmocka_unit_test(codec_roundtrip_and_bounds),
         cmocka_unit_test(single_member_commits_alone),
+        cmocka_unit_test(errors_and_stale_leader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,11 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api_int.h"
 #include "common/alloc.h"
 #include "common/clock.h"
 #include "common/json.h"
+#include "common/url.h"
 
 struct member {
     uint64_t id;
@@ -115,6 +117,75 @@ static void send_body(struct cn_api *api, struct cn_http_req *req, int status, s
                     false);
 }
 
+/* Validates a members POST/PUT body (etcd's membersHandler): Content-Type, JSON, peerURLs. On
+ * failure the response is sent and false returned. */
+static bool member_body(struct cn_api *api, struct cn_http_req *req, struct member_list *l,
+                        uint64_t self)
+{
+    struct cn_str ct = cn_http_req_header(req, "Content-Type");
+    static const char json_ct[] = "application/json";
+    size_t n = sizeof(json_ct) - 1;
+    char msg[512];
+    if (ct.p == NULL || ct.len < n || strncasecmp(ct.p, json_ct, n) != 0 ||
+        (ct.len > n && ct.p[n] != ';' && ct.p[n] != ' ')) {
+        snprintf(msg, sizeof(msg), "Bad Content-Type %.*s, accept application/json",
+                 (int)(ct.len > 200 ? 200 : ct.len), ct.p ? ct.p : "");
+        cn_api_send_message(api, req, 415, msg);
+        return false;
+    }
+    json_error_t jerr;
+    json_t *body = json_loadb(req->body.p ? req->body.p : "", req->body.len, 0, &jerr);
+    json_t *urls = body ? json_object_get(body, "peerURLs") : NULL;
+    if (body == NULL || !json_is_object(body) || (urls && !json_is_array(urls) && !json_is_null(urls))) {
+        snprintf(msg, sizeof(msg), "%s", body ? "peerURLs must be an array of strings" : jerr.text);
+        json_decref(body);
+        cn_api_send_message(api, req, 400, msg);
+        return false;
+    }
+    size_t i, nurls = 0;
+    json_t *v;
+    bool ok = true;
+    json_array_foreach(urls, i, v)
+    {
+        const char *z = json_is_string(v) ? json_string_value(v) : "";
+        while (*z == ' ') z++;
+        struct cn_url u;
+        char why[400];
+        if (cn_url_parse(z, &u, why, sizeof(why)) != 0) {
+            snprintf(msg, sizeof(msg), "%s", why);
+            ok = false;
+            break;
+        }
+        if (u.has_path) {
+            snprintf(msg, sizeof(msg), "URL must not contain a path: %s", z);
+            ok = false;
+            break;
+        }
+        /* etcd: a URL already used by another member is a conflict. */
+        for (size_t m = 0; ok && m < l->n; m++) {
+            json_t *pu = l->m[m].raft ? json_object_get(l->m[m].raft, "peerURLs") : NULL;
+            size_t j;
+            json_t *w;
+            json_array_foreach(pu, j, w)
+            {
+                if (l->m[m].id != self && json_is_string(w) && strcmp(json_string_value(w), z) == 0) {
+                    json_decref(body);
+                    cn_api_send_message(api, req, 409, "etcdserver: peerURL exists");
+                    return false;
+                }
+            }
+        }
+        nurls++;
+    }
+    json_decref(body);
+    if (ok && nurls == 0) {
+        snprintf(msg, sizeof(msg), "no valid URLs given");
+        ok = false;
+    }
+    if (!ok) cn_api_send_message(api, req, 400, msg);
+    return ok;
+}
+
 void cn_api_members(struct cn_api *api, struct cn_http_req *req, struct cn_str rest)
 {
     struct member_list l;
@@ -130,11 +201,13 @@ void cn_api_members(struct cn_api *api, struct cn_http_req *req, struct cn_str r
             cn_buf_appends(&b, "]}\n");
             send_body(api, req, 200, &b, true);
         } else if (req->method == CN_HTTP_POST) {
-            /* Runtime membership needs consensus among several members: the cluster issue. */
-            cn_api_send_message(api, req, 500,
-                                "membership changes are not supported yet by this cairn build");
+            /* Runtime membership needs consensus among several members (the cluster issue):
+             * requests are validated as etcd does, then refused. */
+            if (member_body(api, req, &l, 0))
+                cn_api_send_message(api, req, 500,
+                                    "membership changes are not supported yet by this cairn build");
         } else {
-            struct cn_http_hdr h[] = {{"Allow", "GET,POST"}};
+            struct cn_http_hdr h[] = {{"Allow", "GET,POST,DELETE,PUT"}};
             cn_http_respond(req, 405, "text/plain; charset=utf-8", h, 1, "Method Not Allowed\n",
                             19, false);
         }
@@ -171,6 +244,8 @@ void cn_api_members(struct cn_api *api, struct cn_http_req *req, struct cn_str r
         if (*end == '\0' && *idz && l.m[i].id == mid) exists = true;
     if (!exists) {
         cn_api_send_message(api, req, 404, msg);
+    } else if (req->method == CN_HTTP_PUT && !member_body(api, req, &l, mid)) {
+        /* answered */
     } else {
         cn_api_send_message(api, req, 500,
                             "membership changes are not supported yet by this cairn build");
