@@ -44,6 +44,7 @@ struct cn_node_req {
     cn_node_done_cb cb;
     void *ctx;
     bool is_read;
+    bool in_writes; /* counted in node.npending */
     bool detached;
     int rc; /* for early failures */
 };
@@ -73,6 +74,7 @@ struct cn_node {
     struct cn_list reads;
     struct cn_list done;   /* failed early: answered on the next kick */
     uint64_t committed, applied_count, failed;
+    uint64_t npending; /* requests in writes */
     /* flush */
     uv_work_t flush_work;
     bool flushing;
@@ -331,6 +333,7 @@ static void finish_req(struct cn_node *n, struct cn_node_req *r, int rc,
                        const struct cn_store_result *res)
 {
     cn_list_remove(&r->link);
+    if (r->in_writes) n->npending--;
     if (!r->is_read) cn_buf_free((struct cn_buf *)(r + 1));
     if (!r->detached && r->cb) r->cb(r->ctx, rc, res);
     cn_free(r);
@@ -517,6 +520,8 @@ struct cn_node_req *cn_node_propose(struct cn_node *n, const void *cmd, size_t l
     struct cn_wal_hard_state hs = {n->term, n->id, r->index};
     cn_wal_set_hard_state(n->wal, &hs);
     cn_list_insert_tail(&n->writes, &r->link);
+    r->in_writes = true;
+    n->npending++;
     start_flush(n);
     return r;
 }
@@ -623,10 +628,7 @@ void cn_node_get_status(const struct cn_node *n, struct cn_node_status *st)
     st->proposals_committed = n->committed;
     st->proposals_applied = n->applied_count;
     st->proposals_failed = n->failed;
-    uint64_t pending = 0;
-    const struct cn_list *it;
-    for (it = n->writes.next; it != &n->writes; it = it->next) pending++;
-    st->proposals_pending = pending;
+    st->proposals_pending = n->npending;
     st->snapshots = n->snapshots;
     memcpy(st->fsync_bucket, n->fsync_bucket, sizeof(st->fsync_bucket));
     st->fsync_count = n->fsync_count;

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -439,6 +440,9 @@ int main(int argc, char **argv, char **envp)
 {
     cn_log_init();
     signal(SIGPIPE, SIG_IGN);
+    /* glibc raises its mmap threshold after each big free, after which tens of MB of snapshot
+     * buffers stay in the heap for good; a fixed threshold hands them back to the OS. */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     struct server s;
     memset(&s, 0, sizeof(s));
     int rc = cn_config_load(&s.cfg, argc, argv, envp);
