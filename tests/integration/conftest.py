@@ -63,6 +63,16 @@ def pytest_runtest_makereport(item, call):
 _names = itertools.count(1)
 
 
+def _fail_on_sanitizer_reports(members):
+    """A sanitizer report in any member's log fails the test (make test runs the suite against
+    the ASan+UBSan build with CAIRN_SANITIZED=1)."""
+    for m in members:
+        found = m.sanitizer_reports()
+        if found:
+            pytest.fail(f"sanitizer report in member {m.name}'s log:\n" + "\n".join(found[:20])
+                        + "\n" + m.log_tail(80), pytrace=False)
+
+
 @pytest.fixture
 def member_factory(tmp_path, request):
     """Create (and by default start) members; all are killed at teardown."""
@@ -80,6 +90,7 @@ def member_factory(tmp_path, request):
     yield make
     for m in made:
         m.cleanup()
+    _fail_on_sanitizer_reports(made)
 
 
 @pytest.fixture
@@ -98,6 +109,7 @@ def shared_member(tmp_path_factory):
     m.start()
     yield m
     m.cleanup()
+    _fail_on_sanitizer_reports([m])
 
 
 _ns = itertools.count(1)

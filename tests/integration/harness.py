@@ -300,13 +300,29 @@ class Member:
         return self.exit_code
 
     def cleanup(self):
-        """Teardown: kill the process we started (by PID) if it still runs."""
+        """Teardown: end the process we started (by PID) if it still runs. Under a sanitizer
+        build (CAIRN_SANITIZED=1) it gets SIGTERM first so LeakSanitizer runs at exit."""
         if self.proc is not None and self.proc.poll() is None:
+            if os.environ.get("CAIRN_SANITIZED"):
+                try:
+                    self.proc.send_signal(signal.SIGTERM)
+                    self.proc.wait(30)
+                except Exception:  # noqa: BLE001
+                    pass
             try:
-                self.proc.send_signal(signal.SIGKILL)
-                self.proc.wait(10)
+                if self.proc.poll() is None:
+                    self.proc.send_signal(signal.SIGKILL)
+                    self.proc.wait(10)
             except Exception:  # noqa: BLE001
                 pass
+
+    SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                         "runtime error:", "WARNING: ThreadSanitizer")
+
+    def sanitizer_reports(self):
+        """Lines of the member's log that come from ASan, LSan or UBSan."""
+        return [line for line in self.log_text().splitlines()
+                if any(mark in line for mark in self.SANITIZER_MARKERS)]
 
     def log_text(self):
         text = ""
