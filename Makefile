@@ -42,6 +42,9 @@ test-asan:
 bench: deps build
 	$(PYTHON) bench/bench.py --cairn build/cairn --loadgen build/bench/cn_loadgen
 
+sim-long: deps build
+	./build/tests/raft_sim --seeds 100000
+
 fuzz: deps
 	fuzz/cloudinit/run.sh 600 build-fuzz
 

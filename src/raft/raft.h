@@ -45,7 +45,8 @@
 /* Largest number of members (voters + learners) in a configuration. */
 #define CN_RAFT_MAX_MEMBERS 16
 
-/* Member ids are non-zero; 0 means "none". */
+/* Member ids are non-zero (0 means "none") and never reused for another member: a removal,
+ * once committed, is final (as etcd's random member ids make it). */
 #define CN_RAFT_NONE 0
 
 enum cn_raft_role {
@@ -205,9 +206,11 @@ struct cn_raft_status {
     uint8_t role;
     uint64_t term, vote, lead;
     uint64_t commit, applied, last_index, first_index; /* first_index = snapshot index + 1 */
-    bool removed;                                      /* told it is no longer a member */
-    struct cn_raft_conf conf;                          /* latest in the log (effective on append) */
-    uint64_t transferee;                               /* leadership transfer in progress */
+    bool removed; /* its removal is committed (told by the leader, or it led its own removal):
+                     it never campaigns again; the node should shut the member down, as an etcd
+                     member does when removed */
+    struct cn_raft_conf conf; /* latest in the log (effective on append) */
+    uint64_t transferee;      /* leadership transfer in progress */
 };
 
 struct cn_raft;

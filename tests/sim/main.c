@@ -1,6 +1,6 @@
 /* main: the simulation's command line.
  *
- *   raft_sim --seeds N [--start S]   run seeds S..S+N-1 (SIM_SEEDS in the environment overrides
+ *   raft_sim --seeds N [--start S]   run seeds S..S+N-1 (CN_SIM_SEEDS in the environment overrides
  *                                    N, for slow sanitizer builds); a failure prints its seed
  *                                    and the command that replays it
  *   raft_sim replay SEED             run one seed with a readable trace of every event
@@ -60,7 +60,8 @@ int main(int argc, char **argv)
         }
     }
     if (n == 0) return usage();
-    const char *env = getenv("SIM_SEEDS");
+    const char *env = getenv("CN_SIM_SEEDS");
+    if (env == NULL) env = getenv("SIM_SEEDS");
     /* the broken-rule runs keep their count: they stop at the first failure anyway */
     if (!replay && !expect_failure && env != NULL && *env) n = strtoull(env, NULL, 10);
     o.trace = replay;

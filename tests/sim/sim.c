@@ -843,6 +843,25 @@ static void runUntil(struct sim *s, uint64_t t)
     if (s->now < t) s->now = t;
 }
 
+/* A leader that a quorum of its voters follows in its term (a stale leader that has not
+ * noticed yet does not count), or -1. */
+static int stableLeader(struct sim *s)
+{
+    int lead = leaderOf(s);
+    if (lead < 0) return -1;
+    struct cn_raft_status ls;
+    cn_raft_status(s->m[lead].r, &ls);
+    uint32_t with = 0;
+    for (uint32_t k = 0; k < ls.conf.n_voters; k++) {
+        int i = (int)ls.conf.voters[k] - 1;
+        if (i < 0 || i >= s->n || !s->m[i].up) continue;
+        struct cn_raft_status st;
+        cn_raft_status(s->m[i].r, &st);
+        if (st.term == ls.term && st.lead == ls.id) with++;
+    }
+    return with >= ls.conf.n_voters / 2 + 1 ? lead : -1;
+}
+
 /* Members of the leader's configuration (all started members without a leader). */
 static bool isMember(struct sim *s, int i)
 {
@@ -895,7 +914,7 @@ static void liveness(struct sim *s)
     int lead = -1;
     while (!s->failed && s->now < deadline) {
         runUntil(s, s->now + TICK_MS);
-        lead = leaderOf(s);
+        lead = stableLeader(s);
         if (lead >= 0) break;
     }
     if (s->failed) return;
@@ -913,7 +932,7 @@ static void liveness(struct sim *s)
     deadline = s->now + 20 * LIVENESS_MS;
     unsigned done = 0;
     while (!s->failed && s->now < deadline && done < 5) {
-        if (last_proposed == 0 && (lead = leaderOf(s)) >= 0) {
+        if (last_proposed == 0 && (lead = stableLeader(s)) >= 0) {
             size_t before = s->n_props;
             input(s, lead, 2, NULL, ++s->next_prop);
             if (s->n_props > before) last_proposed = s->next_prop;
