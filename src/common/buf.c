@@ -91,6 +91,20 @@ void cn_buf_append_u64(struct cn_buf *b, uint64_t v)
     cn_buf_append(b, tmp + i, sizeof(tmp) - i);
 }
 
+size_t cn_u64_to_str(char *out, uint64_t v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    size_t n = sizeof(tmp) - i;
+    memcpy(out, tmp + i, n);
+    out[n] = '\0';
+    return n;
+}
+
 char *cn_buf_steal(struct cn_buf *b, size_t *len)
 {
     char *p = b->p;

@@ -36,6 +36,15 @@ static size_t utf8_len(const unsigned char *p, size_t n, uint32_t *cp)
     return len;
 }
 
+/* 1 for ASCII bytes that Go's encoder escapes (controls, '"', '\\', '<', '>', '&'); bytes >= 0x80
+ * take the UTF-8 path. Clean runs are copied in one append. */
+static const unsigned char needs_escape[128] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 void cn_json_str(struct cn_buf *b, const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -45,7 +54,7 @@ void cn_json_str(struct cn_buf *b, const char *s, size_t len)
     while (i < len) {
         unsigned char c = p[i];
         if (c < 0x80) {
-            if (c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&') {
+            if (!needs_escape[c]) {
                 i++;
                 continue;
             }

@@ -349,6 +349,7 @@ static void flush_work(uv_work_t *w)
 
 static void maybe_snapshot(struct cn_node *n);
 static void maybe_finish_stop(struct cn_node *n);
+static void start_flush(struct cn_node *n);
 
 static void apply_durable(struct cn_node *n)
 {
@@ -397,6 +398,9 @@ static void flush_after(uv_work_t *w, int status)
         }
     n->fsync_count++;
     n->fsync_sum += s;
+    bool running = n->state == S_RUNNING || n->state == S_STOPPING;
+    /* Starting the next flush before answering this batch (to overlap them) measured slower on
+     * 2 cores: smaller batches, and the worker competes with the loop. */
     if (rc != 0) {
         CN_LOGE("node", "write-ahead log flush failed err=\"%s\" detail=\"%s\"", cn_strerror(rc),
                 cn_wal_errmsg(n->wal));
@@ -412,6 +416,8 @@ static void flush_after(uv_work_t *w, int status)
     } else {
         apply_durable(n);
     }
+    /* What queued up during this flush goes out now, not an iteration later. */
+    if (running) start_flush(n);
     kick(n);
     maybe_snapshot(n);
 }
@@ -610,6 +616,12 @@ void cn_node_start(struct cn_node *n)
     CN_LOGN("node", "became leader id=%" PRIx64 " term=%" PRIu64 " index=%" PRIu64, n->id, n->term,
             index);
     start_flush(n);
+}
+
+void cn_node_raft_position(const struct cn_node *n, uint64_t *applied_index, uint64_t *term)
+{
+    *applied_index = n->applied;
+    *term = n->term;
 }
 
 void cn_node_get_status(const struct cn_node *n, struct cn_node_status *st)

@@ -94,6 +94,10 @@ struct cn_node_status {
 
 extern const double cn_node_fsync_buckets[14];
 
+/* The raft index of the last applied entry and the current term (X-Raft-Index, X-Raft-Term):
+ * cheap, for every response. */
+void cn_node_raft_position(const struct cn_node *n, uint64_t *applied_index, uint64_t *term);
+
 void cn_node_get_status(const struct cn_node *n, struct cn_node_status *st);
 
 /* Graceful stop: stops taking proposals (new ones fail with CN_ERR_STOPPED), waits for the

@@ -71,17 +71,18 @@ static bool parse_u64(struct cn_str v, uint64_t *out)
 
 static void raft_headers(struct cn_api *api, char *ri, char *rt, size_t n)
 {
-    struct cn_node_status st;
-    cn_node_get_status(api->node, &st);
-    snprintf(ri, n, "%" PRIu64, st.applied_index);
-    snprintf(rt, n, "%" PRIu64, st.term);
+    (void)n; /* callers pass 24-byte buffers */
+    uint64_t index, term;
+    cn_node_raft_position(api->node, &index, &term);
+    cn_u64_to_str(ri, index);
+    cn_u64_to_str(rt, term);
 }
 
 static void send_json_ok(struct cn_api *api, struct cn_http_req *req, int status, uint64_t index,
                          struct cn_buf *body)
 {
     char idx[24], ri[24], rt[24];
-    snprintf(idx, sizeof(idx), "%" PRIu64, index);
+    cn_u64_to_str(idx, index);
     raft_headers(api, ri, rt, sizeof(ri));
     struct cn_http_hdr h[] = {{"X-Etcd-Cluster-Id", api->cluster_hex},
                               {"X-Etcd-Index", idx},
