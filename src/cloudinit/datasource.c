@@ -27,21 +27,7 @@ int ci_read_host_file(const char *path, size_t max, struct cn_buf *out)
     } else if (S_ISREG(st.st_mode) && (unsigned long long)st.st_size > max) {
         rc = CN_ERR_TOO_LARGE;
     } else {
-        char chunk[65536];
-        for (;;) {
-            ssize_t n = read(fd, chunk, sizeof(chunk));
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) {
-                rc = -errno;
-                break;
-            }
-            if (n == 0) break;
-            if (out->len + (size_t)n > max) {
-                rc = CN_ERR_TOO_LARGE;
-                break;
-            }
-            cn_buf_append(out, chunk, (size_t)n);
-        }
+        rc = cn_buf_read_fd(out, fd, max);
     }
     close(fd);
     return rc;

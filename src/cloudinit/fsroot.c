@@ -259,21 +259,7 @@ int ci_read_file(struct ci_root *r, const char *path, struct cn_buf *out)
     } else if ((unsigned long long)st.st_size > CI_MAX_READ) {
         rc = CN_ERR_TOO_LARGE;
     } else {
-        char chunk[65536];
-        for (;;) {
-            ssize_t n = read(fd, chunk, sizeof(chunk));
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) {
-                rc = -errno;
-                break;
-            }
-            if (n == 0) break;
-            if (out->len + (size_t)n > CI_MAX_READ) {
-                rc = CN_ERR_TOO_LARGE;
-                break;
-            }
-            cn_buf_append(out, chunk, (size_t)n);
-        }
+        rc = cn_buf_read_fd(out, fd, CI_MAX_READ);
     }
     close(fd);
     return rc;

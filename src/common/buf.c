@@ -1,10 +1,13 @@
 /* buf: growable buffers and the binary writer/reader. */
 #include "buf.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "alloc.h"
+#include "err.h"
 
 void cn_buf_init(struct cn_buf *b)
 {
@@ -112,6 +115,19 @@ char *cn_buf_steal(struct cn_buf *b, size_t *len)
     if (p == NULL) p = cn_xstrndup("", 0);
     cn_buf_init(b);
     return p;
+}
+
+int cn_buf_read_fd(struct cn_buf *b, int fd, size_t max)
+{
+    char chunk[65536];
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return -errno;
+        if (n == 0) return 0;
+        if (b->len + (size_t)n > max) return CN_ERR_TOO_LARGE;
+        cn_buf_append(b, chunk, (size_t)n);
+    }
 }
 
 void cn_buf_put_u8(struct cn_buf *b, uint8_t v)

@@ -39,6 +39,11 @@ static inline struct cn_str cn_buf_str(const struct cn_buf *b)
     return cn_str_make(b->p, b->len);
 }
 
+/* Reads fd to its end, appending to b; fails with CN_ERR_TOO_LARGE once more than max bytes
+ * would be held (checked before each append, so input never grows b past max). Retries EINTR.
+ * Returns 0, CN_ERR_TOO_LARGE or -errno. Does not close fd. */
+int cn_buf_read_fd(struct cn_buf *b, int fd, size_t max);
+
 /* Binary encoding, little-endian. */
 void cn_buf_put_u8(struct cn_buf *b, uint8_t v);
 void cn_buf_put_u32(struct cn_buf *b, uint32_t v);

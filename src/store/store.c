@@ -389,23 +389,35 @@ static bool compare(struct cn_store *s, const struct node *n, const struct cn_st
     return false;
 }
 
-static void op_cas(struct cn_store *s, const struct cn_store_cmd *c, struct cn_store_result *res)
+/* The key a compare-and-swap or compare-and-delete acts on, once its checks pass: not the root
+ * (107; for CAD spec §3 says 107 where etcd 2.3 answers 102), existing, not a directory (102), and
+ * matching prevValue/prevIndex (101). Leaves the cleaned path in s->path; NULL with err set. */
+static struct node *compare_target(struct cn_store *s, const struct cn_store_cmd *c,
+                                   struct cn_store_err *err)
 {
-    struct cn_store_err *err = &res->err;
     store_clean_path(&s->path, c->key);
     const char *path = s->path.p;
     size_t len = s->path.len;
     if (len == 1) {
         set_err(s, err, CN_EC_ROOT_RONLY, "/", 1);
-        goto fail;
+        return NULL;
     }
     struct node *n = lookup(s, c->ns, path, len, err);
-    if (!n) goto fail;
+    if (!n) return NULL;
     if (n->is_dir) {
         set_err(s, err, CN_EC_NOT_FILE, path, len);
-        goto fail;
+        return NULL;
     }
-    if (!compare(s, n, c, err)) goto fail;
+    if (!compare(s, n, c, err)) return NULL;
+    return n;
+}
+
+static void op_cas(struct cn_store *s, const struct cn_store_cmd *c, struct cn_store_result *res)
+{
+    struct node *n = compare_target(s, c, &res->err);
+    if (!n) goto fail;
+    const char *path = s->path.p;
+    size_t len = s->path.len;
     const char *value = c->value.p ? c->value.p : "";
     size_t vlen = c->value.len;
     if (c->refresh) {
@@ -485,22 +497,10 @@ fail:
 
 static void op_cad(struct cn_store *s, const struct cn_store_cmd *c, struct cn_store_result *res)
 {
-    struct cn_store_err *err = &res->err;
-    store_clean_path(&s->path, c->key);
+    struct node *n = compare_target(s, c, &res->err);
+    if (!n) goto fail;
     const char *path = s->path.p;
     size_t len = s->path.len;
-    if (len == 1) {
-        /* spec §3: DELETE on the root is 107 (etcd 2.3 answers 102 for CAD there) */
-        set_err(s, err, CN_EC_ROOT_RONLY, "/", 1);
-        goto fail;
-    }
-    struct node *n = lookup(s, c->ns, path, len, err);
-    if (!n) goto fail;
-    if (n->is_dir) {
-        set_err(s, err, CN_EC_NOT_FILE, path, len);
-        goto fail;
-    }
-    if (!compare(s, n, c, err)) goto fail;
     struct cn_store_event *ev = remove_node(s, c->ns, "compareAndDelete", path, len, n);
     s->st.cad_success++;
     finish(s, ev, res);

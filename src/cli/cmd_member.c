@@ -1,0 +1,395 @@
+/* cmd_member: member list/add/remove/update over /v2/members, with etcdctl's messages and its
+ * exit code 1 for every failure of these commands. */
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/alloc.h"
+#include "common/json.h"
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+__attribute__((format(printf, 1, 2))) _Noreturn static void die(const char *fmt, ...)
+{
+    fflush(stdout);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    cn_cli_exit(1);
+}
+
+static _Noreturn void die_failure(const char *prefix, const struct cn_cli_failure *f)
+{
+    struct cn_buf b = CN_BUF_INIT;
+    cn_buf_appends(&b, prefix);
+    cn_cli_failure_text(f, &b);
+    die("%s%s\n", b.p, "");
+}
+
+static void members_path(struct cn_cli_action *a, const char *id)
+{
+    struct cn_buf raw = CN_BUF_INIT;
+    cn_buf_appends(&raw, "/v2/members");
+    if (id) {
+        cn_buf_putc(&raw, '/');
+        cn_buf_appends(&raw, id);
+    }
+    struct cn_buf clean = CN_BUF_INIT;
+    cn_cli_clean_path(&clean, raw.p, raw.len);
+    /* path.Join drops a trailing slash */
+    if (clean.len > 1 && clean.p[clean.len - 1] == '/') clean.p[--clean.len] = '\0';
+    cn_cli_escape_path(&a->path, clean.p, clean.len);
+    cn_buf_free(&clean);
+    cn_buf_free(&raw);
+}
+
+/* GET /v2/members: 0 with *root (the members array inside) or -1 with *f. */
+static int list_members(struct cn_cli *cli, json_t **root, json_t **members,
+                        struct cn_cli_failure *f)
+{
+    struct cn_cli_action a;
+    cn_cli_action_init(&a, "GET");
+    members_path(&a, NULL);
+    struct cn_cli_resp r;
+    int rc = cn_cli_do(cli, &a, &r, f);
+    cn_cli_action_free(&a);
+    if (rc != 0) return -1;
+    memset(f, 0, sizeof(*f));
+    if (r.status != 200) {
+        char m[64];
+        snprintf(m, sizeof(m), "unexpected status code %d", r.status);
+        f->one.msg = cn_xstrdup(m);
+        cn_cli_resp_free(&r);
+        return -1;
+    }
+    json_error_t jerr;
+    *root = json_loadb(r.body.p ? r.body.p : "", r.body.len, 0, &jerr);
+    cn_cli_resp_free(&r);
+    if (!*root) {
+        f->one.msg = cn_xstrdup("unexpected end of JSON input");
+        return -1;
+    }
+    *members = json_object_get(*root, "members");
+    return 0;
+}
+
+static void join_strings(struct cn_buf *b, json_t *arr, const char *sep)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+    {
+        if (i) cn_buf_appends(b, sep);
+        if (json_is_string(v)) cn_buf_append(b, json_string_value(v), json_string_length(v));
+    }
+}
+
+static const char *mstr(json_t *m, const char *field)
+{
+    json_t *v = json_object_get(m, field);
+    return json_is_string(v) ? json_string_value(v) : "";
+}
+
+static int run_list(struct cn_cli *cli, const struct cn_cli_args *a)
+{
+    if (a->argc != 0) die("%s%s\n", "No arguments accepted", "");
+    cn_cli_connect(cli, true);
+    cn_cli_deadline_start(cli); /* one context covers both calls */
+    json_t *root, *members;
+    struct cn_cli_failure f;
+    if (list_members(cli, &root, &members, &f) != 0) die_failure("", &f);
+
+    struct cn_cli_action act;
+    cn_cli_action_init(&act, "GET");
+    members_path(&act, "leader");
+    struct cn_cli_resp r;
+    int rc = cn_cli_do(cli, &act, &r, &f);
+    cn_cli_action_free(&act);
+    if (rc != 0) die_failure("Failed to get leader:  ", &f);
+    if (r.status != 200) {
+        char m[64];
+        snprintf(m, sizeof(m), "unexpected status code %d", r.status);
+        die("%s%s\n", "Failed to get leader:  ", m);
+    }
+    json_error_t jerr;
+    json_t *leader = json_loadb(r.body.p ? r.body.p : "", r.body.len, 0, &jerr);
+    cn_cli_resp_free(&r);
+    if (!leader) die("%s%s\n", "Failed to get leader:  ", "unexpected end of JSON input");
+    const char *lid = mstr(leader, "id");
+
+    struct cn_buf b = CN_BUF_INIT;
+    size_t i;
+    json_t *m;
+    json_array_foreach(members, i, m)
+    {
+        const char *name = mstr(m, "name");
+        if (name[0] == '\0') {
+            cn_buf_appendf(&b, "%s[unstarted]: peerURLs=", mstr(m, "id"));
+            join_strings(&b, json_object_get(m, "peerURLs"), ",");
+            cn_buf_putc(&b, '\n');
+            continue;
+        }
+        cn_buf_appendf(&b, "%s: name=%s peerURLs=", mstr(m, "id"), name);
+        join_strings(&b, json_object_get(m, "peerURLs"), ",");
+        cn_buf_appends(&b, " clientURLs=");
+        join_strings(&b, json_object_get(m, "clientURLs"), ",");
+        cn_buf_appendf(&b, " isLeader=%s\n", strcmp(mstr(m, "id"), lid) == 0 ? "true" : "false");
+    }
+    fwrite(b.p ? b.p : "", 1, b.len, stdout);
+    cn_buf_free(&b);
+    json_decref(leader);
+    json_decref(root);
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* types.NewURLs: validates, trims and sorts; exits with its message on a bad URL. */
+static char **new_urls(const char *list, bool split, size_t *n)
+{
+    size_t cnt = 1;
+    if (split) {
+        for (const char *p = list; *p; p++) cnt += *p == ',';
+    }
+    char **urls = cn_xcalloc(cnt, sizeof(char *));
+    const char *p = list;
+    for (size_t i = 0; i < cnt; i++) {
+        size_t len = split ? strcspn(p, ",") : strlen(p);
+        const char *s = p, *e = p + len;
+        while (s < e && (*s == ' ' || *s == '\t' || *s == '\n')) s++;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n')) e--;
+        char *u = cn_xstrndup(s, (size_t)(e - s));
+        const char *sep = strstr(u, "://");
+        size_t slen = sep ? (size_t)(sep - u) : 0;
+        bool http = sep && ((slen == 4 && strncmp(u, "http", 4) == 0) ||
+                            (slen == 5 && strncmp(u, "https", 5) == 0));
+        bool unix_ = sep && ((slen == 4 && strncmp(u, "unix", 4) == 0) ||
+                             (slen == 5 && strncmp(u, "unixs", 5) == 0));
+        if (!http && !unix_) die("URL scheme must be http, https, unix, or unixs: %s%s\n", u, "");
+        if (http) {
+            const char *host = sep + 3;
+            size_t hlen = strcspn(host, "/?#");
+            const char *colon = NULL;
+            for (size_t k = hlen; k > 0; k--) {
+                if (host[k - 1] == ':') {
+                    colon = host + k - 1;
+                    break;
+                }
+                if (host[k - 1] == ']') break;
+            }
+            if (!colon) {
+                die("URL address does not have the form \"host:port\": %s%s\n", u, "");
+            }
+            if (host[hlen] == '/') die("URL must not contain a path: %s%s\n", u, "");
+        }
+        urls[i] = u;
+        p += len + (p[len] == ',');
+    }
+    qsort(urls, cnt, sizeof(char *), cmp_str);
+    *n = cnt;
+    return urls;
+}
+
+static void urls_body(struct cn_cli_action *act, char **urls, size_t n)
+{
+    cn_buf_appends(&act->body, "{\"peerURLs\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i) cn_buf_putc(&act->body, ',');
+        cn_json_strz(&act->body, urls[i]);
+    }
+    cn_buf_appends(&act->body, "]}");
+    act->has_body = true;
+    act->ctype = "application/json";
+}
+
+static void free_urls(char **urls, size_t n)
+{
+    for (size_t i = 0; i < n; i++) cn_free(urls[i]);
+    cn_free(urls);
+}
+
+/* A membersError body: {"message": "..."}. */
+static void members_error(const struct cn_cli_resp *r, struct cn_buf *out)
+{
+    json_error_t jerr;
+    json_t *e = json_loadb(r->body.p ? r->body.p : "", r->body.len, 0, &jerr);
+    if (!e) {
+        cn_buf_appends(out, "unexpected end of JSON input");
+        return;
+    }
+    cn_buf_appends(out, mstr(e, "message"));
+    json_decref(e);
+}
+
+static int run_add(struct cn_cli *cli, const struct cn_cli_args *a)
+{
+    if (a->argc != 2) die("%s%s\n", "Provide a name and a single member peerURL", "");
+    cn_cli_connect(cli, true);
+    cn_cli_deadline_start(cli);
+    const char *new_name = a->argv[0];
+    size_t n;
+    char **urls = new_urls(a->argv[1], false, &n);
+    struct cn_cli_action act;
+    cn_cli_action_init(&act, "POST");
+    members_path(&act, NULL);
+    urls_body(&act, urls, n);
+    free_urls(urls, n);
+    struct cn_cli_resp r;
+    struct cn_cli_failure f;
+    int rc = cn_cli_do(cli, &act, &r, &f);
+    cn_cli_action_free(&act);
+    if (rc != 0) die_failure("", &f);
+    if (r.status != 201) {
+        struct cn_buf m = CN_BUF_INIT;
+        if (r.status == 409) {
+            members_error(&r, &m);
+        } else {
+            cn_buf_appendf(&m, "unexpected status code %d", r.status);
+        }
+        die("%s%s\n", m.p, "");
+    }
+    json_error_t jerr;
+    json_t *mem = json_loadb(r.body.p ? r.body.p : "", r.body.len, 0, &jerr);
+    cn_cli_resp_free(&r);
+    if (!mem) die("%s%s\n", "unexpected end of JSON input", "");
+    char *new_id = cn_xstrdup(mstr(mem, "id"));
+    json_decref(mem);
+    printf("Added member named %s with ID %s to cluster\n", new_name, new_id);
+
+    json_t *root, *members;
+    if (list_members(cli, &root, &members, &f) != 0) die_failure("", &f);
+    struct cn_buf conf = CN_BUF_INIT;
+    size_t i;
+    json_t *m;
+    bool first = true;
+    json_array_foreach(members, i, m)
+    {
+        const char *name = strcmp(mstr(m, "id"), new_id) == 0 ? new_name : mstr(m, "name");
+        size_t j;
+        json_t *u;
+        json_array_foreach(json_object_get(m, "peerURLs"), j, u)
+        {
+            if (!first) cn_buf_putc(&conf, ',');
+            first = false;
+            cn_buf_appendf(&conf, "%s=%s", name, json_is_string(u) ? json_string_value(u) : "");
+        }
+    }
+    struct cn_buf out = CN_BUF_INIT;
+    cn_buf_appends(&out, "\nETCD_NAME=");
+    cn_cli_go_quote(&out, new_name, strlen(new_name));
+    cn_buf_appends(&out, "\nETCD_INITIAL_CLUSTER=");
+    cn_cli_go_quote(&out, conf.p ? conf.p : "", conf.len);
+    cn_buf_appends(&out, "\nETCD_INITIAL_CLUSTER_STATE=\"existing\"\n");
+    fwrite(out.p, 1, out.len, stdout);
+    cn_buf_free(&out);
+    cn_buf_free(&conf);
+    cn_free(new_id);
+    json_decref(root);
+    return 0;
+}
+
+static int run_remove(struct cn_cli *cli, const struct cn_cli_args *a)
+{
+    if (a->argc != 1) die("%s%s\n", "Provide a single member ID", "");
+    const char *id = a->argv[0];
+    cn_cli_connect(cli, true);
+    cn_cli_deadline_start(cli);
+    json_t *root, *members;
+    struct cn_cli_failure f;
+    if (list_members(cli, &root, &members, &f) != 0) {
+        die_failure("Error while verifying ID against known members: ", &f);
+    }
+    bool found = false;
+    size_t i;
+    json_t *m;
+    json_array_foreach(members, i, m)
+    {
+        if (strcmp(mstr(m, "id"), id) == 0) found = true;
+        if (strcmp(mstr(m, "name"), id) == 0) {
+            fflush(stdout);
+            fprintf(stderr,
+                    "Found a member named %s; if this is correct, please use its ID, eg:\n\t"
+                    "etcdctl member remove %s\n",
+                    mstr(m, "name"), mstr(m, "id"));
+            fprintf(stderr, "For more details, read the documentation at "
+                            "https://github.com/etcd-io/etcd/blob/master/Documentation/"
+                            "runtime-configuration.md#remove-a-member\n\n");
+        }
+    }
+    json_decref(root);
+    if (!found) die("Couldn't find a member in the cluster with an ID of %s.%s\n", id, "");
+    struct cn_cli_action act;
+    cn_cli_action_init(&act, "DELETE");
+    members_path(&act, id);
+    struct cn_cli_resp r;
+    int rc = cn_cli_do(cli, &act, &r, &f);
+    cn_cli_action_free(&act);
+    struct cn_buf msg = CN_BUF_INIT;
+    if (rc != 0) {
+        cn_cli_failure_text(&f, &msg);
+    } else if (r.status != 204 && r.status != 410) {
+        cn_buf_appendf(&msg, "unexpected status code %d", r.status);
+    }
+    if (rc == 0) cn_cli_resp_free(&r);
+    if (msg.len) die("Received an error trying to remove member %s: %s", id, msg.p);
+    printf("Removed member %s from cluster\n", id);
+    return 0;
+}
+
+static int run_update(struct cn_cli *cli, const struct cn_cli_args *a)
+{
+    if (a->argc != 2) {
+        die("%s%s\n",
+            "Provide an ID and a list of comma separated peerURL (0xabcd "
+            "http://example.com,http://example1.com)",
+            "");
+    }
+    cn_cli_connect(cli, true);
+    const char *id = a->argv[0];
+    cn_cli_deadline_start(cli);
+    size_t n;
+    char **urls = new_urls(a->argv[1], true, &n);
+    struct cn_cli_action act;
+    cn_cli_action_init(&act, "PUT");
+    members_path(&act, id);
+    urls_body(&act, urls, n);
+    free_urls(urls, n);
+    struct cn_cli_resp r;
+    struct cn_cli_failure f;
+    int rc = cn_cli_do(cli, &act, &r, &f);
+    cn_cli_action_free(&act);
+    if (rc != 0) die_failure("", &f);
+    if (r.status != 204) {
+        struct cn_buf m = CN_BUF_INIT;
+        if (r.status == 404 || r.status == 409) {
+            members_error(&r, &m);
+        } else {
+            cn_buf_appendf(&m, "unexpected status code %d", r.status);
+        }
+        die("%s%s\n", m.p, "");
+    }
+    cn_cli_resp_free(&r);
+    printf("Updated member with ID %s in cluster\n", id);
+    return 0;
+}
+
+static const struct cn_cli_cmd member_subs[] = {
+    {"list", NULL, "enumerate existing cluster members", " ", NULL, NULL, 0, run_list, NULL, 0},
+    {"add", NULL, "add a new member to the etcd cluster", "<name> <peerURL>", NULL, NULL, 0,
+     run_add, NULL, 0},
+    {"remove", NULL, "remove an existing member from the etcd cluster", "<memberID>", NULL, NULL, 0,
+     run_remove, NULL, 0},
+    {"update", NULL, "update an existing member in the etcd cluster", "<memberID> <peerURLs>",
+     NULL, NULL, 0, run_update, NULL, 0},
+};
+
+const struct cn_cli_cmd cn_cli_cmd_member = {
+    "member", NULL, "member add, remove and list subcommands", NULL, NULL, NULL, 0, NULL,
+    member_subs, N(member_subs)};
