@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include <malloc.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -436,6 +437,19 @@ static void server_too_large(struct cn_http_req *req, void *ctx)
     cn_http_respond(req, 400, "application/json", NULL, 0, e, sizeof(e) - 1, false);
 }
 
+/* Every watcher and client is a socket: raise the soft open-file limit to the hard one, as Go's
+ * runtime does for etcd (a stock systemd host starts services at 1024). */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+    rlim_t want = rl.rlim_max;
+    rl.rlim_cur = want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        CN_LOGW("server", "cannot raise the open-file limit want=%llu err=\"%s\"",
+                (unsigned long long)want, strerror(errno));
+}
+
 int main(int argc, char **argv, char **envp)
 {
     cn_log_init();
@@ -450,6 +464,7 @@ int main(int argc, char **argv, char **envp)
     if (rc == CN_CONFIG_USAGE) return 2;
     if (rc != CN_CONFIG_OK) return 1;
     if (s.cfg.debug) cn_log_level_max = CN_LOG_DEBUG;
+    raise_nofile();
     json_object_seed(1); /* deterministic hashing; jansson otherwise reads /dev/urandom */
 
     s.loop = uv_default_loop();
