@@ -53,9 +53,9 @@ enum { CN_CLI_PARSE_OK = 0, CN_CLI_PARSE_HELP = 1, CN_CLI_PARSE_ERR = -1 };
 int cn_cli_flags_parse(const struct cn_cli_flag *flags, size_t nflags, struct cn_cli_flagval *vals,
                        int argc, char **argv, int *rest, struct cn_buf *err);
 
-/* urfave/cli v1 reorderArgs: moves the command's own flags (and a value that may follow each) in
- * front of the positional arguments, leaving everything from a "--" on in place. out must hold
- * argc entries; the strings are borrowed. */
+/* urfave/cli v1.22 reorderArgs: moves the command's own flags (and a value that may follow each)
+ * in front of the positional arguments; a "--" delimiter goes first among the positional ones and
+ * what follows it stays in order. out must hold argc entries; the strings are borrowed. */
 void cn_cli_reorder_args(const struct cn_cli_flag *flags, size_t nflags, int argc, char **argv,
                          char **out);
 

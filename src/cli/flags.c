@@ -259,13 +259,19 @@ void cn_cli_reorder_args(const struct cn_cli_flag *flags, size_t nflags, int arg
     bool next_may_be_value = false;
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
-        if (strcmp(arg, "--") == 0) {
-            for (int k = i; k < argc; k++) rem[nrem++] = argv[k];
-            break;
-        } else if (next_may_be_value && arg[0] != '-') {
+        bool is_flag = arg_is_flag(flags, nflags, arg);
+        if (next_may_be_value && !is_flag) {
+            /* a value for the flag before it, even "--" or "-x" */
             next_may_be_value = false;
             out[nre++] = argv[i];
-        } else if (arg_is_flag(flags, nflags, arg)) {
+        } else if (strcmp(arg, "--") == 0) {
+            /* the delimiter goes in front of the positional arguments, the rest stays */
+            memmove(rem + 1, rem, (size_t)nrem * sizeof(char *));
+            rem[0] = argv[i];
+            nrem++;
+            for (int k = i + 1; k < argc; k++) rem[nrem++] = argv[k];
+            break;
+        } else if (is_flag) {
             out[nre++] = argv[i];
             next_may_be_value = strchr(arg, '=') == NULL;
         } else {

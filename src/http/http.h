@@ -76,6 +76,7 @@ struct cn_http_limits {
     size_t max_body_bytes;   /* over -> on_too_large (or 413) and close. Default 10 MiB */
     size_t max_pipeline;     /* queued (unanswered or unsent) requests per connection before
                                 parsing and reading pause. Default 64 */
+    bool send_date;          /* a Date header on every response, as Go's server sends */
 };
 
 /* The request handler. It answers now (inside the call) or later with cn_http_respond /

@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "common/alloc.h"
 #include "common/err.h"
@@ -115,6 +116,9 @@ struct listener {
 
 struct cn_http_server {
     uv_loop_t *loop;
+    time_t date_sec;   /* second the cached Date line is for */
+    char date[48];     /* "Date: Sun, 22 Nov 2026 02:59:25 GMT\r\n" */
+    size_t date_len;
     struct cn_http_limits limits;
     cn_http_handler handler;
     cn_http_too_large_cb too_large;
@@ -562,6 +566,20 @@ static bool status_has_body(int status)
     return status >= 200 && status != 204 && status != 304;
 }
 
+/* Go's server sends Date on every response, after the handler's headers; formatted once a second
+ * (C locale: strftime's %a and %b are English as HTTP wants). */
+static void put_date(struct cn_http_server *srv, struct cn_buf *b)
+{
+    time_t now = time(NULL);
+    if (now != srv->date_sec || srv->date_len == 0) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        srv->date_len = strftime(srv->date, sizeof(srv->date), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        srv->date_sec = now;
+    }
+    cn_buf_append(b, srv->date, srv->date_len);
+}
+
 static void head_begin(struct conn *c, struct req *r, int status, const char *ctype,
                        const struct cn_http_hdr *hdrs, size_t nhdrs)
 {
@@ -583,6 +601,7 @@ static void head_begin(struct conn *c, struct req *r, int status, const char *ct
         cn_buf_append(b, "\r\n", 2);
     }
     if (r->extra.len) cn_buf_append(b, r->extra.p, r->extra.len);
+    if (c->srv->limits.send_date) put_date(c->srv, b);
     if (r->close)
         cn_buf_append(b, "Connection: close\r\n", 19);
     else if (r->http10)

@@ -523,6 +523,7 @@ int main(int argc, char **argv, char **envp)
         /* Go's server handles one request per connection at a time, so a GET pipelined after a
          * PUT sees the write; clients rely on that ordering. Bytes still pipeline. */
         .max_pipeline = 1,
+        .send_date = true,
     };
     s.http = cn_http_server_new(s.loop, &lim, server_handle, server_too_large, &s);
     for (size_t i = 0; i < s.cfg.listen_client.n; i++) {

@@ -131,20 +131,33 @@ static void spin(int n)
         uv_run(&F.loop, UV_RUN_NOWAIT);
 }
 
-static int setup(void **state)
+static int setup_with(bool send_date)
 {
     memset(&F, 0, sizeof(F));
     assert_int_equal(uv_loop_init(&F.loop), 0);
     uv_timer_init(&F.loop, &F.tick);
     uv_timer_start(&F.tick, on_tick, 5, 5); /* bounds each UV_RUN_ONCE */
-    struct cn_http_limits lim = {
-        .max_header_bytes = 1024, .max_headers = 10, .max_body_bytes = 1000, .max_pipeline = 4};
+    struct cn_http_limits lim = {.max_header_bytes = 1024,
+                                 .max_headers = 10,
+                                 .max_body_bytes = 1000,
+                                 .max_pipeline = 4,
+                                 .send_date = send_date};
     F.srv = cn_http_server_new(&F.loop, &lim, handler, too_large, &F);
     char err[256];
     assert_int_equal(cn_http_server_listen(F.srv, "127.0.0.1", 0, err, sizeof(err)), 0);
     F.port = cn_http_server_port(F.srv);
     assert_true(F.port != 0);
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_with(false);
+}
+
+static int setup_date(void **state)
+{
+    return setup_with(true);
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -281,6 +294,23 @@ static void simple_get_exact_bytes(void **state)
     assert_string_equal(c.in.p, HELLO_RESP);
     assert_int_equal(F.handled, 1);
     assert_int_equal(cn_http_server_conn_count(F.srv), 1);
+    raw_free(&c);
+}
+
+/* With send_date, every response carries Go's Date line, after the handler's headers. */
+static void date_header_when_enabled(void **state)
+{
+    struct rawc c;
+    raw_open(&c);
+    raw_send(&c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    RUN_UNTIL(has(&c, "hello\n"));
+    const char *d = strstr(c.in.p, "\r\nDate: ");
+    assert_non_null(d);
+    /* "Date: Sun, 22 Nov 2026 02:59:25 GMT" */
+    const char *gmt = strstr(d, " GMT\r\n");
+    assert_non_null(gmt);
+    assert_int_equal(gmt - (d + 2), 35 - 4);
+    assert_non_null(strstr(c.in.p, "GMT\r\nContent-Length: "));
     raw_free(&c);
 }
 
@@ -819,6 +849,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(body_too_large, setup, teardown),
         cmocka_unit_test_setup_teardown(stream_chunks_and_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(unanswered_answered_after_peer_eof, setup, teardown),
+        cmocka_unit_test_setup_teardown(date_header_when_enabled, setup_date, teardown),
         cmocka_unit_test_setup_teardown(server_close_graceful, setup, teardown),
         cmocka_unit_test_setup_teardown(listen_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(client_basic, setup, teardown),
