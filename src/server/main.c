@@ -114,12 +114,12 @@ static void boot_done(void *ctx, int rc, const struct cn_store_result *res)
                 res->err.ecode, res->err.cause);
 }
 
-static void propose_sys(struct server *s, const char *key, const struct cn_buf *value,
+static void propose_sys(struct server *s, uint8_t op, const char *key, const struct cn_buf *value,
                         const char *what)
 {
     struct cn_store_cmd c;
     memset(&c, 0, sizeof(c));
-    c.op = CN_OP_SET;
+    c.op = op;
     c.ns = CN_NS_SYS;
     c.key = cn_str_c(key);
     c.value = cn_buf_str(value);
@@ -144,7 +144,8 @@ static void publish(struct server *s, bool fresh, uint64_t id)
         cn_buf_appends(&v, "{\"peerURLs\":");
         urls_json(&v, peers);
         cn_buf_putc(&v, '}');
-        propose_sys(s, key, &v, "raftAttributes");
+        /* etcd adds a member with store.Create, so stats count it as a create */
+        propose_sys(s, CN_OP_CREATE, key, &v, "raftAttributes");
     }
     snprintf(key, sizeof(key), "/members/%" PRIx64 "/attributes", id);
     cn_buf_reset(&v);
@@ -156,11 +157,11 @@ static void publish(struct server *s, bool fresh, uint64_t id)
     size_t len;
     const char *cur = cn_store_peek(s->store, CN_NS_SYS, key, &len);
     if (cur == NULL || len != v.len || memcmp(cur, v.p, len) != 0)
-        propose_sys(s, key, &v, "attributes");
+        propose_sys(s, CN_OP_SET, key, &v, "attributes");
     if (cn_store_peek(s->store, CN_NS_SYS, "/version", &len) == NULL) {
         cn_buf_reset(&v);
         cn_buf_appends(&v, CLUSTER_VERSION);
-        propose_sys(s, "/version", &v, "version");
+        propose_sys(s, CN_OP_SET, "/version", &v, "version");
     }
     cn_buf_free(&v);
 }
@@ -408,7 +409,8 @@ static void server_handle(struct cn_http_req *req, void *ctx)
         return;
     }
     if (cn_str_eqz(req->path, "/health") && req->method == CN_HTTP_GET) {
-        cn_http_respond(req, 503, "application/json", NULL, 0, "{\"health\":\"false\"}", 18, false);
+        cn_http_respond(req, 503, "text/plain; charset=utf-8", NULL, 0, "{\"health\":\"false\"}", 18,
+                        false);
         return;
     }
     if (s->nwaiting >= MAX_WAITING || s->stopping) {

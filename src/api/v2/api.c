@@ -143,11 +143,15 @@ void cn_api_send_message(struct cn_api *api, struct cn_http_req *req, int status
     cn_buf_free(&b);
 }
 
+/* Go's http.Error: text/plain, nosniff, the text and a newline. */
 static void send_text(struct cn_http_req *req, int status, const char *text,
                       const struct cn_http_hdr *hdrs, size_t nhdrs)
 {
-    cn_http_respond(req, status, "text/plain; charset=utf-8", hdrs, nhdrs, text, strlen(text),
-                    false);
+    struct cn_http_hdr h[4];
+    size_t n = 0;
+    for (size_t i = 0; i < nhdrs && n < 3; i++) h[n++] = hdrs[i];
+    h[n++] = (struct cn_http_hdr){"X-Content-Type-Options", "nosniff"};
+    cn_http_respond(req, status, "text/plain; charset=utf-8", h, n, text, strlen(text), false);
 }
 
 static void method_not_allowed(struct cn_http_req *req, const char *allow)

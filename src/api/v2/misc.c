@@ -207,8 +207,9 @@ void cn_api_members(struct cn_api *api, struct cn_http_req *req, struct cn_str r
                 cn_api_send_message(api, req, 500,
                                     "membership changes are not supported yet by this cairn build");
         } else {
-            struct cn_http_hdr h[] = {{"Allow", "GET,POST,DELETE,PUT"}};
-            cn_http_respond(req, 405, "text/plain; charset=utf-8", h, 1, "Method Not Allowed\n",
+            struct cn_http_hdr h[] = {{"Allow", "GET,POST,DELETE,PUT"},
+                                      {"X-Content-Type-Options", "nosniff"}};
+            cn_http_respond(req, 405, "text/plain; charset=utf-8", h, 2, "Method Not Allowed\n",
                             19, false);
         }
         goto out;
@@ -285,8 +286,8 @@ void cn_api_stats(struct cn_api *api, struct cn_http_req *req, struct cn_str whi
     struct cn_node_status st;
     cn_node_get_status(api->node, &st);
     if (cn_str_eqz(which, "store")) {
+        /* etcd writes stats with json.Marshal: no trailing newline (members use an Encoder) */
         cn_store_stats_json(api->store, &b);
-        cn_buf_putc(&b, '\n');
         send_body(api, req, 200, &b, false);
     } else if (cn_str_eqz(which, "self")) {
         cn_buf_appends(&b, "{\"name\":");
@@ -303,7 +304,7 @@ void cn_api_stats(struct cn_api *api, struct cn_http_req *req, struct cn_str whi
         cn_time_rfc3339nano(&b, st.leader ? st.leader_since_ns : api->start_ns);
         cn_buf_appendf(&b,
                        "\"},\"recvAppendRequestCnt\":%" PRIu64 ",\"sendAppendRequestCnt\":%" PRIu64
-                       "}\n",
+                       "}",
                        st.recv_append, st.send_append);
         send_body(api, req, 200, &b, false);
     } else { /* leader */
@@ -311,7 +312,7 @@ void cn_api_stats(struct cn_api *api, struct cn_http_req *req, struct cn_str whi
             cn_api_send_message(api, req, 403, "not current leader");
         } else {
             /* One member has no followers; the cluster issue fills latency and counts. */
-            cn_buf_appendf(&b, "{\"leader\":\"%" PRIx64 "\",\"followers\":{}}\n", st.id);
+            cn_buf_appendf(&b, "{\"leader\":\"%" PRIx64 "\",\"followers\":{}}", st.id);
             send_body(api, req, 200, &b, false);
         }
     }
@@ -351,11 +352,13 @@ static void health_send(struct cn_api *api, struct cn_http_req *req, bool ok)
 {
     if (ok) {
         api->health_ok++;
-        cn_http_respond(req, 200, "application/json", NULL, 0, "{\"health\":\"true\"}", 17, false);
+        /* etcd's /health body is JSON but its Content-Type is Go's sniffed text/plain */
+        cn_http_respond(req, 200, "text/plain; charset=utf-8", NULL, 0, "{\"health\":\"true\"}", 17,
+                        false);
     } else {
         api->health_fail++;
-        cn_http_respond(req, 503, "application/json", NULL, 0, "{\"health\":\"false\"}", 18,
-                        false);
+        cn_http_respond(req, 503, "text/plain; charset=utf-8", NULL, 0, "{\"health\":\"false\"}",
+                        18, false);
     }
 }
 
