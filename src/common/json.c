@@ -45,6 +45,23 @@ static const unsigned char needs_escape[128] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 };
 
+#define ONES  0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* Non-zero when some byte of w is zero (the classic SWAR test). */
+static inline uint64_t has_zero(uint64_t w)
+{
+    return (w - ONES) & ~w & HIGHS;
+}
+
+/* Non-zero when some byte of w needs a look: below 0x20, >= 0x80, or one of " \\ < > &. */
+static inline uint64_t needs_look(uint64_t w)
+{
+    uint64_t low = (w - 0x20 * ONES) & ~w & HIGHS; /* bytes < 0x20 (w's high bits caught below) */
+    return low | (w & HIGHS) | has_zero(w ^ (0x22 * ONES)) | has_zero(w ^ (0x5c * ONES)) |
+           has_zero(w ^ (0x3c * ONES)) | has_zero(w ^ (0x3e * ONES)) | has_zero(w ^ (0x26 * ONES));
+}
+
 void cn_json_str(struct cn_buf *b, const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -52,6 +69,14 @@ void cn_json_str(struct cn_buf *b, const char *s, size_t len)
     cn_buf_putc(b, '"');
     size_t start = 0, i = 0;
     while (i < len) {
+        /* Skip 8 clean bytes at a time: values are mostly plain ASCII. */
+        while (i + 8 <= len) {
+            uint64_t w;
+            memcpy(&w, p + i, 8);
+            if (needs_look(w)) break;
+            i += 8;
+        }
+        if (i >= len) break;
         unsigned char c = p[i];
         if (c < 0x80) {
             if (!needs_escape[c]) {

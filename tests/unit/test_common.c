@@ -26,6 +26,40 @@ static void json_escapes_like_go(void **state)
     cn_buf_free(&b);
 }
 
+/* The 8-bytes-at-a-time scan must find a special byte at every position of a long clean run. */
+static void json_escape_every_position(void **state)
+{
+    const char specials[] = {'"', '\\', '<', '>', '&', '\n', 0x01, 0x1f, (char)0xff};
+    const char *want[] = {"\\\"", "\\\\", "\\u003c", "\\u003e", "\\u0026", "\\n",
+                          "\\u0001", "\\u001f", "\\ufffd"};
+    for (size_t k = 0; k < sizeof(specials); k++) {
+        for (size_t pos = 0; pos < 40; pos++) {
+            char in[41];
+            memset(in, 'a', 40);
+            in[pos] = specials[k];
+            struct cn_buf b = CN_BUF_INIT, exp = CN_BUF_INIT;
+            cn_json_str(&b, in, 40);
+            cn_buf_putc(&exp, '"');
+            cn_buf_append(&exp, in, pos);
+            cn_buf_appends(&exp, want[k]);
+            cn_buf_append(&exp, in + pos + 1, 40 - pos - 1);
+            cn_buf_putc(&exp, '"');
+            assert_string_equal(b.p, exp.p);
+            cn_buf_free(&b);
+            cn_buf_free(&exp);
+        }
+    }
+    /* 0x7f and plain high-ASCII-free text pass through; valid UTF-8 stays as is. */
+    struct cn_buf b = CN_BUF_INIT;
+    const char *plain = "0123456789abcdef\x7f ~}{[]|`^_=+-*/%$#@!";
+    cn_json_str(&b, plain, strlen(plain));
+    assert_string_equal(b.p, "\"0123456789abcdef\x7f ~}{[]|`^_=+-*/%$#@!\"");
+    cn_buf_reset(&b);
+    cn_json_str(&b, "abcdefgh\xc3\xa9ijklmnop", 18);
+    assert_string_equal(b.p, "\"abcdefgh\xc3\xa9ijklmnop\"");
+    cn_buf_free(&b);
+}
+
 static void json_float_shortest(void **state)
 {
     struct cn_buf b = CN_BUF_INIT;
@@ -126,7 +160,8 @@ static void strerror_both_kinds(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(json_escapes_like_go), cmocka_unit_test(json_float_shortest),
+        cmocka_unit_test(json_escapes_like_go), cmocka_unit_test(json_escape_every_position),
+        cmocka_unit_test(json_float_shortest),
         cmocka_unit_test(time_formats),         cmocka_unit_test(binary_roundtrip),
         cmocka_unit_test(url_decode_and_parse), cmocka_unit_test(strerror_both_kinds),
     };
