@@ -19,19 +19,23 @@ static int unhex(char c)
 int cn_url_decode(struct cn_buf *out, struct cn_str s, bool plus_is_space)
 {
     cn_buf_reserve(out, s.len);
-    for (size_t i = 0; i < s.len; i++) {
-        char c = s.p[i];
-        if (c == '%') {
-            if (i + 2 >= s.len) return CN_ERR_PARSE;
-            int h = unhex(s.p[i + 1]), l = unhex(s.p[i + 2]);
-            if (h < 0 || l < 0) return CN_ERR_PARSE;
-            cn_buf_putc(out, (char)(h * 16 + l));
-            i += 2;
-        } else if (c == '+' && plus_is_space) {
+    size_t i = 0;
+    while (i < s.len) {
+        /* Copy the run up to the next escape in one append (values are mostly plain). */
+        size_t j = i;
+        while (j < s.len && s.p[j] != '%' && !(plus_is_space && s.p[j] == '+')) j++;
+        if (j > i) cn_buf_append(out, s.p + i, j - i);
+        if (j == s.len) break;
+        if (s.p[j] == '+') {
             cn_buf_putc(out, ' ');
-        } else {
-            cn_buf_putc(out, c);
+            i = j + 1;
+            continue;
         }
+        if (j + 2 >= s.len) return CN_ERR_PARSE;
+        int h = unhex(s.p[j + 1]), l = unhex(s.p[j + 2]);
+        if (h < 0 || l < 0) return CN_ERR_PARSE;
+        cn_buf_putc(out, (char)(h * 16 + l));
+        i = j + 3;
     }
     return 0;
 }

@@ -130,7 +130,14 @@ static void url_decode_and_parse(void **state)
     assert_int_equal(cn_url_decode(&b, CN_STR("a%20b+c%2F"), true), 0);
     assert_string_equal(b.p, "a b c/");
     cn_buf_reset(&b);
+    cn_buf_reset(&b);
+    assert_int_equal(cn_url_decode(&b, CN_STR("%41%42plain+tail+"), true), 0);
+    assert_string_equal(b.p, "ABplain tail ");
+    cn_buf_reset(&b);
+    assert_int_equal(cn_url_decode(&b, CN_STR("a+b%2b"), false), 0); /* paths keep '+' */
+    assert_string_equal(b.p, "a+b+");
     assert_int_equal(cn_url_decode(&b, CN_STR("a%2"), false), CN_ERR_PARSE);
+    assert_int_equal(cn_url_decode(&b, CN_STR("%"), false), CN_ERR_PARSE);
     assert_int_equal(cn_url_decode(&b, CN_STR("%zz"), false), CN_ERR_PARSE);
     cn_buf_free(&b);
 
