@@ -26,7 +26,8 @@ void cn_buf_reserve(struct cn_buf *b, size_t n)
 {
     if (b->cap - b->len > n) return; /* keep one byte for the NUL */
     size_t cap = b->cap ? b->cap : 64;
-    while (cap - b->len <= n) cap *= 2;
+    while (cap - b->len <= n)
+        cap *= 2;
     b->p = cn_xrealloc(b->p, cap);
     b->cap = cap;
 }
@@ -138,14 +139,16 @@ void cn_buf_put_u8(struct cn_buf *b, uint8_t v)
 void cn_buf_put_u32(struct cn_buf *b, uint32_t v)
 {
     uint8_t t[4];
-    for (int i = 0; i < 4; i++) t[i] = (uint8_t)(v >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        t[i] = (uint8_t)(v >> (8 * i));
     cn_buf_append(b, t, 4);
 }
 
 void cn_buf_put_u64(struct cn_buf *b, uint64_t v)
 {
     uint8_t t[8];
-    for (int i = 0; i < 8; i++) t[i] = (uint8_t)(v >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        t[i] = (uint8_t)(v >> (8 * i));
     cn_buf_append(b, t, 8);
 }
 
@@ -191,7 +194,8 @@ uint32_t cn_rd_u32(struct cn_rd *r)
 {
     if (!need(r, 4)) return 0;
     uint32_t v = 0;
-    for (int i = 0; i < 4; i++) v |= (uint32_t)r->p[r->off + (size_t)i] << (8 * i);
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)r->p[r->off + (size_t)i] << (8 * i);
     r->off += 4;
     return v;
 }
@@ -200,7 +204,8 @@ uint64_t cn_rd_u64(struct cn_rd *r)
 {
     if (!need(r, 8)) return 0;
     uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v |= (uint64_t)r->p[r->off + (size_t)i] << (8 * i);
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)r->p[r->off + (size_t)i] << (8 * i);
     r->off += 8;
     return v;
 }

@@ -11,12 +11,15 @@
 #include "str.h"
 
 struct cn_buf {
-    char *p;    /* NUL-terminated after every append (not counted in len) */
+    char *p; /* NUL-terminated after every append (not counted in len) */
     size_t len;
     size_t cap;
 };
 
-#define CN_BUF_INIT {NULL, 0, 0}
+#define CN_BUF_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 void cn_buf_init(struct cn_buf *b);
 void cn_buf_free(struct cn_buf *b);

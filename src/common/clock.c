@@ -31,8 +31,8 @@ void cn_time_rfc3339nano(struct cn_buf *b, int64_t unix_ns)
     time_t t = (time_t)sec;
     struct tm tm;
     gmtime_r(&t, &tm);
-    cn_buf_appendf(b, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
-                   tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    cn_buf_appendf(b, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                   tm.tm_hour, tm.tm_min, tm.tm_sec);
     if (nsec) {
         char frac[10];
         int n = 9;
@@ -40,7 +40,8 @@ void cn_time_rfc3339nano(struct cn_buf *b, int64_t unix_ns)
             frac[i] = (char)('0' + nsec % 10);
             nsec /= 10;
         }
-        while (n > 0 && frac[n - 1] == '0') n--;
+        while (n > 0 && frac[n - 1] == '0')
+            n--;
         cn_buf_putc(b, '.');
         cn_buf_append(b, frac, (size_t)n);
     }
@@ -51,7 +52,8 @@ void cn_time_rfc3339nano(struct cn_buf *b, int64_t unix_ns)
 static void frac_fmt(struct cn_buf *b, uint64_t v, int prec)
 {
     uint64_t scale = 1;
-    for (int i = 0; i < prec; i++) scale *= 10;
+    for (int i = 0; i < prec; i++)
+        scale *= 10;
     cn_buf_append_u64(b, v / scale);
     uint64_t f = v % scale;
     if (f == 0) return;
@@ -61,7 +63,8 @@ static void frac_fmt(struct cn_buf *b, uint64_t v, int prec)
         digits[i] = (char)('0' + f % 10);
         f /= 10;
     }
-    while (n > 0 && digits[n - 1] == '0') n--;
+    while (n > 0 && digits[n - 1] == '0')
+        n--;
     cn_buf_putc(b, '.');
     cn_buf_append(b, digits, (size_t)n);
 }

@@ -27,9 +27,9 @@ int cn_log_parse_level(const char *z)
         const char *name;
         int level;
     } names[] = {
-        {"err", CN_LOG_ERR},     {"error", CN_LOG_ERR},   {"critical", CN_LOG_ERR},
-        {"warn", CN_LOG_WARN},   {"warning", CN_LOG_WARN}, {"notice", CN_LOG_NOTICE},
-        {"info", CN_LOG_INFO},   {"debug", CN_LOG_DEBUG}, {"trace", CN_LOG_DEBUG},
+        {"err", CN_LOG_ERR},   {"error", CN_LOG_ERR},    {"critical", CN_LOG_ERR},
+        {"warn", CN_LOG_WARN}, {"warning", CN_LOG_WARN}, {"notice", CN_LOG_NOTICE},
+        {"info", CN_LOG_INFO}, {"debug", CN_LOG_DEBUG},  {"trace", CN_LOG_DEBUG},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strcasecmp(z, names[i].name) == 0) return names[i].level;
@@ -75,7 +75,8 @@ static size_t msg_end(const char *s, size_t len)
         size_t j = i + 1;
         /* Keys are lower-case identifiers; ETCD_NAME=x inside a message stays in the message. */
         if (j >= len || s[j] < 'a' || s[j] > 'z') continue;
-        while (j < len && (s[j] == '_' || (s[j] >= 'a' && s[j] <= 'z') || (s[j] >= '0' && s[j] <= '9')))
+        while (j < len &&
+               (s[j] == '_' || (s[j] >= 'a' && s[j] <= 'z') || (s[j] >= '0' && s[j] <= '9')))
             j++;
         if (j > i + 1 && j < len && s[j] == '=') return i;
     }

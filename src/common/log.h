@@ -28,7 +28,7 @@ void cn_log_write(int level, const char *mod, const char *fmt, ...)
 
 #define CN_LOG(level, mod, ...)                                                                    \
     do {                                                                                           \
-        if ((level) <= cn_log_level_max) cn_log_write((level), (mod), __VA_ARGS__);               \
+        if ((level) <= cn_log_level_max) cn_log_write((level), (mod), __VA_ARGS__);                \
     } while (0)
 #define CN_LOGE(mod, ...) CN_LOG(CN_LOG_ERR, mod, __VA_ARGS__)
 #define CN_LOGW(mod, ...) CN_LOG(CN_LOG_WARN, mod, __VA_ARGS__)

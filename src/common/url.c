@@ -23,7 +23,8 @@ int cn_url_decode(struct cn_buf *out, struct cn_str s, bool plus_is_space)
     while (i < s.len) {
         /* Copy the run up to the next escape in one append (values are mostly plain). */
         size_t j = i;
-        while (j < s.len && s.p[j] != '%' && !(plus_is_space && s.p[j] == '+')) j++;
+        while (j < s.len && s.p[j] != '%' && !(plus_is_space && s.p[j] == '+'))
+            j++;
         if (j > i) cn_buf_append(out, s.p + i, j - i);
         if (j == s.len) break;
         if (s.p[j] == '+') {
@@ -42,8 +43,8 @@ int cn_url_decode(struct cn_buf *out, struct cn_str s, bool plus_is_space)
 
 static bool unreserved(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_' || c == '.' || c == '~';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || c == '~';
 }
 
 void cn_url_encode_path(struct cn_buf *out, struct cn_str s)
@@ -51,9 +52,9 @@ void cn_url_encode_path(struct cn_buf *out, struct cn_str s)
     static const char hexd[] = "0123456789ABCDEF";
     for (size_t i = 0; i < s.len; i++) {
         unsigned char c = (unsigned char)s.p[i];
-        if (unreserved(c) || c == '/' || c == ':' || c == '@' || c == '!' || c == '$' ||
-            c == '&' || c == '\'' || c == '(' || c == ')' || c == '*' || c == '+' || c == ',' ||
-            c == ';' || c == '=') {
+        if (unreserved(c) || c == '/' || c == ':' || c == '@' || c == '!' || c == '$' || c == '&' ||
+            c == '\'' || c == '(' || c == ')' || c == '*' || c == '+' || c == ',' || c == ';' ||
+            c == '=') {
             cn_buf_putc(out, (char)c);
         } else {
             char e[3] = {'%', hexd[c >> 4], hexd[c & 15]};
@@ -87,7 +88,8 @@ int cn_url_parse(const char *z, struct cn_url *u, char *err, size_t err_len)
         return CN_ERR_PARSE;
     }
     size_t slen = (size_t)(sep - z);
-    if (!((slen == 4 && strncmp(z, "http", 4) == 0) || (slen == 5 && strncmp(z, "https", 5) == 0))) {
+    if (!((slen == 4 && strncmp(z, "http", 4) == 0) ||
+          (slen == 5 && strncmp(z, "https", 5) == 0))) {
         snprintf(err, err_len, "URL scheme must be http or https: %s", z);
         return CN_ERR_PARSE;
     }
@@ -139,8 +141,10 @@ int cn_split_list(const char *z, int (*fn)(const char *item, void *ctx), void *c
         const char *e = strchr(z, ',');
         size_t len = e ? (size_t)(e - z) : strlen(z);
         const char *s = z;
-        while (len && (*s == ' ' || *s == '\t')) s++, len--;
-        while (len && (s[len - 1] == ' ' || s[len - 1] == '\t')) len--;
+        while (len && (*s == ' ' || *s == '\t'))
+            s++, len--;
+        while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+            len--;
         if (len) {
             char *item = cn_xstrndup(s, len);
             int rc = fn(item, ctx);

@@ -20,8 +20,8 @@ void cn_url_encode_path(struct cn_buf *out, struct cn_str s);
 void cn_url_encode_query(struct cn_buf *out, struct cn_str s);
 
 struct cn_url {
-    char scheme[8];  /* "http" or "https" */
-    char host[256];  /* host name or IP, without brackets */
+    char scheme[8]; /* "http" or "https" */
+    char host[256]; /* host name or IP, without brackets */
     uint16_t port;
     bool has_path; /* anything after host:port, even a lone "/" */
 };

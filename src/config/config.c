@@ -58,7 +58,8 @@ static const struct flag flags[] = {
     {"proxy", K_STR, "off", "valid values include 'off', 'readonly', 'on'"},
     {"proxy-failure-wait", K_UINT, "5000",
      "time (in milliseconds) an endpoint will be held in a failed state"},
-    {"proxy-refresh-interval", K_UINT, "30000", "time (in milliseconds) of the endpoints refresh interval"},
+    {"proxy-refresh-interval", K_UINT, "30000",
+     "time (in milliseconds) of the endpoints refresh interval"},
     {"proxy-dial-timeout", K_UINT, "1000", "time (in milliseconds) for a dial to timeout"},
     {"proxy-write-timeout", K_UINT, "5000", "time (in milliseconds) for a write to timeout"},
     {"proxy-read-timeout", K_UINT, "0", "time (in milliseconds) for a read to timeout"},
@@ -72,7 +73,8 @@ static const struct flag flags[] = {
     {"peer-client-cert-auth", K_BOOL, "false", "enable peer client cert authentication"},
     {"peer-trusted-ca-file", K_STR, "", "path to the peer server TLS trusted CA file"},
     {"peer-ca-file", K_STR, "", "DEPRECATED: path to the peer server TLS CA file"},
-    {"cors", K_STR, "", "comma-separated whitelist of origins for CORS (cross-origin resource sharing)"},
+    {"cors", K_STR, "",
+     "comma-separated whitelist of origins for CORS (cross-origin resource sharing)"},
     {"debug", K_BOOL, "false", "enable debug-level logging"},
     {"log-package-levels", K_STR, "", "specify a particular log level for each package"},
     {"enable-pprof", K_BOOL, "false", "accepted for compatibility; no effect"},
@@ -354,8 +356,9 @@ static int add_url(const char *item, void *p)
         return -1;
     }
     if (u->has_path) {
-        snprintf(c->err, sizeof(c->err), "invalid value \"%s\" for flag -%s: URL must not contain a path: %s",
-                 item, c->flag, item);
+        snprintf(c->err, sizeof(c->err),
+                 "invalid value \"%s\" for flag -%s: URL must not contain a path: %s", item,
+                 c->flag, item);
         return -1;
     }
     c->list->raw[c->list->n++] = cn_xstrdup(item);
@@ -390,7 +393,8 @@ static int parse_urls(struct state *st, const char *flag, struct cn_url_list *ou
 
 static void free_urls(struct cn_url_list *l)
 {
-    for (size_t i = 0; i < l->n; i++) cn_free(l->raw[i]);
+    for (size_t i = 0; i < l->n; i++)
+        cn_free(l->raw[i]);
     l->n = 0;
 }
 
@@ -436,16 +440,16 @@ static int parse_initial_cluster(struct cn_config *cfg, const char *z)
     for (size_t i = 0; i < cfg->ninitial; i++) {
         struct cn_initial_member *m = &cfg->initial[i];
         sort_urls(&m->peer_urls);
-        m->id = cn_config_member_id(m->peer_urls.raw, m->peer_urls.n, cfg->initial_cluster_token,
-                                    0);
+        m->id =
+            cn_config_member_id(m->peer_urls.raw, m->peer_urls.n, cfg->initial_cluster_token, 0);
     }
     /* etcd: "initial cluster <map> has duplicate url" */
     for (size_t i = 0; i < cfg->ninitial; i++)
         for (size_t j = 0; j < cfg->initial[i].peer_urls.n; j++)
             for (size_t k = i; k < cfg->ninitial; k++)
                 for (size_t l = (k == i ? j + 1 : 0); l < cfg->initial[k].peer_urls.n; l++)
-                    if (strcmp(cfg->initial[i].peer_urls.raw[j], cfg->initial[k].peer_urls.raw[l]) ==
-                        0) {
+                    if (strcmp(cfg->initial[i].peer_urls.raw[j],
+                               cfg->initial[k].peer_urls.raw[l]) == 0) {
                         fprintf(stderr, "cairn: initial cluster %s has duplicate url\n", z);
                         return CN_CONFIG_ERROR;
                     }
@@ -461,14 +465,16 @@ static uint64_t sha1_prefix(const void *p, size_t len)
     int ok = EVP_Digest(p, len, md, &mdlen, EVP_sha1(), NULL);
     CN_ASSERT(ok == 1 && mdlen >= 8);
     uint64_t id = 0;
-    for (int i = 0; i < 8; i++) id = (id << 8) | md[i];
+    for (int i = 0; i < 8; i++)
+        id = (id << 8) | md[i];
     return id;
 }
 
 uint64_t cn_config_member_id(char *const *sorted_urls, size_t n, const char *token, int64_t unix_s)
 {
     struct cn_buf b = CN_BUF_INIT;
-    for (size_t i = 0; i < n; i++) cn_buf_appends(&b, sorted_urls[i]);
+    for (size_t i = 0; i < n; i++)
+        cn_buf_appends(&b, sorted_urls[i]);
     if (token) cn_buf_appends(&b, token);
     if (unix_s) cn_buf_appendf(&b, "%lld", (long long)unix_s);
     uint64_t id = sha1_prefix(b.p ? b.p : "", b.len);
@@ -488,7 +494,8 @@ uint64_t cn_config_cluster_id(const uint64_t *ids, size_t n)
     qsort(sorted, n, sizeof(uint64_t), cmp_u64);
     unsigned char *be = cn_xmalloc(n * 8);
     for (size_t i = 0; i < n; i++)
-        for (int j = 0; j < 8; j++) be[i * 8 + (size_t)j] = (unsigned char)(sorted[i] >> (56 - 8 * j));
+        for (int j = 0; j < 8; j++)
+            be[i * 8 + (size_t)j] = (unsigned char)(sorted[i] >> (56 - 8 * j));
     uint64_t id = sha1_prefix(be, n * 8);
     cn_free(be);
     cn_free(sorted);
@@ -604,9 +611,8 @@ int cn_config_load(struct cn_config *cfg, int argc, char **argv, char **envp)
     if (is_set(&st, "listen-client-urls") && !is_set(&st, "advertise-client-urls") &&
         strcmp(cfg->proxy, "off") == 0 &&
         !(cfg->discovery && strcmp(cfg->discovery_fallback, "proxy") == 0)) {
-        fprintf(stderr,
-                "cairn: -advertise-client-urls is required when -listen-client-urls is set "
-                "explicitly\n");
+        fprintf(stderr, "cairn: -advertise-client-urls is required when -listen-client-urls is set "
+                        "explicitly\n");
         rc = CN_CONFIG_ERROR;
         goto out;
     }
@@ -616,8 +622,8 @@ int cn_config_load(struct cn_config *cfg, int argc, char **argv, char **envp)
         goto out;
     }
 
-    int nboot = is_set(&st, "initial-cluster") + (cfg->discovery != NULL) +
-                (cfg->discovery_srv != NULL);
+    int nboot =
+        is_set(&st, "initial-cluster") + (cfg->discovery != NULL) + (cfg->discovery_srv != NULL);
     if (nboot > 1) {
         fprintf(stderr, "cairn: multiple discovery or bootstrap flags are set. Choose one of "
                         "\"initial-cluster\", \"discovery\" or \"discovery-srv\"\n");
@@ -638,15 +644,22 @@ int cn_config_load(struct cn_config *cfg, int argc, char **argv, char **envp)
     if (rc != CN_CONFIG_OK) goto out;
     rc = CN_CONFIG_OK;
 out:
-    for (size_t i = 0; i < NFLAGS; i++) cn_free(st.val[i]);
+    for (size_t i = 0; i < NFLAGS; i++)
+        cn_free(st.val[i]);
     return rc;
 }
 
 void cn_config_free(struct cn_config *cfg)
 {
-    char **strs[] = {&cfg->name,           &cfg->data_dir,         &cfg->wal_dir,
-                     &cfg->initial_cluster_token, &cfg->discovery, &cfg->discovery_fallback,
-                     &cfg->discovery_proxy, &cfg->discovery_srv,   &cfg->proxy,
+    char **strs[] = {&cfg->name,
+                     &cfg->data_dir,
+                     &cfg->wal_dir,
+                     &cfg->initial_cluster_token,
+                     &cfg->discovery,
+                     &cfg->discovery_fallback,
+                     &cfg->discovery_proxy,
+                     &cfg->discovery_srv,
+                     &cfg->proxy,
                      &cfg->cors};
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
         cn_free(*strs[i]);

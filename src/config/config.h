@@ -12,7 +12,7 @@
 
 #include "common/url.h"
 
-#define CN_MAX_URLS 16
+#define CN_MAX_URLS    16
 #define CN_MAX_MEMBERS 16
 
 struct cn_url_list {
@@ -72,8 +72,7 @@ void cn_config_free(struct cn_config *cfg);
 
 /* etcd's member id: first 8 bytes (big endian) of SHA-1 over the sorted peer URLs concatenated,
  * then the token, then (when non-zero) the Unix time in seconds as decimal. */
-uint64_t cn_config_member_id(char *const *sorted_urls, size_t n, const char *token,
-                             int64_t unix_s);
+uint64_t cn_config_member_id(char *const *sorted_urls, size_t n, const char *token, int64_t unix_s);
 /* etcd's cluster id: first 8 bytes of SHA-1 over the big-endian member ids sorted ascending. */
 uint64_t cn_config_cluster_id(const uint64_t *ids, size_t n);
 

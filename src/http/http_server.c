@@ -51,7 +51,7 @@
 
 #define READ_BUF_LEN   (64 * 1024)
 #define OUT_HIGH_WATER (256 * 1024) /* connection output backlog above which parsing pauses */
-#define PARK_MAX (64 * 1024) /* input parked while a request is in flight */
+#define PARK_MAX       (64 * 1024)  /* input parked while a request is in flight */
 #define KEEP_BUF_CAP   (64 * 1024)  /* bigger buffers are freed when their owner is recycled */
 #define POOL_MAX       256          /* free requests kept by the server */
 #define LINGER_MS      2000         /* how long a shut-down connection may drain input */
@@ -116,8 +116,8 @@ struct listener {
 
 struct cn_http_server {
     uv_loop_t *loop;
-    time_t date_sec;   /* second the cached Date line is for */
-    char date[48];     /* "Date: Sun, 22 Nov 2026 02:59:25 GMT\r\n" */
+    time_t date_sec; /* second the cached Date line is for */
+    char date[48];   /* "Date: Sun, 22 Nov 2026 02:59:25 GMT\r\n" */
     size_t date_len;
     struct cn_http_limits limits;
     cn_http_handler handler;
@@ -574,7 +574,8 @@ static void put_date(struct cn_http_server *srv, struct cn_buf *b)
     if (now != srv->date_sec || srv->date_len == 0) {
         struct tm tm;
         gmtime_r(&now, &tm);
-        srv->date_len = strftime(srv->date, sizeof(srv->date), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        srv->date_len =
+            strftime(srv->date, sizeof(srv->date), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
         srv->date_sec = now;
     }
     cn_buf_append(b, srv->date, srv->date_len);

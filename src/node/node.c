@@ -32,7 +32,7 @@ enum { ENTRY_NORMAL = 0, ENTRY_NOOP = 1 };
 enum { S_OPEN, S_RUNNING, S_STOPPING, S_CLOSED };
 
 #define META_VERSION 1
-#define TICK_MS 100
+#define TICK_MS      100
 
 const double cn_node_fsync_buckets[14] = {0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064,
                                           0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192};
@@ -72,7 +72,7 @@ struct cn_node {
     /* requests */
     struct cn_list writes; /* by index */
     struct cn_list reads;
-    struct cn_list done;   /* failed early: answered on the next kick */
+    struct cn_list done; /* failed early: answered on the next kick */
     uint64_t committed, applied_count, failed;
     uint64_t npending; /* requests in writes */
     /* flush */
@@ -293,7 +293,8 @@ int cn_node_open(uv_loop_t *loop, const struct cn_node_options *opt, struct cn_s
     rc = cn_wal_open(wdir.p, NULL, &n->wal, &rep, werr);
     cn_buf_free(&wdir);
     if (rc != 0) {
-        snprintf(errmsg, errlen, "cannot open the write-ahead log: %s", *werr ? werr : cn_strerror(rc));
+        snprintf(errmsg, errlen, "cannot open the write-ahead log: %s",
+                 *werr ? werr : cn_strerror(rc));
         goto err;
     }
     if (rep.bytes_dropped || rep.records_dropped) {
@@ -356,8 +357,7 @@ static void apply_durable(struct cn_node *n)
 {
     uint64_t durable = cn_wal_durable_index(n->wal);
     struct cn_list *it, *tmp;
-    CN_LIST_FOREACH(it, tmp, &n->writes)
-    {
+    CN_LIST_FOREACH(it, tmp, &n->writes) {
         struct cn_node_req *r = CN_CONTAINER_OF(it, struct cn_node_req, link);
         if (r->index > durable) break;
         /* Entries are applied in index order; the request's command is stored with it. */
@@ -408,8 +408,7 @@ static void flush_after(uv_work_t *w, int status)
         apply_durable(n);
         /* Everything not durable was dropped by the log: fail it (invariant 3). */
         struct cn_list *it, *tmp;
-        CN_LIST_FOREACH(it, tmp, &n->writes)
-        {
+        CN_LIST_FOREACH(it, tmp, &n->writes) {
             struct cn_node_req *r = CN_CONTAINER_OF(it, struct cn_node_req, link);
             n->failed++;
             finish_req(n, r, rc, NULL);
@@ -442,13 +441,11 @@ static void start_flush(struct cn_node *n)
 static void answer_ready(struct cn_node *n)
 {
     struct cn_list *it, *tmp;
-    CN_LIST_FOREACH(it, tmp, &n->done)
-    {
+    CN_LIST_FOREACH(it, tmp, &n->done) {
         struct cn_node_req *r = CN_CONTAINER_OF(it, struct cn_node_req, link);
         finish_req(n, r, r->rc, NULL);
     }
-    CN_LIST_FOREACH(it, tmp, &n->reads)
-    {
+    CN_LIST_FOREACH(it, tmp, &n->reads) {
         struct cn_node_req *r = CN_CONTAINER_OF(it, struct cn_node_req, link);
         if (n->applied < r->index) continue;
         finish_req(n, r, 0, NULL);
@@ -474,8 +471,7 @@ static void tick_cb(uv_timer_t *t)
     struct cn_node *n = t->data;
     int64_t now = cn_clock_mono_ns();
     struct cn_list *it, *tmp;
-    CN_LIST_FOREACH(it, tmp, &n->writes)
-    {
+    CN_LIST_FOREACH(it, tmp, &n->writes) {
         struct cn_node_req *r = CN_CONTAINER_OF(it, struct cn_node_req, link);
         if (r->deadline_ns > now) break;
         if (!r->detached && r->cb) {
@@ -484,8 +480,7 @@ static void tick_cb(uv_timer_t *t)
             r->detached = true;
         }
     }
-    CN_LIST_FOREACH(it, tmp, &n->reads)
-    {
+    CN_LIST_FOREACH(it, tmp, &n->reads) {
         struct cn_node_req *r = CN_CONTAINER_OF(it, struct cn_node_req, link);
         if (r->deadline_ns <= now) finish_req(n, r, CN_ERR_TIMEOUT, NULL);
     }
@@ -679,8 +674,7 @@ static void maybe_finish_stop(struct cn_node *n)
     if (n->flushing || n->snapping || !cn_list_empty(&n->writes) || !cn_list_empty(&n->done))
         return;
     struct cn_list *it, *tmp;
-    CN_LIST_FOREACH(it, tmp, &n->reads)
-    {
+    CN_LIST_FOREACH(it, tmp, &n->reads) {
         struct cn_node_req *r = CN_CONTAINER_OF(it, struct cn_node_req, link);
         finish_req(n, r, CN_ERR_STOPPED, NULL);
     }

@@ -20,21 +20,21 @@ struct cn_node;
 
 struct cn_node_options {
     const char *data_dir;
-    const char *wal_dir;      /* NULL = <data-dir>/member/wal */
-    uint64_t snapshot_count;  /* applied entries between snapshots */
-    unsigned max_snapshots;   /* snapshot files kept (0 = all) */
-    unsigned max_wals;        /* unused segments kept (0 = all) */
+    const char *wal_dir;     /* NULL = <data-dir>/member/wal */
+    uint64_t snapshot_count; /* applied entries between snapshots */
+    unsigned max_snapshots;  /* snapshot files kept (0 = all) */
+    unsigned max_wals;       /* unused segments kept (0 = all) */
     unsigned heartbeat_ms;
     unsigned election_ms;
-    uint64_t member_id;       /* for a new data dir */
-    uint64_t cluster_id;      /* for a new data dir */
+    uint64_t member_id;  /* for a new data dir */
+    uint64_t cluster_id; /* for a new data dir */
     const char *name;
 };
 
 /* What the node recovered or created, for the server's bootstrap decisions. */
 struct cn_node_boot {
-    bool fresh;             /* the data dir had no member state: a new cluster was created */
-    uint64_t member_id;     /* from the data dir when it had state */
+    bool fresh;         /* the data dir had no member state: a new cluster was created */
+    uint64_t member_id; /* from the data dir when it had state */
     uint64_t cluster_id;
     uint64_t snap_index;    /* raft index of the snapshot loaded (0 = none) */
     uint64_t replayed;      /* log entries replayed after it */
@@ -72,12 +72,12 @@ void cn_node_req_detach(struct cn_node_req *r);
 struct cn_node_status {
     uint64_t id;
     uint64_t cluster_id;
-    uint64_t leader;          /* 0 when none */
+    uint64_t leader; /* 0 when none */
     uint64_t term;
     uint64_t commit_index;
     uint64_t applied_index;
-    const char *state;        /* "StateLeader", "StateFollower", "StateCandidate" */
-    int64_t leader_since_ns;  /* wall clock when the current leader was first seen */
+    const char *state;       /* "StateLeader", "StateFollower", "StateCandidate" */
+    int64_t leader_since_ns; /* wall clock when the current leader was first seen */
     uint64_t leader_changes;
     uint64_t recv_append;
     uint64_t send_append;

@@ -8,16 +8,16 @@
  * one-member cluster is bootstrapped from --initial-cluster. Shutdown order: stop accepting and
  * end watches (http), let the node answer or fail what is queued and sync its log, then close the
  * remaining handles and leave the loop. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <malloc.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dlfcn.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -35,7 +35,7 @@
 #include "store/store.h"
 
 #define SYNC_INTERVAL_MS 500
-#define CLUSTER_VERSION "2.3.0"
+#define CLUSTER_VERSION  "2.3.0"
 
 struct server {
     uv_loop_t *loop;
@@ -86,7 +86,8 @@ static void notify(const char *state)
         tried = true;
         void *h = dlopen("libsystemd.so.0", RTLD_NOW | RTLD_LOCAL);
         if (h) *(void **)&fn = dlsym(h, "sd_notify");
-        if (fn == NULL) CN_LOGW("server", "cannot load libsystemd for sd_notify err=\"%s\"", dlerror());
+        if (fn == NULL)
+            CN_LOGW("server", "cannot load libsystemd for sd_notify err=\"%s\"", dlerror());
     }
     if (fn && fn(0, state) < 0) CN_LOGW("server", "sd_notify failed state=%s", state);
 }
@@ -139,7 +140,8 @@ static void publish(struct server *s, bool fresh, uint64_t id)
     if (fresh) {
         const struct cn_url_list *peers = &s->cfg.initial_advertise_peer;
         for (size_t i = 0; i < s->cfg.ninitial; i++)
-            if (strcmp(s->cfg.initial[i].name, s->cfg.name) == 0) peers = &s->cfg.initial[i].peer_urls;
+            if (strcmp(s->cfg.initial[i].name, s->cfg.name) == 0)
+                peers = &s->cfg.initial[i].peer_urls;
         snprintf(key, sizeof(key), "/members/%" PRIx64 "/raftAttributes", id);
         cn_buf_appends(&v, "{\"peerURLs\":");
         urls_json(&v, peers);
@@ -173,7 +175,8 @@ static void sync_done(void *ctx, int rc, const struct cn_store_result *res)
     struct server *s = ctx;
     s->sync_inflight = false;
     s->sync_req = NULL;
-    if (rc != 0) CN_LOGW("server", "expiry sync failed err=\"%s\"", cn_strerror(rc));
+    if (rc != 0)
+        CN_LOGW("server", "expiry sync failed err=\"%s\"", cn_strerror(rc));
     else if (res->nexpired)
         CN_LOGD("server", "expired keys n=%" PRIu64, res->nexpired);
 }
@@ -240,8 +243,7 @@ static void shutdown_server(struct server *s, const char *why)
     if (s->sync_req) cn_node_req_detach(s->sync_req);
     if (s->api) cn_api_end_watches(s->api);
     struct cn_list *it, *tmp;
-    CN_LIST_FOREACH(it, tmp, &s->waiting)
-    {
+    CN_LIST_FOREACH(it, tmp, &s->waiting) {
         struct waiter *w = CN_CONTAINER_OF(it, struct waiter, link);
         cn_list_remove(&w->link);
         w->req->on_abort = NULL;
@@ -306,8 +308,9 @@ static int check_bootstrap(const struct cn_config *cfg)
         return -1;
     }
     if (cfg->ninitial > 1) {
-        fprintf(stderr, "cairn: --initial-cluster names %zu members; clusters of more than one "
-                        "member are not supported yet by this build\n",
+        fprintf(stderr,
+                "cairn: --initial-cluster names %zu members; clusters of more than one "
+                "member are not supported yet by this build\n",
                 cfg->ninitial);
         return -1;
     }
@@ -327,8 +330,7 @@ static void open_work(uv_work_t *w)
 static void serve_waiting(struct server *s)
 {
     struct cn_list *it, *tmp;
-    CN_LIST_FOREACH(it, tmp, &s->waiting)
-    {
+    CN_LIST_FOREACH(it, tmp, &s->waiting) {
         struct waiter *w = CN_CONTAINER_OF(it, struct waiter, link);
         cn_list_remove(&w->link);
         w->req->on_abort = NULL;
@@ -409,13 +411,13 @@ static void server_handle(struct cn_http_req *req, void *ctx)
         return;
     }
     if (cn_str_eqz(req->path, "/health") && req->method == CN_HTTP_GET) {
-        cn_http_respond(req, 503, "text/plain; charset=utf-8", NULL, 0, "{\"health\":\"false\"}", 18,
-                        false);
+        cn_http_respond(req, 503, "text/plain; charset=utf-8", NULL, 0, "{\"health\":\"false\"}",
+                        18, false);
         return;
     }
     if (s->nwaiting >= MAX_WAITING || s->stopping) {
-        cn_http_respond(req, 503, "text/plain; charset=utf-8", NULL, 0,
-                        "server is starting\n", 19, true);
+        cn_http_respond(req, 503, "text/plain; charset=utf-8", NULL, 0, "server is starting\n", 19,
+                        true);
         return;
     }
     struct waiter *w = CN_NEW(struct waiter);
@@ -478,7 +480,8 @@ int main(int argc, char **argv, char **envp)
     for (size_t i = 0; i < s.cfg.ninitial; i++)
         if (strcmp(s.cfg.initial[i].name, s.cfg.name) == 0) member_id = s.cfg.initial[i].id;
     uint64_t ids[CN_MAX_MEMBERS];
-    for (size_t i = 0; i < s.cfg.ninitial; i++) ids[i] = s.cfg.initial[i].id;
+    for (size_t i = 0; i < s.cfg.ninitial; i++)
+        ids[i] = s.cfg.initial[i].id;
     cluster_id = cn_config_cluster_id(ids, s.cfg.ninitial);
 
     struct cn_node_options nopt = {

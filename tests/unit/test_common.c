@@ -30,8 +30,8 @@ static void json_escapes_like_go(void **state)
 static void json_escape_every_position(void **state)
 {
     const char specials[] = {'"', '\\', '<', '>', '&', '\n', 0x01, 0x1f, (char)0xff};
-    const char *want[] = {"\\\"", "\\\\", "\\u003c", "\\u003e", "\\u0026", "\\n",
-                          "\\u0001", "\\u001f", "\\ufffd"};
+    const char *want[] = {"\\\"", "\\\\",    "\\u003c", "\\u003e", "\\u0026",
+                          "\\n",  "\\u0001", "\\u001f", "\\ufffd"};
     for (size_t k = 0; k < sizeof(specials); k++) {
         for (size_t pos = 0; pos < 40; pos++) {
             char in[41];
@@ -168,9 +168,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(json_escapes_like_go), cmocka_unit_test(json_escape_every_position),
-        cmocka_unit_test(json_float_shortest),
-        cmocka_unit_test(time_formats),         cmocka_unit_test(binary_roundtrip),
-        cmocka_unit_test(url_decode_and_parse), cmocka_unit_test(strerror_both_kinds),
+        cmocka_unit_test(json_float_shortest),  cmocka_unit_test(time_formats),
+        cmocka_unit_test(binary_roundtrip),     cmocka_unit_test(url_decode_and_parse),
+        cmocka_unit_test(strerror_both_kinds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

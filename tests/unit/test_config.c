@@ -26,16 +26,24 @@ static void ids_match_etcd(void **state)
 static int load(struct cn_config *cfg, char **argv, char **envp)
 {
     int argc = 0;
-    while (argv[argc]) argc++;
+    while (argv[argc])
+        argc++;
     return cn_config_load(cfg, argc, argv, envp);
 }
 
 static void flags_and_env(void **state)
 {
     struct cn_config cfg;
-    char *argv[] = {"cairn", "-name=n1", "--data-dir", "/tmp/x", "--snapshot-count=77",
-                    "--listen-client-urls", "http://127.0.0.1:1", "--advertise-client-urls",
-                    "http://127.0.0.1:1", NULL};
+    char *argv[] = {"cairn",
+                    "-name=n1",
+                    "--data-dir",
+                    "/tmp/x",
+                    "--snapshot-count=77",
+                    "--listen-client-urls",
+                    "http://127.0.0.1:1",
+                    "--advertise-client-urls",
+                    "http://127.0.0.1:1",
+                    NULL};
     char *envp[] = {"ETCD_NAME=shadowed", "ETCD_HEARTBEAT_INTERVAL=50", "ETCD_ELECTION_TIMEOUT=500",
                     "PATH=/bin", NULL};
     assert_int_equal(load(&cfg, argv, envp), CN_CONFIG_OK);
@@ -69,7 +77,8 @@ static void bad_values(void **state)
     char *a4[] = {"cairn", "stray", NULL};
     assert_int_equal(load(&cfg, a4, envp), CN_CONFIG_ERROR);
     cn_config_free(&cfg);
-    char *a5[] = {"cairn", "--initial-cluster", "a=http://h:1", "--discovery", "http://d:1/x", NULL};
+    char *a5[] = {"cairn",       "--initial-cluster", "a=http://h:1",
+                  "--discovery", "http://d:1/x",      NULL};
     assert_int_equal(load(&cfg, a5, envp), CN_CONFIG_ERROR);
     cn_config_free(&cfg);
     char *e6[] = {"ETCD_SNAPSHOT_COUNT=zz", NULL};

@@ -10,7 +10,7 @@
 #include "common/json.h"
 #include "common/log.h"
 
-const char *const cn_api_method_names[M_COUNT] = {"GET",  "QGET", "PUT", "POST",
+const char *const cn_api_method_names[M_COUNT] = {"GET",    "QGET", "PUT",  "POST",
                                                   "DELETE", "HEAD", "OTHER"};
 
 struct v2_err {
@@ -32,8 +32,8 @@ static const struct v2_err *find_err(int code)
     return NULL;
 }
 
-struct cn_api *cn_api_new(uv_loop_t *loop, const struct cn_api_options *opt,
-                          struct cn_store *store, struct cn_node *node)
+struct cn_api *cn_api_new(uv_loop_t *loop, const struct cn_api_options *opt, struct cn_store *store,
+                          struct cn_node *node)
 {
     struct cn_api *api = CN_NEW(struct cn_api);
     api->loop = loop;
@@ -149,7 +149,8 @@ static void send_text(struct cn_http_req *req, int status, const char *text,
 {
     struct cn_http_hdr h[4];
     size_t n = 0;
-    for (size_t i = 0; i < nhdrs && n < 3; i++) h[n++] = hdrs[i];
+    for (size_t i = 0; i < nhdrs && n < 3; i++)
+        h[n++] = hdrs[i];
     h[n++] = (struct cn_http_hdr){"X-Content-Type-Options", "nosniff"};
     cn_http_respond(req, status, "text/plain; charset=utf-8", h, n, text, strlen(text), false);
 }
@@ -201,7 +202,8 @@ static bool cors(struct cn_api *api, struct cn_http_req *req)
         return true;
     }
     /* Non-preflight: the headers ride on whatever response the request gets. */
-    for (size_t i = 0; i < 3; i++) cn_http_req_add_header(req, h[i].name, h[i].value);
+    for (size_t i = 0; i < 3; i++)
+        cn_http_req_add_header(req, h[i].name, h[i].value);
     return false;
 }
 
@@ -231,7 +233,8 @@ void cn_api_handle(struct cn_http_req *req, void *ctx)
     }
     if (cn_str_has_prefix(path, CN_STR("/v2/stats/"))) {
         struct cn_str which = cn_str_make(path.p + 10, path.len - 10);
-        if (cn_str_eqz(which, "self") || cn_str_eqz(which, "leader") || cn_str_eqz(which, "store")) {
+        if (cn_str_eqz(which, "self") || cn_str_eqz(which, "leader") ||
+            cn_str_eqz(which, "store")) {
             if (!method_in(req, get_m, 1)) return method_not_allowed(req, "GET");
             return cn_api_stats(api, req, which);
         }

@@ -1,8 +1,8 @@
 /* api/v2: etcd's v2 client API on top of the http layer: /v2/keys, /v2/members, /v2/machines,
- * /v2/stats/{self,leader,store}, /version, /health, /metrics. Every keys request is the same pipeline: decode and
- * validate parameters (etcd's order) -> a store read, a watch, or a command proposed through the
- * node -> encode the result or etcd's error JSON. Routing is a table; the error table is
- * v2_errors.def. */
+ * /v2/stats/{self,leader,store}, /version, /health, /metrics. Every keys request is the same
+ * pipeline: decode and validate parameters (etcd's order) -> a store read, a watch, or a command
+ * proposed through the node -> encode the result or etcd's error JSON. Routing is a table; the
+ * error table is v2_errors.def. */
 #ifndef CN_API_V2_API_H
 #define CN_API_V2_API_H
 
@@ -17,15 +17,15 @@ struct cn_api_options {
     const char *name;
     uint64_t member_id;
     uint64_t cluster_id;
-    const char *cors;          /* comma-separated origins, "*" or NULL */
+    const char *cors; /* comma-separated origins, "*" or NULL */
     uint64_t max_request_bytes;
-    unsigned election_ms;      /* for the request timeout: 5 s + 2 x election timeout */
+    unsigned election_ms; /* for the request timeout: 5 s + 2 x election timeout */
 };
 
 struct cn_api;
 
-struct cn_api *cn_api_new(uv_loop_t *loop, const struct cn_api_options *opt,
-                          struct cn_store *store, struct cn_node *node);
+struct cn_api *cn_api_new(uv_loop_t *loop, const struct cn_api_options *opt, struct cn_store *store,
+                          struct cn_node *node);
 void cn_api_free(struct cn_api *api);
 
 /* The http handler and body-too-large callback (ctx = the api). */

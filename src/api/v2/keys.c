@@ -170,10 +170,10 @@ static void write_done(void *ctx, int rc, const struct cn_store_result *res)
             cn_store_event_json(ev, cn_clock_real_ns(), &b);
         }
         cn_buf_putc(&b, '\n');
-        status = (strcmp(ev->action, "create") == 0 ||
-                  (strcmp(ev->action, "set") == 0 && !ev->has_prev))
-                     ? 201
-                     : 200;
+        status =
+            (strcmp(ev->action, "create") == 0 || (strcmp(ev->action, "set") == 0 && !ev->has_prev))
+                ? 201
+                : 200;
         send_json_ok(api, req, status, ev->index, &b);
         cn_buf_free(&b);
     }
@@ -281,8 +281,8 @@ static void watch_abort(struct cn_http_req *req, void *ctx)
     watch_free(wt);
 }
 
-static void do_watch(struct cn_api *api, struct cn_http_req *req, struct cn_str key,
-                     bool recursive, bool stream, uint64_t wait_index)
+static void do_watch(struct cn_api *api, struct cn_http_req *req, struct cn_str key, bool recursive,
+                     bool stream, uint64_t wait_index)
 {
     struct watch *wt = CN_NEW(struct watch);
     wt->api = api;
@@ -317,8 +317,7 @@ static void do_watch(struct cn_api *api, struct cn_http_req *req, struct cn_str 
 void cn_api_end_watches(struct cn_api *api)
 {
     struct cn_list *it, *tmp;
-    CN_LIST_FOREACH(it, tmp, &api->watches)
-    {
+    CN_LIST_FOREACH(it, tmp, &api->watches) {
         struct watch *wt = CN_CONTAINER_OF(it, struct watch, link);
         if (wt->w) cn_store_unwatch(api->store, wt->w);
         wt->w = NULL;
@@ -340,7 +339,7 @@ static bool is_form(const struct cn_http_req *req)
 
 #define REQ_ERR(code, cause)                                                                       \
     do {                                                                                           \
-        cn_api_send_error(api, req, (code), (cause), 0);                                          \
+        cn_api_send_error(api, req, (code), (cause), 0);                                           \
         cn_api_count(api, method, 400, start_ns);                                                  \
         goto out;                                                                                  \
     } while (0)
@@ -371,8 +370,9 @@ void cn_api_keys(struct cn_api *api, struct cn_http_req *req, struct cn_str rest
     static const struct {
         int param;
         const char *name;
-    } bools[] = {{CN_P_RECURSIVE, "recursive"}, {CN_P_SORTED, "sorted"}, {CN_P_WAIT, "wait"},
-                 {CN_P_DIR, "dir"},             {CN_P_QUORUM, "quorum"}, {CN_P_STREAM, "stream"}};
+    } bools[] = {{CN_P_RECURSIVE, "recursive"}, {CN_P_SORTED, "sorted"},
+                 {CN_P_WAIT, "wait"},           {CN_P_DIR, "dir"},
+                 {CN_P_QUORUM, "quorum"},       {CN_P_STREAM, "stream"}};
     bool bv[6] = {false};
     for (size_t i = 0; i < 6; i++) {
         if (p.present[bools[i].param] && !parse_bool(p.val[bools[i].param], &bv[i])) {
@@ -434,8 +434,8 @@ void cn_api_keys(struct cn_api *api, struct cn_http_req *req, struct cn_str rest
     c.key = k;
     int64_t now = cn_clock_real_ns();
     c.now_ns = now;
-    if (has_ttl) c.expire_ns = now + (int64_t)(ttl > 315360000000ULL ? 315360000000ULL : ttl) *
-                                         CN_NS_PER_S;
+    if (has_ttl)
+        c.expire_ns = now + (int64_t)(ttl > 315360000000ULL ? 315360000000ULL : ttl) * CN_NS_PER_S;
     struct cn_str prev_value = p.present[CN_P_PREV_VALUE] ? p.val[CN_P_PREV_VALUE] : CN_STR("");
     bool has_prev_value = prev_value.len > 0;
     if (req->method == CN_HTTP_POST) {

@@ -1,5 +1,5 @@
-/* misc: /v2/members, /v2/machines, /v2/stats/{self,leader,store}, /version, /health and /metrics. Member records
- * live in the store's system namespace, as etcd keeps them under /0/members:
+/* misc: /v2/members, /v2/machines, /v2/stats/{self,leader,store}, /version, /health and /metrics.
+ * Member records live in the store's system namespace, as etcd keeps them under /0/members:
  *   /members/<hex id>/raftAttributes  {"peerURLs":[...]}
  *   /members/<hex id>/attributes      {"name":"...","clientURLs":[...]}
  * so every member reads the same list. */
@@ -136,7 +136,8 @@ static bool member_body(struct cn_api *api, struct cn_http_req *req, struct memb
     json_error_t jerr;
     json_t *body = json_loadb(req->body.p ? req->body.p : "", req->body.len, 0, &jerr);
     json_t *urls = body ? json_object_get(body, "peerURLs") : NULL;
-    if (body == NULL || !json_is_object(body) || (urls && !json_is_array(urls) && !json_is_null(urls))) {
+    if (body == NULL || !json_is_object(body) ||
+        (urls && !json_is_array(urls) && !json_is_null(urls))) {
         snprintf(msg, sizeof(msg), "%s", body ? "peerURLs must be an array of strings" : jerr.text);
         json_decref(body);
         cn_api_send_message(api, req, 400, msg);
@@ -148,7 +149,8 @@ static bool member_body(struct cn_api *api, struct cn_http_req *req, struct memb
     json_array_foreach(urls, i, v)
     {
         const char *z = json_is_string(v) ? json_string_value(v) : "";
-        while (*z == ' ') z++;
+        while (*z == ' ')
+            z++;
         struct cn_url u;
         char why[400];
         if (cn_url_parse(z, &u, why, sizeof(why)) != 0) {
@@ -168,7 +170,8 @@ static bool member_body(struct cn_api *api, struct cn_http_req *req, struct memb
             json_t *w;
             json_array_foreach(pu, j, w)
             {
-                if (l->m[m].id != self && json_is_string(w) && strcmp(json_string_value(w), z) == 0) {
+                if (l->m[m].id != self && json_is_string(w) &&
+                    strcmp(json_string_value(w), z) == 0) {
                     json_decref(body);
                     cn_api_send_message(api, req, 409, "etcdserver: peerURL exists");
                     return false;
@@ -209,8 +212,8 @@ void cn_api_members(struct cn_api *api, struct cn_http_req *req, struct cn_str r
         } else {
             struct cn_http_hdr h[] = {{"Allow", "GET,POST,DELETE,PUT"},
                                       {"X-Content-Type-Options", "nosniff"}};
-            cn_http_respond(req, 405, "text/plain; charset=utf-8", h, 2, "Method Not Allowed\n",
-                            19, false);
+            cn_http_respond(req, 405, "text/plain; charset=utf-8", h, 2, "Method Not Allowed\n", 19,
+                            false);
         }
         goto out;
     }
@@ -302,10 +305,9 @@ void cn_api_stats(struct cn_api *api, struct cn_http_req *req, struct cn_str whi
         cn_duration_go(&b, st.leader ? now - st.leader_since_ns : 0);
         cn_buf_appends(&b, "\",\"startTime\":\"");
         cn_time_rfc3339nano(&b, st.leader ? st.leader_since_ns : api->start_ns);
-        cn_buf_appendf(&b,
-                       "\"},\"recvAppendRequestCnt\":%" PRIu64 ",\"sendAppendRequestCnt\":%" PRIu64
-                       "}",
-                       st.recv_append, st.send_append);
+        cn_buf_appendf(
+            &b, "\"},\"recvAppendRequestCnt\":%" PRIu64 ",\"sendAppendRequestCnt\":%" PRIu64 "}",
+            st.recv_append, st.send_append);
         send_body(api, req, 200, &b, false);
     } else { /* leader */
         if (st.leader != st.id || st.leader == 0) {
@@ -465,15 +467,15 @@ void cn_api_metrics(struct cn_api *api, struct cn_http_req *req)
     }
     cn_buf_appends(&b, "# HELP etcd_wal_fsync_duration_seconds The latency distributions of fsync "
                        "called by wal.\n# TYPE etcd_wal_fsync_duration_seconds histogram\n");
-    histogram(&b, "etcd_wal_fsync_duration_seconds", "", cn_node_fsync_buckets, st.fsync_bucket,
-              14, st.fsync_count, st.fsync_sum_s);
+    histogram(&b, "etcd_wal_fsync_duration_seconds", "", cn_node_fsync_buckets, st.fsync_bucket, 14,
+              st.fsync_count, st.fsync_sum_s);
 
-    static const char *const wr[] = {"set", "create", "update", "compareAndSwap", "delete",
-                                     "compareAndDelete"};
-    uint64_t ok[] = {ss.sets_success,   ss.create_success, ss.update_success,
-                     ss.cas_success,    ss.delete_success, ss.cad_success};
-    uint64_t bad[] = {ss.sets_fail,   ss.create_fail, ss.update_fail,
-                      ss.cas_fail,    ss.delete_fail, ss.cad_fail};
+    static const char *const wr[] = {"set",    "create",          "update", "compareAndSwap",
+                                     "delete", "compareAndDelete"};
+    uint64_t ok[] = {ss.sets_success, ss.create_success, ss.update_success,
+                     ss.cas_success,  ss.delete_success, ss.cad_success};
+    uint64_t bad[] = {ss.sets_fail, ss.create_fail, ss.update_fail,
+                      ss.cas_fail,  ss.delete_fail, ss.cad_fail};
     cn_buf_appends(&b, "# HELP etcd_store_reads_total Total number of reads action by (get/"
                        "getRecursive), local to this member.\n"
                        "# TYPE etcd_store_reads_total counter\n");
@@ -482,8 +484,7 @@ void cn_api_metrics(struct cn_api *api, struct cn_http_req *req)
     cn_buf_appends(&b, "# HELP etcd_store_reads_failed_total Failed read actions by (get/"
                        "getRecursive), local to this member.\n"
                        "# TYPE etcd_store_reads_failed_total counter\n");
-    cn_buf_appendf(&b, "etcd_store_reads_failed_total{action=\"get\"} %" PRIu64 "\n",
-                   ss.gets_fail);
+    cn_buf_appendf(&b, "etcd_store_reads_failed_total{action=\"get\"} %" PRIu64 "\n", ss.gets_fail);
     cn_buf_appends(&b, "# HELP etcd_store_writes_total Total number of writes (e.g. set/"
                        "compareAndDelete) seen by this member.\n"
                        "# TYPE etcd_store_writes_total counter\n");

@@ -8,8 +8,8 @@
 #include "common/url.h"
 
 static const char *const names[CN_P_COUNT] = {
-    "value",  "dir",       "ttl",  "prevExist", "prevValue", "prevIndex", "refresh",
-    "recursive", "sorted", "quorum", "wait",    "waitIndex", "stream",    "noValueOnSuccess",
+    "value",     "dir",    "ttl",    "prevExist", "prevValue", "prevIndex", "refresh",
+    "recursive", "sorted", "quorum", "wait",      "waitIndex", "stream",    "noValueOnSuccess",
 };
 
 void cn_params_init(struct cn_params *p)
@@ -30,7 +30,8 @@ int cn_params_parse(struct cn_params *p, struct cn_str s, bool body, char *err, 
     size_t i = 0;
     while (i <= s.len && s.len > 0) {
         size_t j = i;
-        while (j < s.len && s.p[j] != '&' && s.p[j] != ';') j++; /* Go 1.6: both separate */
+        while (j < s.len && s.p[j] != '&' && s.p[j] != ';')
+            j++; /* Go 1.6: both separate */
         struct cn_str pair = {s.p + i, j - i};
         if (pair.len) {
             const char *eq = memchr(pair.p, '=', pair.len);
@@ -39,8 +40,8 @@ int cn_params_parse(struct cn_params *p, struct cn_str s, bool body, char *err, 
             struct cn_buf kb = CN_BUF_INIT;
             int rc = cn_url_decode(&kb, k, true);
             if (rc != 0) {
-                snprintf(err, err_len, "invalid URL escape \"%.*s\"", (int)(k.len > 32 ? 32 : k.len),
-                         k.p);
+                snprintf(err, err_len, "invalid URL escape \"%.*s\"",
+                         (int)(k.len > 32 ? 32 : k.len), k.p);
                 cn_buf_free(&kb);
                 return CN_ERR_PARSE;
             }
@@ -52,8 +53,8 @@ int cn_params_parse(struct cn_params *p, struct cn_str s, bool body, char *err, 
             struct cn_buf vb = CN_BUF_INIT;
             rc = cn_url_decode(&vb, v, true);
             if (rc != 0) {
-                snprintf(err, err_len, "invalid URL escape \"%.*s\"", (int)(v.len > 32 ? 32 : v.len),
-                         v.p);
+                snprintf(err, err_len, "invalid URL escape \"%.*s\"",
+                         (int)(v.len > 32 ? 32 : v.len), v.p);
                 cn_buf_free(&vb);
                 return CN_ERR_PARSE;
             }
