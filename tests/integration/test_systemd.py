@@ -27,6 +27,7 @@ def _receive(sock, into):
     return into
 
 
+@pytest.mark.cairn_only  # etcd 3.4 exits by re-raising SIGTERM (status -15), not with 0
 def test_ready_and_stopping_reach_systemd(member_factory, notify_socket):
     path, sock = notify_socket
     m = member_factory(env={"NOTIFY_SOCKET": path})
