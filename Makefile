@@ -26,7 +26,8 @@ test: deps
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCN_WERROR=ON >/dev/null
 	cmake --build build -j $(JOBS)
 	cd build && ctest --output-on-failure -j $(JOBS)
-	CAIRN_BIN=$(CURDIR)/build/cairn $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+	CAIRN_BIN=$(CURDIR)/build/cairn CAIRNCTL_BIN=$(CURDIR)/build/cairnctl \
+		$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 	$(MAKE) --no-print-directory test-asan
 	fuzz/cloudinit/run.sh 60 build-fuzz
 
@@ -36,7 +37,7 @@ test-asan:
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		CN_SIM_SEEDS=300 ctest --output-on-failure -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		CAIRN_BIN=$(CURDIR)/build-asan/cairn CAIRN_SANITIZED=1 \
+		CAIRN_BIN=$(CURDIR)/build-asan/cairn CAIRNCTL_BIN=$(CURDIR)/build-asan/cairnctl CAIRN_SANITIZED=1 \
 		$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 bench: deps build

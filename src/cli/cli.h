@@ -120,7 +120,7 @@ struct cn_cli {
     bool debug, no_sync;
     const char *output;
     int64_t timeout_ns, total_timeout_ns;
-    const char *username;
+    char *auth; /* "Basic <base64>" from --username, or NULL */
     /* endpoints */
     struct cn_cli_endpoint *eps;
     size_t neps, pinned;
@@ -160,10 +160,13 @@ int cn_cli_do(struct cn_cli *cli, struct cn_cli_action *a, struct cn_cli_resp *r
 int cn_cli_plain_get(struct cn_cli *cli, const char *url, int64_t timeout_ns,
                      struct cn_cli_resp *resp, struct cn_buf *err);
 
-/* Low level (transport.c): one exchange on the loop. Returns 0 or the http client's rc. */
+/* Low level (transport.c): one exchange on the loop; auth adds cli->auth as Authorization.
+ * Returns 0 or the http client's rc. */
 int cn_cli_exchange(struct cn_cli *cli, const char *method, const char *url, const char *ctype,
-                    const void *body, size_t len, uint64_t timeout_ms, struct cn_cli_resp *resp,
-                    struct cn_buf *location);
+                    const void *body, size_t len, uint64_t timeout_ms, bool auth,
+                    struct cn_cli_resp *resp, struct cn_buf *location);
+/* Sets cli->auth from "user[:password]" (prompting for a missing password, as etcdctl does). */
+void cn_cli_set_user(struct cn_cli *cli, const char *user);
 /* Go's wording of a transport rc for host:port (e.g. "dial tcp h:p: connect: connection
  * refused"); *conn says whether etcdctl counts it as a connection error. */
 void cn_cli_transport_err(struct cn_buf *out, int rc, const char *host, int port, bool *conn);

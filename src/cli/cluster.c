@@ -73,7 +73,8 @@ static int parse_endpoint(const char *z, struct cn_cli_endpoint *ep)
     ep->url = cn_xstrdup(u.p);
     ep->base = cn_xstrndup(u.p, (size_t)(pe - u.p));
     size_t plen = strcspn(pe, "?#");
-    while (plen > 0 && pe[plen - 1] == '/') plen--;
+    while (plen > 0 && pe[plen - 1] == '/')
+        plen--;
     ep->path = cn_xstrndup(pe, plen);
     cn_buf_free(&u);
     return 0;
@@ -90,7 +91,8 @@ int cn_cli_set_endpoints(struct cn_cli *cli, const char *list, struct cn_buf *er
     endpoints_free(cli);
     /* strings.Split keeps empty items; url.Parse("") is valid and gives "http:" */
     size_t n = 1;
-    for (const char *p = list; *p; p++) n += *p == ',';
+    for (const char *p = list; *p; p++)
+        n += *p == ',';
     cli->eps = cn_xcalloc(n, sizeof(*cli->eps));
     const char *p = list;
     for (size_t i = 0; i < n; i++) {
@@ -146,7 +148,8 @@ void cn_cli_resp_free(struct cn_cli_resp *r)
 void cn_cli_failure_free(struct cn_cli_failure *f)
 {
     cn_free(f->one.msg);
-    for (size_t i = 0; i < f->nerrs; i++) cn_free(f->errs[i].msg);
+    for (size_t i = 0; i < f->nerrs; i++)
+        cn_free(f->errs[i].msg);
     cn_free(f->errs);
     memset(f, 0, sizeof(*f));
 }
@@ -268,11 +271,12 @@ static int do_endpoint(struct cn_cli *cli, const struct cn_cli_endpoint *ep,
                 by_ctx = true;
             }
         }
-        uint64_t ms = timeout_ns > 0 ? (uint64_t)((timeout_ns + CN_NS_PER_MS - 1) / CN_NS_PER_MS) : 0;
+        uint64_t ms =
+            timeout_ns > 0 ? (uint64_t)((timeout_ns + CN_NS_PER_MS - 1) / CN_NS_PER_MS) : 0;
         struct cn_buf loc = CN_BUF_INIT;
         memset(resp, 0, sizeof(*resp));
-        int rc = cn_cli_exchange(cli, a->method, url.p, a->ctype, a->body.p, a->body.len, ms, resp,
-                                 &loc);
+        int rc = cn_cli_exchange(cli, a->method, url.p, a->ctype, a->body.p, a->body.len, ms, true,
+                                 resp, &loc);
         if (rc == CN_ERR_TIMEOUT) {
             cn_buf_free(&loc);
             if (by_ctx) {
@@ -467,7 +471,8 @@ static int sync_endpoints(struct cn_cli *cli, struct cn_cli_failure *fail)
         }
         qsort(a, n, sizeof(char *), cmp_str);
         qsort(b, n, sizeof(char *), cmp_str);
-        for (size_t i = 0; i < n && same; i++) same = strcmp(a[i], b[i]) == 0;
+        for (size_t i = 0; i < n && same; i++)
+            same = strcmp(a[i], b[i]) == 0;
         cn_free(a);
         cn_free(b);
     }
@@ -480,7 +485,8 @@ static int sync_endpoints(struct cn_cli *cli, struct cn_cli_failure *fail)
         cn_cli_set_endpoints(cli, list.p, NULL);
         cn_buf_free(&list);
     }
-    for (size_t i = 0; i < n; i++) cn_free(urls[i]);
+    for (size_t i = 0; i < n; i++)
+        cn_free(urls[i]);
     cn_free(urls);
     return 0;
 }
@@ -501,7 +507,8 @@ void cn_cli_connect(struct cn_cli *cli, bool sync)
         int rc = sync_endpoints(cli, &f);
         cn_cli_deadline_clear(cli);
         if (rc != 0) {
-            if (!f.cluster && f.one.msg && strcmp(f.one.msg, "client: no endpoints available") == 0) {
+            if (!f.cluster && f.one.msg &&
+                strcmp(f.one.msg, "client: no endpoints available") == 0) {
                 cn_buf_appends(&b, "etcd cluster has no published client endpoints.\n");
                 cn_buf_appends(&b, "Try '--no-sync' if you want to access non-published client "
                                    "endpoints(");
@@ -538,7 +545,7 @@ int cn_cli_plain_get(struct cn_cli *cli, const char *url, int64_t timeout_ns,
     parse_endpoint(url, &ep);
     uint64_t ms = timeout_ns > 0 ? (uint64_t)(timeout_ns / CN_NS_PER_MS) : 0;
     memset(resp, 0, sizeof(*resp));
-    int rc = cn_cli_exchange(cli, "GET", url, NULL, NULL, 0, ms, resp, NULL);
+    int rc = cn_cli_exchange(cli, "GET", url, NULL, NULL, 0, ms, false, resp, NULL);
     if (rc != 0) {
         bool conn;
         cn_buf_appendf(err, "Get \"%s\": ", url);

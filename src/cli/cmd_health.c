@@ -80,7 +80,8 @@ static int run_health(struct cn_cli *cli, const struct cn_cli_args *a)
     json_t *members = json_object_get(root, "members");
     /* Go's transport dials with min(30s, --total-timeout) */
     int64_t dial_ns = 30 * 1000000000LL;
-    if (cli->total_timeout_ns > 0 && cli->total_timeout_ns < dial_ns) dial_ns = cli->total_timeout_ns;
+    if (cli->total_timeout_ns > 0 && cli->total_timeout_ns < dial_ns)
+        dial_ns = cli->total_timeout_ns;
     for (;;) {
         bool any_healthy = false;
         size_t i;
@@ -159,6 +160,13 @@ static const struct cn_cli_flag health_flags[] = {
     {"forever, f", CN_CLI_BOOL, NULL, "--forever, -f",
      "forever check the health every 10 second until CTRL+C"},
 };
-const struct cn_cli_cmd cn_cli_cmd_cluster_health = {
-    "cluster-health", NULL, "check the health of the etcd cluster", " ", NULL, health_flags,
-    N(health_flags), run_health, NULL, 0};
+const struct cn_cli_cmd cn_cli_cmd_cluster_health = {"cluster-health",
+                                                     NULL,
+                                                     "check the health of the etcd cluster",
+                                                     " ",
+                                                     NULL,
+                                                     health_flags,
+                                                     N(health_flags),
+                                                     run_health,
+                                                     NULL,
+                                                     0};

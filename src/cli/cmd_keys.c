@@ -21,7 +21,8 @@ static char *arg_or_stdin(const struct cn_cli_args *a, int i, size_t *len)
     struct cn_buf b = CN_BUF_INIT;
     char tmp[4096];
     ssize_t n;
-    while ((n = read(0, tmp, sizeof(tmp))) > 0) cn_buf_append(&b, tmp, (size_t)n);
+    while ((n = read(0, tmp, sizeof(tmp))) > 0)
+        cn_buf_append(&b, tmp, (size_t)n);
     if (n < 0 || b.len == 0) {
         cn_buf_free(&b);
         return NULL;
@@ -56,7 +57,8 @@ static void set_action(struct cn_cli_action *act, const char *key, const char *v
     cn_cli_keys_path(act, key);
     char num[24];
     if (o->dir) cn_cli_query_add(&act->query, "dir", "true", 4);
-    if (o->prev_exist) cn_cli_query_add(&act->query, "prevExist", o->prev_exist, strlen(o->prev_exist));
+    if (o->prev_exist)
+        cn_cli_query_add(&act->query, "prevExist", o->prev_exist, strlen(o->prev_exist));
     if (o->prev_index) {
         u64_str(num, o->prev_index);
         cn_cli_query_add(&act->query, "prevIndex", num, strlen(num));
@@ -329,7 +331,7 @@ static const struct cn_cli_flag get_flags[] = {
 };
 const struct cn_cli_cmd cn_cli_cmd_get = {
     "get", NULL, "retrieve the value of a key", "<key>", NULL, get_flags, N(get_flags), run_get,
-    NULL, 0};
+    NULL,  0};
 
 static const struct cn_cli_flag set_flags[] = {
     {"ttl", CN_CLI_INT, "0", "--ttl value", "key time-to-live in seconds (default: 0)"},
@@ -353,9 +355,16 @@ static const struct cn_cli_flag mk_flags[] = {
     {"in-order", CN_CLI_BOOL, NULL, "--in-order", "create in-order key under directory <key>"},
     {"ttl", CN_CLI_INT, "0", "--ttl value", "key time-to-live in seconds (default: 0)"},
 };
-const struct cn_cli_cmd cn_cli_cmd_mk = {
-    "mk", NULL, "make a new key with a given value", "<key> <value>", NULL, mk_flags, N(mk_flags),
-    run_mk, NULL, 0};
+const struct cn_cli_cmd cn_cli_cmd_mk = {"mk",
+                                         NULL,
+                                         "make a new key with a given value",
+                                         "<key> <value>",
+                                         NULL,
+                                         mk_flags,
+                                         N(mk_flags),
+                                         run_mk,
+                                         NULL,
+                                         0};
 
 const struct cn_cli_cmd cn_cli_cmd_mkdir = {
     "mkdir", NULL, "make a new directory", "<key>", NULL, &ttl_flag, 1, run_mkdir, NULL, 0};
@@ -372,13 +381,27 @@ const struct cn_cli_cmd cn_cli_cmd_setdir = {"setdir",
                                              NULL,
                                              0};
 
-const struct cn_cli_cmd cn_cli_cmd_update = {
-    "update", NULL, "update an existing key with a given value", "<key> <value>", NULL, &ttl_flag,
-    1, run_update, NULL, 0};
+const struct cn_cli_cmd cn_cli_cmd_update = {"update",
+                                             NULL,
+                                             "update an existing key with a given value",
+                                             "<key> <value>",
+                                             NULL,
+                                             &ttl_flag,
+                                             1,
+                                             run_update,
+                                             NULL,
+                                             0};
 
-const struct cn_cli_cmd cn_cli_cmd_updatedir = {
-    "updatedir", NULL, "update an existing directory", "<key> <value>", NULL, &ttl_flag, 1,
-    run_updatedir, NULL, 0};
+const struct cn_cli_cmd cn_cli_cmd_updatedir = {"updatedir",
+                                                NULL,
+                                                "update an existing directory",
+                                                "<key> <value>",
+                                                NULL,
+                                                &ttl_flag,
+                                                1,
+                                                run_updatedir,
+                                                NULL,
+                                                0};
 
 static const struct cn_cli_flag rm_flags[] = {
     {"dir", CN_CLI_BOOL, NULL, "--dir",
@@ -389,12 +412,14 @@ static const struct cn_cli_flag rm_flags[] = {
     {"with-index", CN_CLI_INT, "0", "--with-index value", "previous index (default: 0)"},
 };
 const struct cn_cli_cmd cn_cli_cmd_rm = {
-    "rm", NULL, "remove a key or a directory", "<key>", NULL, rm_flags, N(rm_flags), run_rm, NULL,
-    0};
+    "rm", NULL, "remove a key or a directory", "<key>", NULL, rm_flags, N(rm_flags), run_rm,
+    NULL, 0};
 
 const struct cn_cli_cmd cn_cli_cmd_rmdir = {
-    "rmdir", NULL, "removes the key if it is an empty directory or a key-value pair", "<key>", NULL,
-    NULL, 0, run_rmdir, NULL, 0};
+    "rmdir", NULL,      "removes the key if it is an empty directory or a key-value pair",
+    "<key>", NULL,      NULL,
+    0,       run_rmdir, NULL,
+    0};
 
 static const struct cn_cli_flag ls_flags[] = {
     {"sort", CN_CLI_BOOL, NULL, "--sort", "returns result in sorted order"},

@@ -156,15 +156,18 @@ static char **new_urls(const char *list, bool split, size_t *n)
 {
     size_t cnt = 1;
     if (split) {
-        for (const char *p = list; *p; p++) cnt += *p == ',';
+        for (const char *p = list; *p; p++)
+            cnt += *p == ',';
     }
     char **urls = cn_xcalloc(cnt, sizeof(char *));
     const char *p = list;
     for (size_t i = 0; i < cnt; i++) {
         size_t len = split ? strcspn(p, ",") : strlen(p);
         const char *s = p, *e = p + len;
-        while (s < e && (*s == ' ' || *s == '\t' || *s == '\n')) s++;
-        while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n')) e--;
+        while (s < e && (*s == ' ' || *s == '\t' || *s == '\n'))
+            s++;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n'))
+            e--;
         char *u = cn_xstrndup(s, (size_t)(e - s));
         const char *sep = strstr(u, "://");
         size_t slen = sep ? (size_t)(sep - u) : 0;
@@ -211,7 +214,8 @@ static void urls_body(struct cn_cli_action *act, char **urls, size_t n)
 
 static void free_urls(char **urls, size_t n)
 {
-    for (size_t i = 0; i < n; i++) cn_free(urls[i]);
+    for (size_t i = 0; i < n; i++)
+        cn_free(urls[i]);
     cn_free(urls);
 }
 
@@ -386,10 +390,17 @@ static const struct cn_cli_cmd member_subs[] = {
      run_add, NULL, 0},
     {"remove", NULL, "remove an existing member from the etcd cluster", "<memberID>", NULL, NULL, 0,
      run_remove, NULL, 0},
-    {"update", NULL, "update an existing member in the etcd cluster", "<memberID> <peerURLs>",
-     NULL, NULL, 0, run_update, NULL, 0},
+    {"update", NULL, "update an existing member in the etcd cluster", "<memberID> <peerURLs>", NULL,
+     NULL, 0, run_update, NULL, 0},
 };
 
-const struct cn_cli_cmd cn_cli_cmd_member = {
-    "member", NULL, "member add, remove and list subcommands", NULL, NULL, NULL, 0, NULL,
-    member_subs, N(member_subs)};
+const struct cn_cli_cmd cn_cli_cmd_member = {"member",
+                                             NULL,
+                                             "member add, remove and list subcommands",
+                                             NULL,
+                                             NULL,
+                                             NULL,
+                                             0,
+                                             NULL,
+                                             member_subs,
+                                             N(member_subs)};

@@ -39,7 +39,8 @@ static void watch_next(struct cn_cli *cli, struct watcher *w, struct cn_cli_keys
         cn_cli_action_free(&act);
         if (rc != 0) {
             /* an empty 200 (a proxy's timeout) is retried, as client/v2 does */
-            if (!f.cluster && f.one.msg && strcmp(f.one.msg, "client: response body is empty") == 0) {
+            if (!f.cluster && f.one.msg &&
+                strcmp(f.one.msg, "client: response body is empty") == 0) {
                 cn_cli_failure_free(&f);
                 continue;
             }
@@ -97,8 +98,8 @@ static void on_child_exit(uv_process_t *p, int64_t status, int signum)
 
 static bool env_is_watch_var(const char *e)
 {
-    static const char *const names[] = {"ETCD_WATCH_ACTION=", "ETCD_WATCH_MODIFIED_INDEX=",
-                                        "ETCD_WATCH_KEY=", "ETCD_WATCH_VALUE="};
+    static const char *const names[] = {
+        "ETCD_WATCH_ACTION=", "ETCD_WATCH_MODIFIED_INDEX=", "ETCD_WATCH_KEY=", "ETCD_WATCH_VALUE="};
     for (size_t i = 0; i < N(names); i++) {
         if (strncmp(e, names[i], strlen(names[i])) == 0) return true;
     }
@@ -108,14 +109,16 @@ static bool env_is_watch_var(const char *e)
 static void spawn_for_event(struct cn_cli *cli, char **cmd, const struct cn_cli_keys_resp *r)
 {
     size_t nenv = 0;
-    while (environ[nenv]) nenv++;
+    while (environ[nenv])
+        nenv++;
     char **env = cn_xcalloc(nenv + 5, sizeof(char *));
     size_t k = 0;
     for (size_t i = 0; i < nenv; i++) {
         if (!env_is_watch_var(environ[i])) env[k++] = environ[i];
     }
     struct cn_buf vars[4];
-    for (size_t i = 0; i < 4; i++) cn_buf_init(&vars[i]);
+    for (size_t i = 0; i < 4; i++)
+        cn_buf_init(&vars[i]);
     size_t len;
     const char *s;
     cn_buf_appendf(&vars[0], "ETCD_WATCH_ACTION=%s", r->action);
@@ -127,7 +130,8 @@ static void spawn_for_event(struct cn_cli *cli, char **cmd, const struct cn_cli_
     s = cn_cli_node_str(r->node, "value", &len);
     cn_buf_appends(&vars[3], "ETCD_WATCH_VALUE=");
     cn_buf_append(&vars[3], s, len);
-    for (size_t i = 0; i < 4; i++) env[k++] = vars[i].p;
+    for (size_t i = 0; i < 4; i++)
+        env[k++] = vars[i].p;
     env[k] = NULL;
 
     uv_stdio_container_t stdio[3];
@@ -148,7 +152,8 @@ static void spawn_for_event(struct cn_cli *cli, char **cmd, const struct cn_cli_
     c->proc.data = c;
     fflush(stdout);
     int rc = uv_spawn(&cli->loop, &c->proc, &o);
-    for (size_t i = 0; i < 4; i++) cn_buf_free(&vars[i]);
+    for (size_t i = 0; i < 4; i++)
+        cn_buf_free(&vars[i]);
     cn_free(env);
     if (rc != 0) {
         /* Go prints cmd.Start's error without a newline and exits 1 */
@@ -187,11 +192,10 @@ static int run_exec_watch(struct cn_cli *cli, const struct cn_cli_args *a)
         ncmd = a->argc - 1;
     }
     char **argv = cn_xcalloc((size_t)ncmd + 1, sizeof(char *));
-    for (int i = 0; i < ncmd; i++) argv[i] = cmd[i];
-    /* etcdctl adds one to --after-index here and the watcher adds another */
+    for (int i = 0; i < ncmd; i++)
+        argv[i] = cmd[i];
     int64_t after = cn_cli_int(a, "after-index");
-    uint64_t index = after != 0 ? (uint64_t)after + 1 : 0;
-    struct watcher w = {key, cn_cli_bool(a, "recursive"), index > 0 ? index + 1 : 0};
+    struct watcher w = {key, cn_cli_bool(a, "recursive"), after > 0 ? (uint64_t)after + 1 : 0};
     cn_cli_exit_on_sigint(cli);
     for (;;) {
         struct cn_cli_keys_resp r;
@@ -218,10 +222,9 @@ static const struct cn_cli_flag watch_flags[] = {
     {"recursive, r", CN_CLI_BOOL, NULL, "--recursive, -r",
      "returns all values for key and child keys"},
 };
-const struct cn_cli_cmd cn_cli_cmd_watch = {"watch",          NULL, "watch a key for changes",
-                                            "<key>",          NULL, watch_flags,
-                                            N(watch_flags),   run_watch, NULL,
-                                            0};
+const struct cn_cli_cmd cn_cli_cmd_watch = {
+    "watch", NULL, "watch a key for changes", "<key>", NULL, watch_flags, N(watch_flags), run_watch,
+    NULL,    0};
 
 static const struct cn_cli_flag exec_watch_flags[] = {
     {"after-index", CN_CLI_INT, "0", "--after-index value",
@@ -229,14 +232,13 @@ static const struct cn_cli_flag exec_watch_flags[] = {
     {"recursive, r", CN_CLI_BOOL, NULL, "--recursive, -r",
      "watch all values for key and child keys"},
 };
-const struct cn_cli_cmd cn_cli_cmd_exec_watch = {
-    "exec-watch",
-    NULL,
-    "watch a key for changes and exec an executable",
-    "<key> <command> [args...]",
-    NULL,
-    exec_watch_flags,
-    N(exec_watch_flags),
-    run_exec_watch,
-    NULL,
-    0};
+const struct cn_cli_cmd cn_cli_cmd_exec_watch = {"exec-watch",
+                                                 NULL,
+                                                 "watch a key for changes and exec an executable",
+                                                 "<key> <command> [args...]",
+                                                 NULL,
+                                                 exec_watch_flags,
+                                                 N(exec_watch_flags),
+                                                 run_exec_watch,
+                                                 NULL,
+                                                 0};

@@ -14,11 +14,14 @@ static bool names_has(const char *names, const char *name, size_t len)
 {
     const char *p = names;
     while (*p) {
-        while (*p == ' ' || *p == ',') p++;
+        while (*p == ' ' || *p == ',')
+            p++;
         const char *e = p;
-        while (*e && *e != ',') e++;
+        while (*e && *e != ',')
+            e++;
         const char *t = e;
-        while (t > p && t[-1] == ' ') t--;
+        while (t > p && t[-1] == ' ')
+            t--;
         if ((size_t)(t - p) == len && len > 0 && memcmp(p, name, len) == 0) return true;
         p = e;
     }
@@ -67,8 +70,8 @@ int cn_cli_parse_duration(const char *z, int64_t *ns)
     static const struct {
         const char *name;
         double mult;
-    } units[] = {{"ns", 1.0},  {"us", 1e3},   {"\xc2\xb5s", 1e3}, {"\xce\xbcs", 1e3},
-                 {"ms", 1e6},  {"s", 1e9},    {"m", 60e9},        {"h", 3600e9}};
+    } units[] = {{"ns", 1.0}, {"us", 1e3}, {"\xc2\xb5s", 1e3}, {"\xce\xbcs", 1e3},
+                 {"ms", 1e6}, {"s", 1e9},  {"m", 60e9},        {"h", 3600e9}};
     const char *p = z;
     bool neg = false;
     if (*p == '-' || *p == '+') neg = *p++ == '-';
@@ -81,7 +84,8 @@ int cn_cli_parse_duration(const char *z, int64_t *ns)
     while (*p) {
         const char *start = p;
         double v = 0;
-        while (*p >= '0' && *p <= '9') v = v * 10 + (*p++ - '0');
+        while (*p >= '0' && *p <= '9')
+            v = v * 10 + (*p++ - '0');
         bool digits = p > start;
         if (*p == '.') {
             p++;
@@ -95,7 +99,8 @@ int cn_cli_parse_duration(const char *z, int64_t *ns)
         }
         if (!digits) return -1;
         const char *us = p;
-        while (*p && !(*p >= '0' && *p <= '9') && *p != '.') p++;
+        while (*p && !(*p >= '0' && *p <= '9') && *p != '.')
+            p++;
         size_t ulen = (size_t)(p - us);
         if (ulen == 0) return -1;
         bool found = false;
@@ -138,7 +143,8 @@ int cn_cli_flags_parse(const struct cn_cli_flag *flags, size_t nflags, struct cn
                        int argc, char **argv, int *rest, struct cn_buf *err)
 {
     bool help = false;
-    for (size_t i = 0; i < nflags; i++) set_default(&flags[i], &vals[i]);
+    for (size_t i = 0; i < nflags; i++)
+        set_default(&flags[i], &vals[i]);
     int i = 0;
     while (i < argc) {
         const char *s = argv[i];
@@ -269,7 +275,8 @@ void cn_cli_reorder_args(const struct cn_cli_flag *flags, size_t nflags, int arg
             memmove(rem + 1, rem, (size_t)nrem * sizeof(char *));
             rem[0] = argv[i];
             nrem++;
-            for (int k = i + 1; k < argc; k++) rem[nrem++] = argv[k];
+            for (int k = i + 1; k < argc; k++)
+                rem[nrem++] = argv[k];
             break;
         } else if (is_flag) {
             out[nre++] = argv[i];
@@ -278,7 +285,8 @@ void cn_cli_reorder_args(const struct cn_cli_flag *flags, size_t nflags, int arg
             rem[nrem++] = argv[i];
         }
     }
-    for (int k = 0; k < nrem; k++) out[nre + k] = rem[k];
+    for (int k = 0; k < nrem; k++)
+        out[nre + k] = rem[k];
     cn_free(rem);
 }
 

@@ -13,8 +13,8 @@
 static const char *prog = "cairnctl";
 
 static const struct cn_cli_cmd *const commands[] = {
-    &cn_cli_cmd_cluster_health, &cn_cli_cmd_mk,     &cn_cli_cmd_mkdir,  &cn_cli_cmd_rm,
-    &cn_cli_cmd_rmdir,          &cn_cli_cmd_get,    &cn_cli_cmd_ls,     &cn_cli_cmd_set,
+    &cn_cli_cmd_cluster_health, &cn_cli_cmd_mk,     &cn_cli_cmd_mkdir,     &cn_cli_cmd_rm,
+    &cn_cli_cmd_rmdir,          &cn_cli_cmd_get,    &cn_cli_cmd_ls,        &cn_cli_cmd_set,
     &cn_cli_cmd_setdir,         &cn_cli_cmd_update, &cn_cli_cmd_updatedir, &cn_cli_cmd_watch,
     &cn_cli_cmd_exec_watch,     &cn_cli_cmd_member,
 };
@@ -95,8 +95,9 @@ static void app_help(struct cn_buf *b)
     all[N(global_flags)] = all[G_VERSION];
     all[G_VERSION] = (struct cn_cli_flag){"help, h", CN_CLI_BOOL, NULL, "--help, -h", "show help"};
     cn_cli_flags_help(b, all, N(all));
-    cn_buf_appends(b, "\nEnvironment: ETCDCTL_ENDPOINTS, ETCDCTL_ENDPOINT and ETCDCTL_PEERS set the "
-                      "endpoints when no flag does.\n");
+    cn_buf_appends(b,
+                   "\nEnvironment: ETCDCTL_ENDPOINTS, ETCDCTL_ENDPOINT and ETCDCTL_PEERS set the "
+                   "endpoints when no flag does.\n");
 }
 
 void cn_cli_cmd_help(const struct cn_cli_cmd *cmd, const char *prefix, struct cn_buf *out)
@@ -139,13 +140,10 @@ _Noreturn static void no_help_topic(const char *name)
     cn_cli_exit(3);
 }
 
-/* The command's flag values, for cn_cli_bool() and friends. */
-static const struct cn_cli_flag *cur_flags;
-static size_t cur_nflags;
-
+/* A flag value of the running command, for cn_cli_bool() and friends. */
 static const struct cn_cli_flagval *lookup(const struct cn_cli_args *a, const char *name)
 {
-    int i = cn_cli_flag_find(cur_flags, cur_nflags, name);
+    int i = cn_cli_flag_find(a->cmd->flags, a->cmd->nflags, name);
     return i < 0 ? NULL : &a->vals[i];
 }
 
@@ -208,10 +206,10 @@ int cn_cli_run_cmd(struct cn_cli *cli, const struct cn_cli_cmd *cmd, const char 
     if (prc == CN_CLI_PARSE_HELP) {
         cn_cli_cmd_help(cmd, prefix, &b);
         print_buf(stdout, &b);
+        cn_free(vals);
+        cn_free(args);
         return 0;
     }
-    cur_flags = cmd->flags;
-    cur_nflags = cmd->nflags;
     struct cn_cli_args a = {cmd, vals, nargs - rest, args + rest};
     int rc = cmd->run(cli, &a);
     cn_free(vals);
@@ -230,8 +228,9 @@ static const struct cn_cli_cmd *find_cmd(const char *name)
 /* getPeersFlagValue: flag, then environment, in etcdctl's order. */
 static const char *endpoint_list(const struct cn_cli_flagval *g)
 {
-    const char *cands[] = {g[G_ENDPOINTS].s, getenv("ETCDCTL_ENDPOINTS"), g[G_ENDPOINT].s,
-                           getenv("ETCDCTL_ENDPOINT"), g[G_PEERS].s, getenv("ETCDCTL_PEERS")};
+    const char *cands[] = {g[G_ENDPOINTS].s, getenv("ETCDCTL_ENDPOINTS"),
+                           g[G_ENDPOINT].s,  getenv("ETCDCTL_ENDPOINT"),
+                           g[G_PEERS].s,     getenv("ETCDCTL_PEERS")};
     for (size_t i = 0; i < N(cands); i++) {
         if (cands[i] && cands[i][0]) return cands[i];
     }
@@ -286,12 +285,23 @@ int main(int argc, char **argv)
     const struct cn_cli_cmd *cmd = find_cmd(args[0]);
     if (!cmd) no_help_topic(args[0]);
 
+    const char *srv =
+        g[G_DISCOVERY_SRV].s[0] ? g[G_DISCOVERY_SRV].s : getenv("ETCDCTL_DISCOVERY_SRV");
+    if (srv && srv[0]) {
+        /* better to refuse than to talk to the default endpoints instead */
+        fprintf(stderr,
+                "Error:  --discovery-srv (ETCDCTL_DISCOVERY_SRV) is not supported by %s; "
+                "use --endpoints\n",
+                prog);
+        cn_cli_exit(CN_CLI_EXIT_BAD_ARGS);
+    }
     cli.debug = g[G_DEBUG].b;
     cli.no_sync = g[G_NO_SYNC].b;
     cli.output = g[G_OUTPUT].s;
     cli.timeout_ns = g[G_TIMEOUT].i;
     cli.total_timeout_ns = g[G_TOTAL_TIMEOUT].i;
-    cli.username = g[G_USERNAME].s;
+    const char *user = g[G_USERNAME].s[0] ? g[G_USERNAME].s : getenv("ETCDCTL_USERNAME");
+    if (user && user[0]) cn_cli_set_user(&cli, user);
     cn_cli_set_endpoints(&cli, endpoint_list(g), NULL);
     int rc = cn_cli_run_cmd(&cli, cmd, prog, nargs, args);
     cn_cli_exit(rc);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "common/alloc.h"
@@ -47,13 +48,14 @@ static void on_done(struct cn_http_client_req *req, int rc, const struct cn_http
 }
 
 int cn_cli_exchange(struct cn_cli *cli, const char *method, const char *url, const char *ctype,
-                    const void *body, size_t len, uint64_t timeout_ms, struct cn_cli_resp *resp,
-                    struct cn_buf *location)
+                    const void *body, size_t len, uint64_t timeout_ms, bool auth,
+                    struct cn_cli_resp *resp, struct cn_buf *location)
 {
     struct xfer x = {false, 0, resp, location};
-    struct cn_http_hdr hdrs[2];
+    struct cn_http_hdr hdrs[3];
     size_t nh = 0;
     if (ctype) hdrs[nh++] = (struct cn_http_hdr){"Content-Type", ctype};
+    if (auth && cli->auth) hdrs[nh++] = (struct cn_http_hdr){"Authorization", cli->auth};
     struct cn_http_client_opts o = {
         .method = method,
         .url = url,
@@ -67,7 +69,8 @@ int cn_cli_exchange(struct cn_cli *cli, const char *method, const char *url, con
     };
     int rc = cn_http_client_request(cli->http, &o, NULL);
     if (rc != 0) return rc;
-    while (!x.done) uv_run(&cli->loop, UV_RUN_ONCE);
+    while (!x.done)
+        uv_run(&cli->loop, UV_RUN_ONCE);
     return x.rc;
 }
 
@@ -79,16 +82,16 @@ void cn_cli_transport_err(struct cn_buf *out, int rc, const char *host, int port
         cn_buf_appendf(out, "dial tcp: lookup %s: no such host", host);
         return;
     case CN_ERR_PROTO:
+        /* in practice: the server went away in the middle of a response (a watch whose
+         * server died), which Go reports as "unexpected EOF" */
         *conn = false;
-        cn_buf_appends(out, "malformed HTTP response");
+        cn_buf_appends(out, "unexpected EOF");
         return;
     case CN_ERR_TOO_LARGE:
         *conn = false;
         cn_buf_appends(out, "http: response body too large");
         return;
-    case -ECONNRESET:
-        cn_buf_appendf(out, "read tcp %s:%d: read: connection reset by peer", host, port);
-        return;
+    case -ECONNRESET: /* src/http's word for a close before any response byte, too */
     case -EPIPE:
     case UV_EOF:
         *conn = false;
@@ -109,6 +112,34 @@ void cn_cli_transport_err(struct cn_buf *out, int rc, const char *host, int port
         if (p == msg && c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
         cn_buf_putc(out, c);
     }
+}
+
+void cn_cli_set_user(struct cn_cli *cli, const char *user)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    struct cn_buf cred = CN_BUF_INIT;
+    cn_buf_appends(&cred, user);
+    if (strchr(user, ':') == NULL) {
+        /* etcdctl prompts for the password when the flag has none */
+        char *pw = getpass("Password: ");
+        cn_buf_putc(&cred, ':');
+        cn_buf_appends(&cred, pw ? pw : "");
+    }
+    struct cn_buf out = CN_BUF_INIT;
+    cn_buf_appends(&out, "Basic ");
+    const unsigned char *p = (const unsigned char *)cred.p;
+    for (size_t i = 0; i < cred.len; i += 3) {
+        unsigned v = (unsigned)p[i] << 16;
+        if (i + 1 < cred.len) v |= (unsigned)p[i + 1] << 8;
+        if (i + 2 < cred.len) v |= p[i + 2];
+        cn_buf_putc(&out, b64[(v >> 18) & 63]);
+        cn_buf_putc(&out, b64[(v >> 12) & 63]);
+        cn_buf_putc(&out, i + 1 < cred.len ? b64[(v >> 6) & 63] : '=');
+        cn_buf_putc(&out, i + 2 < cred.len ? b64[v & 63] : '=');
+    }
+    cn_buf_free(&cred);
+    cn_free(cli->auth);
+    cli->auth = cn_buf_steal(&out, NULL);
 }
 
 static void on_sigint(uv_signal_t *h, int signum)
@@ -144,7 +175,8 @@ void cn_cli_sleep(struct cn_cli *cli, uint64_t ms)
     uv_timer_init(&cli->loop, &t);
     t.data = &fired;
     uv_timer_start(&t, on_sleep, ms, 0);
-    while (!fired) uv_run(&cli->loop, UV_RUN_ONCE);
+    while (!fired)
+        uv_run(&cli->loop, UV_RUN_ONCE);
     uv_close((uv_handle_t *)&t, NULL);
     uv_run(&cli->loop, UV_RUN_NOWAIT);
 }

@@ -40,13 +40,15 @@ static void clean_rooted(struct cn_buf *out, const char *p, size_t n)
             r += 2;
             /* back up to the previous slash, never past the root */
             size_t w = out->len;
-            while (w > start + 1 && out->p[w - 1] != '/') w--;
+            while (w > start + 1 && out->p[w - 1] != '/')
+                w--;
             if (w > start + 1) w--;
             out->len = w > start + 1 ? w : start + 1;
             out->p[out->len] = '\0';
         } else {
             if (out->len > start + 1) cn_buf_putc(out, '/');
-            while (r < n && p[r] != '/') cn_buf_putc(out, p[r++]);
+            while (r < n && p[r] != '/')
+                cn_buf_putc(out, p[r++]);
         }
     }
 }
