@@ -241,19 +241,26 @@ static void get_action(struct cn_cli_action *act, const char *key, bool recursiv
     cn_cli_query_add(&act->query, "sorted", sorted ? "true" : "false", sorted ? 4 : 5);
 }
 
+/* A GET under the total timeout; etcd errors end the command as etcdctl ends it. */
+static void do_get(struct cn_cli *cli, const char *key, bool recursive, bool sort, bool quorum,
+                   struct cn_cli_keys_resp *r)
+{
+    struct cn_cli_action act;
+    get_action(&act, key, recursive, sort, quorum);
+    struct cn_cli_failure f;
+    cn_cli_deadline_start(cli);
+    int rc = cn_cli_keys_do(cli, &act, r, &f);
+    cn_cli_deadline_clear(cli);
+    cn_cli_action_free(&act);
+    if (rc != 0) cn_cli_handle_error(cli, CN_CLI_EXIT_SERVER, &f);
+}
+
 static int run_get(struct cn_cli *cli, const struct cn_cli_args *a)
 {
     cn_cli_connect(cli, true);
     const char *key = key_arg(a);
-    struct cn_cli_action act;
-    get_action(&act, key, false, cn_cli_bool(a, "sort"), cn_cli_bool(a, "quorum"));
     struct cn_cli_keys_resp r;
-    struct cn_cli_failure f;
-    cn_cli_deadline_start(cli);
-    int rc = cn_cli_keys_do(cli, &act, &r, &f);
-    cn_cli_deadline_clear(cli);
-    cn_cli_action_free(&act);
-    if (rc != 0) cn_cli_handle_error(cli, CN_CLI_EXIT_SERVER, &f);
+    do_get(cli, key, false, cn_cli_bool(a, "sort"), cn_cli_bool(a, "quorum"), &r);
     if (cn_cli_node_dir(r.node)) {
         size_t len;
         const char *k = cn_cli_node_str(r.node, "key", &len);
@@ -286,16 +293,9 @@ static int run_ls(struct cn_cli *cli, const struct cn_cli_args *a)
 {
     cn_cli_connect(cli, true);
     const char *key = a->argc > 0 ? a->argv[0] : "/";
-    struct cn_cli_action act;
-    get_action(&act, key, cn_cli_bool(a, "recursive"), cn_cli_bool(a, "sort"),
-               cn_cli_bool(a, "quorum"));
     struct cn_cli_keys_resp r;
-    struct cn_cli_failure f;
-    cn_cli_deadline_start(cli);
-    int rc = cn_cli_keys_do(cli, &act, &r, &f);
-    cn_cli_deadline_clear(cli);
-    cn_cli_action_free(&act);
-    if (rc != 0) cn_cli_handle_error(cli, CN_CLI_EXIT_SERVER, &f);
+    do_get(cli, key, cn_cli_bool(a, "recursive"), cn_cli_bool(a, "sort"), cn_cli_bool(a, "quorum"),
+           &r);
     if (strcmp(cli->output, "simple") != 0) {
         cn_cli_print_resp(&r, cli->output);
     } else {

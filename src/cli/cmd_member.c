@@ -232,33 +232,44 @@ static void members_error(const struct cn_cli_resp *r, struct cn_buf *out)
     json_decref(e);
 }
 
+/* Sends {"peerURLs":[...]} to /v2/members (POST, id NULL) or /v2/members/<id> (PUT) and dies with
+ * etcdctl's message unless the answer is want_status; the members API's own errors (409, and 404
+ * when update_errors) are reported with their message. */
+static void send_peer_urls(struct cn_cli *cli, const char *method, const char *id,
+                           const char *urls_arg, bool update_errors, int want_status,
+                           struct cn_cli_resp *r)
+{
+    size_t n;
+    char **urls = new_urls(urls_arg, update_errors, &n);
+    struct cn_cli_action act;
+    cn_cli_action_init(&act, method);
+    members_path(&act, id);
+    urls_body(&act, urls, n);
+    free_urls(urls, n);
+    struct cn_cli_failure f;
+    int rc = cn_cli_do(cli, &act, r, &f);
+    cn_cli_action_free(&act);
+    if (rc != 0) die_failure("", &f);
+    if (r->status != want_status) {
+        struct cn_buf m = CN_BUF_INIT;
+        if (r->status == 409 || (update_errors && r->status == 404)) {
+            members_error(r, &m);
+        } else {
+            cn_buf_appendf(&m, "unexpected status code %d", r->status);
+        }
+        die("%s%s\n", m.p, "");
+    }
+}
+
 static int run_add(struct cn_cli *cli, const struct cn_cli_args *a)
 {
     if (a->argc != 2) die("%s%s\n", "Provide a name and a single member peerURL", "");
     cn_cli_connect(cli, true);
     cn_cli_deadline_start(cli);
     const char *new_name = a->argv[0];
-    size_t n;
-    char **urls = new_urls(a->argv[1], false, &n);
-    struct cn_cli_action act;
-    cn_cli_action_init(&act, "POST");
-    members_path(&act, NULL);
-    urls_body(&act, urls, n);
-    free_urls(urls, n);
     struct cn_cli_resp r;
     struct cn_cli_failure f;
-    int rc = cn_cli_do(cli, &act, &r, &f);
-    cn_cli_action_free(&act);
-    if (rc != 0) die_failure("", &f);
-    if (r.status != 201) {
-        struct cn_buf m = CN_BUF_INIT;
-        if (r.status == 409) {
-            members_error(&r, &m);
-        } else {
-            cn_buf_appendf(&m, "unexpected status code %d", r.status);
-        }
-        die("%s%s\n", m.p, "");
-    }
+    send_peer_urls(cli, "POST", NULL, a->argv[1], false, 201, &r);
     json_error_t jerr;
     json_t *mem = json_loadb(r.body.p ? r.body.p : "", r.body.len, 0, &jerr);
     cn_cli_resp_free(&r);
@@ -358,27 +369,8 @@ static int run_update(struct cn_cli *cli, const struct cn_cli_args *a)
     cn_cli_connect(cli, true);
     const char *id = a->argv[0];
     cn_cli_deadline_start(cli);
-    size_t n;
-    char **urls = new_urls(a->argv[1], true, &n);
-    struct cn_cli_action act;
-    cn_cli_action_init(&act, "PUT");
-    members_path(&act, id);
-    urls_body(&act, urls, n);
-    free_urls(urls, n);
     struct cn_cli_resp r;
-    struct cn_cli_failure f;
-    int rc = cn_cli_do(cli, &act, &r, &f);
-    cn_cli_action_free(&act);
-    if (rc != 0) die_failure("", &f);
-    if (r.status != 204) {
-        struct cn_buf m = CN_BUF_INIT;
-        if (r.status == 404 || r.status == 409) {
-            members_error(&r, &m);
-        } else {
-            cn_buf_appendf(&m, "unexpected status code %d", r.status);
-        }
-        die("%s%s\n", m.p, "");
-    }
+    send_peer_urls(cli, "PUT", id, a->argv[1], true, 204, &r);
     cn_cli_resp_free(&r);
     printf("Updated member with ID %s in cluster\n", id);
     return 0;
