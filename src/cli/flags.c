@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "common/alloc.h"
+#include "common/parse.h"
 
 /* Does names ("recursive, r") contain name[0..len)? */
 static bool names_has(const char *names, const char *name, size_t len)
@@ -38,19 +39,7 @@ int cn_cli_flag_find(const struct cn_cli_flag *flags, size_t nflags, const char 
 
 int cn_cli_parse_bool(const char *z, bool *v)
 {
-    static const char *const yes[] = {"1", "t", "T", "TRUE", "true", "True"};
-    static const char *const no[] = {"0", "f", "F", "FALSE", "false", "False"};
-    for (size_t i = 0; i < 6; i++) {
-        if (strcmp(z, yes[i]) == 0) {
-            *v = true;
-            return 0;
-        }
-        if (strcmp(z, no[i]) == 0) {
-            *v = false;
-            return 0;
-        }
-    }
-    return -1;
+    return cn_parse_bool(cn_str_c(z), v) ? 0 : -1;
 }
 
 int cn_cli_parse_int(const char *z, int64_t *v)

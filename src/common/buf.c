@@ -87,12 +87,7 @@ void cn_buf_appendf(struct cn_buf *b, const char *fmt, ...)
 void cn_buf_append_u64(struct cn_buf *b, uint64_t v)
 {
     char tmp[24];
-    size_t i = sizeof(tmp);
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    cn_buf_append(b, tmp + i, sizeof(tmp) - i);
+    cn_buf_append(b, tmp, cn_u64_to_str(tmp, v));
 }
 
 size_t cn_u64_to_str(char *out, uint64_t v)

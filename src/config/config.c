@@ -12,6 +12,7 @@
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/parse.h"
 
 enum kind { K_STR, K_UINT, K_BOOL, K_URLS, K_IGNORED, K_REMOVED };
 
@@ -113,26 +114,15 @@ static int find_flag(const char *name, size_t len)
     return -1;
 }
 
+/* Flag values follow Go's flag package, which uses strconv. */
 static bool parse_bool(const char *z, bool *out)
 {
-    static const char *t[] = {"1", "t", "T", "TRUE", "true", "True"};
-    static const char *f[] = {"0", "f", "F", "FALSE", "false", "False"};
-    for (size_t i = 0; i < 6; i++) {
-        if (strcmp(z, t[i]) == 0) return *out = true, true;
-        if (strcmp(z, f[i]) == 0) return *out = false, true;
-    }
-    return false;
+    return cn_parse_bool(cn_str_c(z), out);
 }
 
 static bool parse_uint(const char *z, uint64_t *out)
 {
-    if (*z == '\0' || *z == '-' || *z == '+' || *z == ' ') return false;
-    errno = 0;
-    char *end;
-    unsigned long long v = strtoull(z, &end, 10);
-    if (errno != 0 || *end != '\0') return false;
-    *out = v;
-    return true;
+    return cn_parse_u64(cn_str_c(z), out);
 }
 
 /* Checks a value for its flag's type; on error writes the reason. */

@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/json.h"
+#include "common/parse.h"
 #include "common/url.h"
 
 static void json_escapes_like_go(void **state)
@@ -158,6 +159,33 @@ static void url_decode_and_parse(void **state)
     assert_string_equal(err, "URL scheme must be http or https: ftp://a:1");
 }
 
+/* Go's strconv: the spellings etcd's flags and query parameters accept, and nothing else. */
+static void go_bool_and_uint(void **state)
+{
+    bool b = false;
+    const char *yes[] = {"1", "t", "T", "TRUE", "true", "True"};
+    const char *no[] = {"0", "f", "F", "FALSE", "false", "False"};
+    for (int i = 0; i < 6; i++) {
+        assert_true(cn_parse_bool(cn_str_c(yes[i]), &b) && b);
+        assert_true(cn_parse_bool(cn_str_c(no[i]), &b) && !b);
+    }
+    assert_false(cn_parse_bool(CN_STR(""), &b));
+    assert_false(cn_parse_bool(CN_STR("yes"), &b));
+    assert_false(cn_parse_bool(CN_STR("tRUE"), &b));
+    uint64_t u = 0;
+    assert_true(cn_parse_u64(CN_STR("18446744073709551615"), &u) && u == UINT64_MAX);
+    assert_false(cn_parse_u64(CN_STR("18446744073709551616"), &u));
+    assert_false(cn_parse_u64(CN_STR(""), &u));
+    assert_false(cn_parse_u64(CN_STR("-1"), &u));
+    assert_false(cn_parse_u64(CN_STR("+1"), &u));
+    assert_false(cn_parse_u64(CN_STR(" 1"), &u));
+    assert_false(cn_parse_u64(CN_STR("1a"), &u));
+    assert_true(cn_parse_u64(CN_STR("007"), &u) && u == 7);
+    char tmp[24];
+    assert_int_equal(cn_u64_to_str(tmp, 0), 1);
+    assert_string_equal(tmp, "0");
+}
+
 static void strerror_both_kinds(void **state)
 {
     assert_string_equal(cn_strerror(CN_ERR_CORRUPT), "data corrupt");
@@ -170,7 +198,7 @@ int main(void)
         cmocka_unit_test(json_escapes_like_go), cmocka_unit_test(json_escape_every_position),
         cmocka_unit_test(json_float_shortest),  cmocka_unit_test(time_formats),
         cmocka_unit_test(binary_roundtrip),     cmocka_unit_test(url_decode_and_parse),
-        cmocka_unit_test(strerror_both_kinds),
+        cmocka_unit_test(strerror_both_kinds),  cmocka_unit_test(go_bool_and_uint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

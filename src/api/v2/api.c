@@ -149,7 +149,8 @@ static void send_text(struct cn_http_req *req, int status, const char *text,
 {
     struct cn_http_hdr h[4];
     size_t n = 0;
-    for (size_t i = 0; i < nhdrs && n < 3; i++)
+    CN_ASSERT(nhdrs < sizeof(h) / sizeof(h[0]));
+    for (size_t i = 0; i < nhdrs; i++)
         h[n++] = hdrs[i];
     h[n++] = (struct cn_http_hdr){"X-Content-Type-Options", "nosniff"};
     cn_http_respond(req, status, "text/plain; charset=utf-8", h, n, text, strlen(text), false);

@@ -11,6 +11,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/parse.h"
 #include "common/url.h"
 #include "params.h"
 
@@ -42,32 +43,6 @@ struct watch {
     bool done;
     uint64_t index_at_start;
 };
-
-static bool parse_bool(struct cn_str v, bool *out)
-{
-    static const char *t[] = {"1", "t", "T", "TRUE", "true", "True"};
-    static const char *f[] = {"0", "f", "F", "FALSE", "false", "False"};
-    for (size_t i = 0; i < 6; i++) {
-        if (cn_str_eqz(v, t[i])) return *out = true, true;
-        if (cn_str_eqz(v, f[i])) return *out = false, true;
-    }
-    return false;
-}
-
-/* Go's strconv.ParseUint(s, 10, 64). */
-static bool parse_u64(struct cn_str v, uint64_t *out)
-{
-    if (v.len == 0 || v.len > 20) return false;
-    uint64_t x = 0;
-    for (size_t i = 0; i < v.len; i++) {
-        if (v.p[i] < '0' || v.p[i] > '9') return false;
-        uint64_t d = (uint64_t)(v.p[i] - '0');
-        if (x > (UINT64_MAX - d) / 10) return false;
-        x = x * 10 + d;
-    }
-    *out = x;
-    return true;
-}
 
 static void raft_headers(struct cn_api *api, char *ri, char *rt, size_t n)
 {
@@ -363,9 +338,9 @@ void cn_api_keys(struct cn_api *api, struct cn_http_req *req, struct cn_str rest
     if (cn_url_decode(&key, rest, false) != 0) REQ_ERR(210, "invalid URL escape in path");
 
     uint64_t prev_index = 0, wait_index = 0, ttl = 0;
-    if (p.present[CN_P_PREV_INDEX] && !parse_u64(p.val[CN_P_PREV_INDEX], &prev_index))
+    if (p.present[CN_P_PREV_INDEX] && !cn_parse_u64(p.val[CN_P_PREV_INDEX], &prev_index))
         REQ_ERR(203, "invalid value for \"prevIndex\"");
-    if (p.present[CN_P_WAIT_INDEX] && !parse_u64(p.val[CN_P_WAIT_INDEX], &wait_index))
+    if (p.present[CN_P_WAIT_INDEX] && !cn_parse_u64(p.val[CN_P_WAIT_INDEX], &wait_index))
         REQ_ERR(203, "invalid value for \"waitIndex\"");
     static const struct {
         int param;
@@ -375,7 +350,7 @@ void cn_api_keys(struct cn_api *api, struct cn_http_req *req, struct cn_str rest
                  {CN_P_QUORUM, "quorum"},       {CN_P_STREAM, "stream"}};
     bool bv[6] = {false};
     for (size_t i = 0; i < 6; i++) {
-        if (p.present[bools[i].param] && !parse_bool(p.val[bools[i].param], &bv[i])) {
+        if (p.present[bools[i].param] && !cn_parse_bool(p.val[bools[i].param], &bv[i])) {
             snprintf(cause, sizeof(cause), "invalid value for \"%s\"", bools[i].name);
             REQ_ERR(209, cause);
         }
@@ -387,20 +362,21 @@ void cn_api_keys(struct cn_api *api, struct cn_http_req *req, struct cn_str rest
     if (p.present[CN_P_PREV_VALUE] && p.val[CN_P_PREV_VALUE].len == 0)
         REQ_ERR(201, "\"prevValue\" cannot be empty");
     bool has_ttl = p.present[CN_P_TTL] && p.val[CN_P_TTL].len > 0;
-    if (has_ttl && !parse_u64(p.val[CN_P_TTL], &ttl)) REQ_ERR(202, "invalid value for \"ttl\"");
+    if (has_ttl && !cn_parse_u64(p.val[CN_P_TTL], &ttl)) REQ_ERR(202, "invalid value for \"ttl\"");
     bool prev_exist = false;
-    if (p.present[CN_P_PREV_EXIST] && !parse_bool(p.val[CN_P_PREV_EXIST], &prev_exist))
+    if (p.present[CN_P_PREV_EXIST] && !cn_parse_bool(p.val[CN_P_PREV_EXIST], &prev_exist))
         REQ_ERR(209, "invalid value for prevExist");
     bool refresh = false;
     if (p.present[CN_P_REFRESH]) {
-        if (!parse_bool(p.val[CN_P_REFRESH], &refresh)) REQ_ERR(209, "invalid value for refresh");
+        if (!cn_parse_bool(p.val[CN_P_REFRESH], &refresh))
+            REQ_ERR(209, "invalid value for refresh");
         if (refresh && p.present[CN_P_VALUE] && p.val[CN_P_VALUE].len > 0)
             REQ_ERR(211, "A value was provided on a refresh");
         if (refresh && !has_ttl) REQ_ERR(212, "No TTL value set");
     }
     bool no_value = false;
     if (p.present[CN_P_NO_VALUE_ON_SUCCESS] &&
-        !parse_bool(p.val[CN_P_NO_VALUE_ON_SUCCESS], &no_value))
+        !cn_parse_bool(p.val[CN_P_NO_VALUE_ON_SUCCESS], &no_value))
         REQ_ERR(209, "invalid value for \"noValueOnSuccess\"");
 
     struct cn_str k = cn_buf_str(&key);
