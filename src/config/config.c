@@ -590,6 +590,11 @@ int cn_config_load(struct cn_config *cfg, int argc, char **argv, char **envp)
         rc = CN_CONFIG_ERROR;
         goto out;
     }
+    cfg->proxy_failure_wait_ms = get_uint(&st, "proxy-failure-wait");
+    cfg->proxy_refresh_interval_ms = get_uint(&st, "proxy-refresh-interval");
+    cfg->proxy_dial_timeout_ms = get_uint(&st, "proxy-dial-timeout");
+    cfg->proxy_write_timeout_ms = get_uint(&st, "proxy-write-timeout");
+    cfg->proxy_read_timeout_ms = get_uint(&st, "proxy-read-timeout");
     cfg->cors = dup_or_null(get(&st, "cors"));
     cfg->debug = get_bool(&st, "debug");
 

@@ -52,7 +52,9 @@ struct cn_config {
     bool strict_reconfig_check;
     bool force_new_cluster;
     char *proxy; /* "off", "on", "readonly" */
-    char *cors;  /* NULL = none; comma separated origins or "*" */
+    uint64_t proxy_failure_wait_ms, proxy_refresh_interval_ms, proxy_dial_timeout_ms,
+        proxy_write_timeout_ms, proxy_read_timeout_ms;
+    char *cors; /* NULL = none; comma separated origins or "*" */
     bool debug;
     uint64_t member_id;  /* derived (static bootstrap) */
     uint64_t cluster_id; /* derived (static bootstrap) */

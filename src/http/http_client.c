@@ -53,6 +53,10 @@ struct cn_http_client_req {
     bool is_head, replayable, no_reuse;
     size_t max_body;
     uint64_t timeout_ms;
+    uint64_t connect_timeout_ms, write_timeout_ms, read_timeout_ms;
+    uint64_t dl_total, dl_phase; /* deadlines in uv_now() ms, 0: none; the timer runs to the
+                                    earlier one */
+    const char *phase;           /* what dl_phase limits, for the log */
     uv_timer_t timer;
     uv_getaddrinfo_t gai;
     struct sockaddr_storage addrs[4]; /* what the name resolved to, tried in order */
@@ -61,6 +65,7 @@ struct cn_http_client_req {
     int early_rc; /* an error to report from the timer callback */
     struct cconn *conn;
     bool finished, head_done, retried;
+    bool writing; /* the request is being written (write phase) */
     /* response */
     struct cn_buf arena;
     struct hoff *hoffs;
@@ -148,8 +153,34 @@ static void on_timer(uv_timer_t *t)
         req_finish(r, r->early_rc, true);
         return;
     }
-    CN_LOGD("http", "client request timed out key=%s", r->key);
+    uint64_t now = uv_now(r->cl->loop);
+    const char *what = (r->dl_phase && r->dl_phase <= now) ? r->phase : "exchange";
+    CN_LOGD("http", "client request timed out key=%s phase=%s", r->key, what);
     req_finish(r, CN_ERR_TIMEOUT, true);
+}
+
+/* Runs the timer to the earlier of the exchange deadline and the phase deadline (or stops it).
+ * An early error (req_fail_later) owns the timer and is never displaced. */
+static void req_arm(struct cn_http_client_req *r)
+{
+    if (r->finished || r->early_rc) return;
+    uint64_t d = r->dl_total;
+    if (r->dl_phase && (d == 0 || r->dl_phase < d)) d = r->dl_phase;
+    if (d == 0) {
+        uv_timer_stop(&r->timer);
+        return;
+    }
+    uint64_t now = uv_now(r->cl->loop);
+    uv_timer_start(&r->timer, on_timer, d > now ? d - now : 0, 0);
+}
+
+/* Starts (or with limit_ms 0 clears) the deadline of the phase the exchange enters. */
+static void req_phase(struct cn_http_client_req *r, const char *phase, uint64_t limit_ms)
+{
+    uint64_t old = r->dl_phase;
+    r->dl_phase = limit_ms ? uv_now(r->cl->loop) + limit_ms : 0;
+    r->phase = phase;
+    if (old || r->dl_phase) req_arm(r);
 }
 
 /* Reports rc from the loop (callbacks never run inside cn_http_client_request). */
@@ -261,7 +292,8 @@ static int on_headers_complete(http_parser *p)
     resp_fix(r);
     if (r->on_head && !r->head_done) {
         r->head_done = true;
-        uv_timer_stop(&r->timer);
+        r->dl_total = 0; /* timeout_ms ends here in stream mode; read_timeout_ms goes on */
+        req_arm(r);
         r->on_head(r, &r->resp, r->ctx);
         if (r->finished) return -1; /* canceled inside */
     }
@@ -413,6 +445,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             return;
         }
         c->got_bytes = true;
+        struct cn_http_client_req *r = c->req;
+        if (r->read_timeout_ms && !r->writing) req_phase(r, "read", r->read_timeout_ms);
         conn_parse(c, buf->base, (size_t)nread);
     } else if (nread == UV_EOF) {
         if (c->req == NULL) {
@@ -433,7 +467,22 @@ static void on_write(uv_write_t *w, int status)
 {
     struct cconn *c = w->handle->data;
     if (c->closing) return;
-    if (status < 0) conn_fail(c, status);
+    if (status < 0) {
+        conn_fail(c, status);
+        return;
+    }
+    struct cn_http_client_req *r = c->req;
+    if (r && r->writing) {
+        r->writing = false;
+        req_phase(r, "read", r->read_timeout_ms);
+    }
+}
+
+/* The request is queued for writing on c: the write phase starts. */
+static void req_writing(struct cn_http_client_req *r)
+{
+    r->writing = true;
+    req_phase(r, "write", r->write_timeout_ms);
 }
 
 static void conn_send(struct cconn *c)
@@ -442,7 +491,11 @@ static void conn_send(struct cconn *c)
     uv_buf_t b = uv_buf_init(r->out.p, (unsigned int)r->out.len);
     int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
     if (rc == 0) rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    if (rc != 0) conn_fail(c, rc);
+    if (rc != 0) {
+        conn_fail(c, rc);
+        return;
+    }
+    req_writing(r);
 }
 
 static void on_connect(uv_connect_t *cr, int status)
@@ -480,7 +533,9 @@ static void conn_open(struct cn_http_client_req *r, const struct sockaddr *sa)
         r->conn = NULL;
         conn_close(c);
         req_fail_later(r, rc);
+        return;
     }
+    req_phase(r, "connect", r->connect_timeout_ms);
 }
 
 static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
@@ -527,7 +582,9 @@ static void req_start(struct cn_http_client_req *r)
                 r->conn = NULL;
                 conn_close(c);
                 req_fail_later(r, rc);
+                return;
             }
+            req_writing(r);
             return;
         }
     }
@@ -607,6 +664,9 @@ int cn_http_client_request(struct cn_http_client *cl, const struct cn_http_clien
     r->replayable = (r->is_head || strcmp(o->method, "GET") == 0) && o->body_len == 0;
     r->max_body = o->max_body_bytes ? o->max_body_bytes : DEFAULT_MAX_BODY;
     r->timeout_ms = o->timeout_ms;
+    r->connect_timeout_ms = o->connect_timeout_ms;
+    r->write_timeout_ms = o->write_timeout_ms;
+    r->read_timeout_ms = o->read_timeout_ms;
 
     struct cn_buf *b = &r->out;
     cn_buf_reserve(b, 256 + o->body_len);
@@ -648,7 +708,10 @@ int cn_http_client_request(struct cn_http_client *cl, const struct cn_http_clien
     uv_timer_init(cl->loop, &r->timer);
     r->timer.data = r;
     r->refs = 1;
-    if (r->timeout_ms) uv_timer_start(&r->timer, on_timer, r->timeout_ms, 0);
+    if (r->timeout_ms) {
+        r->dl_total = uv_now(cl->loop) + r->timeout_ms;
+        req_arm(r);
+    }
     if (out) *out = r;
     req_start(r);
     return 0;

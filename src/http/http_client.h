@@ -58,6 +58,12 @@ struct cn_http_client_opts {
     cn_http_client_chunk_cb on_chunk; /* ... and then this gets the body as it arrives */
     cn_http_client_done_cb on_done;   /* required; in stream mode: the body ended (or failed) */
     void *ctx;
+    /* Per-phase limits (0: none), each ending the request with CN_ERR_TIMEOUT, like the deadlines
+     * Go's net.Conn wrappers set per operation. They run alongside timeout_ms. */
+    uint64_t connect_timeout_ms; /* each TCP connect attempt */
+    uint64_t write_timeout_ms;   /* writing the request, from when the write is queued */
+    uint64_t read_timeout_ms;    /* silence from the server once the request is written: waiting
+                                    for the head, and in stream mode between two body reads */
 };
 
 struct cn_http_client *cn_http_client_new(uv_loop_t *loop);

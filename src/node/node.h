@@ -1,11 +1,12 @@
-/* node: the consensus seam. It owns the member's durable log and drives the state machine: a
- * proposal is appended to the write-ahead log, made durable (fsync, group committed), applied to
- * the store in log order, and only then answered. Today one member is its own quorum; the Raft
- * issue replaces the inside of this module (raft + peer transport) without changing this header,
- * so no API handler changes when cairn becomes a cluster.
+/* node: the consensus seam. It drives cairn's Raft core (src/raft) on the loop: persists what
+ * Raft hands out in the write-ahead log (group committed fsyncs on the thread pool), sends its
+ * messages through the peer transport (src/peer), applies committed entries to the store in log
+ * order and answers the proposals and reads waiting on them. A follower forwards proposals to the
+ * leader over the peer link and answers its client once it applies the entry itself, so the
+ * answer comes from the member's own store (read-your-writes on the member the client uses).
+ * One member is the same path with a quorum of one.
  *
- * Data dir layout: <data-dir>/member/{wal/,snap/,meta,lock}. Everything runs on one libuv loop;
- * file writes and fsyncs run on libuv's thread pool. */
+ * Data dir layout: <data-dir>/member/{wal/,snap/,meta}, <data-dir>/.lock. */
 #ifndef CN_NODE_NODE_H
 #define CN_NODE_NODE_H
 
@@ -18,6 +19,18 @@
 
 struct cn_node;
 
+/* A member of the initial configuration (new cluster) or of the cluster being joined. */
+struct cn_node_member {
+    uint64_t id;
+    size_t npeer;
+    char *const *peer_urls; /* sorted */
+};
+
+enum cn_node_mode {
+    CN_NODE_NEW = 0,  /* a fresh data dir founds a new cluster with `members` */
+    CN_NODE_JOIN = 1, /* a fresh data dir joins a running cluster (members: for addresses) */
+};
+
 struct cn_node_options {
     const char *data_dir;
     const char *wal_dir;     /* NULL = <data-dir>/member/wal */
@@ -29,6 +42,20 @@ struct cn_node_options {
     uint64_t member_id;  /* for a new data dir */
     uint64_t cluster_id; /* for a new data dir */
     const char *name;
+    int mode; /* enum cn_node_mode, for a data dir without member state */
+    const struct cn_node_member *members;
+    size_t nmembers;
+    bool force_new_cluster; /* restart as the only member, keeping the data */
+    bool strict_reconfig_check;
+    /* peer listeners (from --listen-peer-urls) */
+    size_t nlisten;
+    const char *const *listen_hosts;
+    const uint16_t *listen_ports;
+    /* callbacks (ctx = cb_ctx): the member learned it was removed from the cluster (the server
+     * shuts down); an HTTP GET on the peer port (GET /members). */
+    void (*on_removed)(void *ctx);
+    int (*peer_http_get)(void *ctx, const char *path, struct cn_buf *body);
+    void *cb_ctx;
 };
 
 /* What the node recovered or created, for the server's bootstrap decisions. */
@@ -36,6 +63,7 @@ struct cn_node_boot {
     bool fresh;         /* the data dir had no member state: a new cluster was created */
     uint64_t member_id; /* from the data dir when it had state */
     uint64_t cluster_id;
+    char name[256];         /* the member name recorded in the data dir */
     uint64_t snap_index;    /* raft index of the snapshot loaded (0 = none) */
     uint64_t replayed;      /* log entries replayed after it */
     uint64_t dropped_bytes; /* torn tail truncated from the log */
@@ -48,8 +76,9 @@ struct cn_node_boot {
 int cn_node_open(uv_loop_t *loop, const struct cn_node_options *opt, struct cn_store *store,
                  struct cn_node **out, struct cn_node_boot *boot, char *errmsg, size_t errmsg_len);
 
-/* Starts ticking and campaigning (a one-member cluster elects itself at once). */
-void cn_node_start(struct cn_node *n);
+/* Starts Raft, the peer listeners, ticking and campaigning (a one-member cluster elects itself at
+ * once). Returns 0 or an error with a message (a peer listener could not bind). */
+int cn_node_start(struct cn_node *n, char *errmsg, size_t errlen);
 
 /* Called with the outcome of a proposal: rc 0 and res (borrowed for the call) once the command was
  * committed and applied locally; rc < 0 when it failed (CN_ERR_STOPPED, CN_ERR_TIMEOUT,
@@ -62,6 +91,15 @@ struct cn_node_req; /* a pending proposal or read */
  * detached first. Returns a handle for cn_node_req_detach. */
 struct cn_node_req *cn_node_propose(struct cn_node *n, const void *cmd, size_t len,
                                     cn_node_done_cb cb, void *ctx);
+/* Proposes a membership change (enum cn_raft_conf_op: ADD_LEARNER, REMOVE) for member id,
+ * together with store commands applied in the same entry: cmds is a list of
+ * [uvarint len][encoded cn_store_cmd]. cb gets res == NULL. A new member catches up as a learner
+ * and the leader promotes it to voter once it has the log. */
+struct cn_node_req *cn_node_propose_conf(struct cn_node *n, uint8_t op, uint64_t id,
+                                         const struct cn_buf *cmds, cn_node_done_cb cb, void *ctx);
+/* Appends one encoded store command to a cmds list for cn_node_propose_conf. */
+void cn_node_cmds_add(struct cn_buf *cmds, const struct cn_buf *cmd);
+
 /* Linearizable read barrier (ReadIndex): cb(ctx, 0, NULL) once every entry committed before the
  * call has been applied locally and leadership was confirmed; rc < 0 on failure. */
 struct cn_node_req *cn_node_read_index(struct cn_node *n, cn_node_done_cb cb, void *ctx);
@@ -86,6 +124,17 @@ struct cn_node_status {
     uint64_t proposals_failed;
     uint64_t proposals_pending;
     uint64_t snapshots;
+    uint64_t conf_voters[16], conf_learners[16];
+    unsigned n_voters, n_learners;
+    /* leader: per follower replication health (for /v2/stats/leader) */
+    unsigned n_followers;
+    struct cn_node_follower {
+        uint64_t id;
+        uint64_t success, fail;
+        double lat_current, lat_min, lat_max; /* ms, round trips of appends and heartbeats */
+        uint64_t lat_n;
+        double lat_sum, lat_sq;
+    } followers[16];
     /* WAL fsync durations: counts per bucket (upper bounds in cn_node_fsync_buckets), sum in s. */
     uint64_t fsync_bucket[14];
     uint64_t fsync_count;
@@ -100,9 +149,13 @@ void cn_node_raft_position(const struct cn_node *n, uint64_t *applied_index, uin
 
 void cn_node_get_status(const struct cn_node *n, struct cn_node_status *st);
 
-/* Graceful stop: stops taking proposals (new ones fail with CN_ERR_STOPPED), waits for the
- * flush in progress, answers or fails every pending request, syncs the log, closes its handles;
- * then calls cb. The node frees itself after cb returns. */
+/* Whether the member learned that it was removed from the cluster (it shuts down). */
+bool cn_node_removed(const struct cn_node *n);
+
+/* Graceful stop: a leader first hands leadership to the most up-to-date follower (bounded by
+ * the election timeout); then it stops taking proposals (new ones fail with CN_ERR_STOPPED), waits
+ * for the flush in progress, answers or fails every pending request, syncs the log, closes its
+ * handles; then calls cb. The node frees itself after cb returns. */
 void cn_node_stop(struct cn_node *n, void (*cb)(void *ctx), void *ctx);
 
 #endif

@@ -180,3 +180,10 @@ void electionOnVoteResponse(struct cn_raft *r, const struct cn_raft_msg *m)
     }
     tally(r);
 }
+
+void cn_raft_campaign(struct cn_raft *r)
+{
+    CN_ASSERT(r->loaded && !r->ready_out);
+    if (r->role == CN_RAFT_LEADER || !electionPromotable(r)) return;
+    electionCampaign(r, r->cfg.pre_vote, false);
+}

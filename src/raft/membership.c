@@ -185,6 +185,12 @@ int cn_raft_propose_conf(struct cn_raft *r, const struct cn_raft_conf_change *cc
 
 int cn_raft_bootstrap(struct cn_raft *r, const struct cn_raft_conf *conf)
 {
+    return cn_raft_bootstrap_ctx(r, conf, NULL);
+}
+
+int cn_raft_bootstrap_ctx(struct cn_raft *r, const struct cn_raft_conf *conf,
+                          const struct cn_buf *ctxs)
+{
     CN_ASSERT(r->loaded && !r->ready_out);
     if (r->term != 0 || r->log.snap_index != 0 || r->log.n != 0 || r->conf.n_voters != 0 ||
         r->conf.n_learners != 0 || conf->n_voters == 0)
@@ -194,7 +200,7 @@ int cn_raft_bootstrap(struct cn_raft *r, const struct cn_raft_conf *conf)
         bool learner = k >= conf->n_voters;
         struct cn_raft_conf_change cc = {
             learner ? CN_RAFT_CONF_ADD_LEARNER : CN_RAFT_CONF_ADD_VOTER,
-            learner ? conf->learners[k - conf->n_voters] : conf->voters[k]};
+            learner ? conf->learners[k - conf->n_voters] : conf->voters[k], NULL, 0};
         if (confApply(&check, &cc) != 0) return CN_ERR_INVAL;
     }
     r->term = 1;
@@ -202,7 +208,11 @@ int cn_raft_bootstrap(struct cn_raft *r, const struct cn_raft_conf *conf)
         bool learner = k >= conf->n_voters;
         struct cn_raft_conf_change cc = {
             learner ? CN_RAFT_CONF_ADD_LEARNER : CN_RAFT_CONF_ADD_VOTER,
-            learner ? conf->learners[k - conf->n_voters] : conf->voters[k]};
+            learner ? conf->learners[k - conf->n_voters] : conf->voters[k], NULL, 0};
+        if (ctxs) {
+            cc.ctx = ctxs[k].p;
+            cc.ctx_len = ctxs[k].len;
+        }
         struct cn_buf b = CN_BUF_INIT;
         cn_raft_conf_change_encode(&cc, &b);
         size_t len = 0;
@@ -212,4 +222,9 @@ int cn_raft_bootstrap(struct cn_raft *r, const struct cn_raft_conf *conf)
     }
     r->log.committed = logLastIndex(&r->log);
     return 0;
+}
+
+void cn_raft_conf_at(const struct cn_raft *r, uint64_t index, struct cn_raft_conf *out)
+{
+    membershipConfAt(r, index, out);
 }

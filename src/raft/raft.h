@@ -106,6 +106,10 @@ enum cn_raft_conf_op {
 struct cn_raft_conf_change {
     uint8_t op; /* enum cn_raft_conf_op */
     uint64_t id;
+    /* Opaque to raft, carried in the entry for the caller's state machine (cairn: the member
+     * records to write when the change is applied, so both land in one entry). Borrowed. */
+    const void *ctx;
+    size_t ctx_len;
 };
 
 enum cn_raft_msg_type {
@@ -234,6 +238,21 @@ int cn_raft_load(struct cn_raft *r, const struct cn_raft_hard_state *hs,
  * Every founding member calls it with the same conf. Errors: CN_ERR_INVAL (state not empty,
  * or no voter). */
 int cn_raft_bootstrap(struct cn_raft *r, const struct cn_raft_conf *conf);
+/* Same, with a context for each member's entry (voters then learners, as in conf; ctxs may be
+ * NULL, or an entry may have len 0). */
+int cn_raft_bootstrap_ctx(struct cn_raft *r, const struct cn_raft_conf *conf,
+                          const struct cn_buf *ctxs);
+
+/* Starts an election now if this member may (a voter, not removed, not the leader). A
+ * one-voter cluster uses it at start instead of waiting out a randomised election timeout. */
+void cn_raft_campaign(struct cn_raft *r);
+
+/* Leader: the replication progress of member id (match = highest index known replicated).
+ * Returns false when not the leader or id is not a member. */
+bool cn_raft_progress(const struct cn_raft *r, uint64_t id, uint64_t *match, bool *recent_active);
+
+/* The configuration in force at index (>= the compaction point), e.g. for a snapshot. */
+void cn_raft_conf_at(const struct cn_raft *r, uint64_t index, struct cn_raft_conf *out);
 
 /* Advances logical time by one tick. */
 void cn_raft_tick(struct cn_raft *r);

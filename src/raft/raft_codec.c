@@ -133,6 +133,7 @@ void cn_raft_conf_change_encode(const struct cn_raft_conf_change *cc, struct cn_
     cn_buf_put_u8(out, CONF_VERSION);
     cn_buf_put_u8(out, cc->op);
     cn_buf_put_uvarint(out, cc->id);
+    if (cc->ctx_len) cn_buf_append(out, cc->ctx, cc->ctx_len);
 }
 
 int cn_raft_conf_change_decode(const void *p, size_t len, struct cn_raft_conf_change *cc)
@@ -144,7 +145,9 @@ int cn_raft_conf_change_decode(const void *p, size_t len, struct cn_raft_conf_ch
     if (version != CONF_VERSION) return CN_ERR_VERSION;
     cc->op = cn_rd_u8(&rd);
     cc->id = cn_rd_uvarint(&rd);
-    if (!cn_rd_ok(&rd) || cn_rd_left(&rd) != 0) return CN_ERR_CORRUPT;
+    if (!cn_rd_ok(&rd)) return CN_ERR_CORRUPT;
+    cc->ctx_len = cn_rd_left(&rd);
+    cc->ctx = cc->ctx_len ? (const uint8_t *)p + (len - cc->ctx_len) : NULL;
     if (cc->op < CN_RAFT_CONF_ADD_LEARNER || cc->op > CN_RAFT_CONF_ADD_VOTER) return CN_ERR_CORRUPT;
     return 0;
 }

@@ -251,3 +251,13 @@ void replicationOnHeartbeatResponse(struct cn_raft *r, const struct cn_raft_msg 
         r->bcast_pending = true;
     readIndexOnHeartbeatResponse(r);
 }
+
+bool cn_raft_progress(const struct cn_raft *r, uint64_t id, uint64_t *match, bool *recent_active)
+{
+    if (r->role != CN_RAFT_LEADER) return false;
+    const struct progress *pr = progressFind((struct cn_raft *)r, id);
+    if (pr == NULL) return false;
+    *match = pr->match;
+    *recent_active = pr->recent_active;
+    return true;
+}

@@ -31,7 +31,9 @@
 #include "common/log.h"
 #include "config/config.h"
 #include "http/http.h"
+#include "http/http_client.h"
 #include "node/node.h"
+#include "proxy/proxy.h"
 #include "store/store.h"
 
 #define SYNC_INTERVAL_MS 500
@@ -61,6 +63,18 @@ struct server {
     int open_rc;
     char open_err[512];
     int64_t t0;
+    /* joining a running cluster (--initial-cluster-state existing) */
+    struct cn_http_client *client;
+    size_t join_next; /* next peer URL to ask */
+    struct cn_node_member members[CN_MAX_MEMBERS];
+    char *member_urls[CN_MAX_MEMBERS][CN_MAX_URLS];
+    size_t nmembers;
+    const char *listen_hosts[CN_MAX_URLS];
+    uint16_t listen_ports[CN_MAX_URLS];
+    uv_timer_t publish_timer;
+    bool attr_published;
+    bool version_inflight;
+    struct cn_proxy *proxy; /* proxy mode */
 };
 
 /* A request that arrived while the data dir was being recovered. */
@@ -108,15 +122,15 @@ static void boot_done(void *ctx, int rc, const struct cn_store_result *res)
 {
     const char *what = ctx;
     if (rc != 0)
-        CN_LOGE("server", "writing cluster record failed record=%s err=\"%s\"", what,
+        CN_LOGW("server", "writing cluster record failed record=%s err=\"%s\"", what,
                 cn_strerror(rc));
-    else if (res->err.ecode != 0)
+    else if (res && res->err.ecode != 0 && res->err.ecode != CN_EC_NODE_EXIST)
         CN_LOGE("server", "writing cluster record failed record=%s ecode=%d cause=\"%s\"", what,
                 res->err.ecode, res->err.cause);
 }
 
 static void propose_sys(struct server *s, uint8_t op, const char *key, const struct cn_buf *value,
-                        const char *what)
+                        cn_node_done_cb cb, void *ctx)
 {
     struct cn_store_cmd c;
     memset(&c, 0, sizeof(c));
@@ -127,30 +141,64 @@ static void propose_sys(struct server *s, uint8_t op, const char *key, const str
     c.now_ns = cn_clock_real_ns();
     struct cn_buf cmd = CN_BUF_INIT;
     cn_store_cmd_encode(&c, &cmd);
-    cn_node_propose(s->node, cmd.p, cmd.len, boot_done, (void *)what);
+    cn_node_propose(s->node, cmd.p, cmd.len, cb, ctx);
     cn_buf_free(&cmd);
 }
 
-/* A new cluster records its member (etcd: /0/members/<id>/raftAttributes and attributes) and its
- * version; a restarted member republishes its attributes when they changed (new client URLs). */
-static void publish(struct server *s, bool fresh, uint64_t id)
+static void publish(struct server *s);
+static void publish_retry(uv_timer_t *t);
+
+static void version_done(void *ctx, int rc, const struct cn_store_result *res)
 {
+    struct server *s = ctx;
+    s->version_inflight = false;
+    boot_done("version", rc, res);
+}
+
+/* The leader records the cluster version once (etcd's leader decides it). */
+static void publish_version(struct server *s)
+{
+    size_t len;
+    if (s->version_inflight || s->node == NULL ||
+        cn_store_peek(s->store, CN_NS_SYS, "/version", &len) != NULL)
+        return;
+    struct cn_node_status st;
+    cn_node_get_status(s->node, &st);
+    if (st.leader != st.id) return;
+    struct cn_buf v = CN_BUF_INIT;
+    cn_buf_appends(&v, CLUSTER_VERSION);
+    s->version_inflight = true;
+    propose_sys(s, CN_OP_SET, "/version", &v, version_done, s);
+    cn_buf_free(&v);
+}
+
+static void attr_done(void *ctx, int rc, const struct cn_store_result *res)
+{
+    struct server *s = ctx;
+    if (rc == 0 && res && res->err.ecode == 0) {
+        s->attr_published = true;
+        CN_LOGI("server", "published member attributes name=%s", s->cfg.name);
+        return;
+    }
+    boot_done("attributes", rc, res);
+    /* etcd keeps publishing until it succeeds (a member joining waits for the log) */
+    if (!s->stopping) uv_timer_start(&s->publish_timer, publish_retry, 500, 0);
+}
+
+static void publish_retry(uv_timer_t *t)
+{
+    publish(t->data);
+}
+
+/* Every member publishes its attributes (name, client URLs) through the log when they differ
+ * from the record (etcd: /0/members/<id>/attributes), and the cluster version once. The member
+ * records with peer URLs are written by the configuration entries themselves. */
+static void publish(struct server *s)
+{
+    if (s->stopping || s->node == NULL) return;
     char key[96];
     struct cn_buf v = CN_BUF_INIT;
-    if (fresh) {
-        const struct cn_url_list *peers = &s->cfg.initial_advertise_peer;
-        for (size_t i = 0; i < s->cfg.ninitial; i++)
-            if (strcmp(s->cfg.initial[i].name, s->cfg.name) == 0)
-                peers = &s->cfg.initial[i].peer_urls;
-        snprintf(key, sizeof(key), "/members/%" PRIx64 "/raftAttributes", id);
-        cn_buf_appends(&v, "{\"peerURLs\":");
-        urls_json(&v, peers);
-        cn_buf_putc(&v, '}');
-        /* etcd adds a member with store.Create, so stats count it as a create */
-        propose_sys(s, CN_OP_CREATE, key, &v, "raftAttributes");
-    }
-    snprintf(key, sizeof(key), "/members/%" PRIx64 "/attributes", id);
-    cn_buf_reset(&v);
+    snprintf(key, sizeof(key), "/members/%" PRIx64 "/attributes", s->boot.member_id);
     cn_buf_appends(&v, "{\"name\":");
     cn_json_strz(&v, s->cfg.name);
     cn_buf_appends(&v, ",\"clientURLs\":");
@@ -159,13 +207,11 @@ static void publish(struct server *s, bool fresh, uint64_t id)
     size_t len;
     const char *cur = cn_store_peek(s->store, CN_NS_SYS, key, &len);
     if (cur == NULL || len != v.len || memcmp(cur, v.p, len) != 0)
-        propose_sys(s, CN_OP_SET, key, &v, "attributes");
-    if (cn_store_peek(s->store, CN_NS_SYS, "/version", &len) == NULL) {
-        cn_buf_reset(&v);
-        cn_buf_appends(&v, CLUSTER_VERSION);
-        propose_sys(s, CN_OP_SET, "/version", &v, "version");
-    }
+        propose_sys(s, CN_OP_SET, key, &v, attr_done, s);
+    else
+        s->attr_published = true;
     cn_buf_free(&v);
+    publish_version(s);
 }
 
 /* ---- TTL expiry --------------------------------------------------------------------------- */
@@ -185,7 +231,9 @@ static void sync_done(void *ctx, int rc, const struct cn_store_result *res)
 static void sync_tick(uv_timer_t *t)
 {
     struct server *s = t->data;
-    if (s->sync_inflight || s->stopping) return;
+    if (s->stopping) return;
+    publish_version(s);
+    if (s->sync_inflight) return;
     int64_t next = cn_store_next_expiry(s->store);
     int64_t now = cn_clock_real_ns();
     if (next == 0 || next > now) return;
@@ -231,15 +279,37 @@ static void http_closed(void *ctx)
         node_stopped(s);
 }
 
+static void proxy_stopped(void *ctx)
+{
+    struct server *s = ctx;
+    s->proxy = NULL;
+    CN_LOGN("server", "proxy stopped cleanly");
+    uv_walk(s->loop, close_walk, NULL);
+}
+
 static void shutdown_server(struct server *s, const char *why)
 {
     if (s->stopping) return;
+    if (s->proxy) {
+        s->stopping = true;
+        CN_LOGN("server", "shutting down reason=%s", why);
+        uv_signal_stop(&s->sigterm);
+        uv_signal_stop(&s->sigint);
+        notify("STOPPING=1");
+        cn_proxy_stop(s->proxy, proxy_stopped, s);
+        return;
+    }
     s->stopping = true;
     CN_LOGN("server", "shutting down reason=%s", why);
     uv_timer_stop(&s->sync_timer);
     uv_signal_stop(&s->sigterm);
     uv_signal_stop(&s->sigint);
     notify("STOPPING=1");
+    uv_timer_stop(&s->publish_timer);
+    if (s->client) {
+        cn_http_client_close(s->client, NULL, NULL);
+        s->client = NULL;
+    }
     if (s->sync_req) cn_node_req_detach(s->sync_req);
     if (s->api) cn_api_end_watches(s->api);
     struct cn_list *it, *tmp;
@@ -270,15 +340,6 @@ static int check_bootstrap(const struct cn_config *cfg)
         fprintf(stderr, "cairn: discovery bootstrap is not supported yet; use --initial-cluster\n");
         return -1;
     }
-    if (strcmp(cfg->proxy, "off") != 0) {
-        fprintf(stderr, "cairn: proxy mode is not supported yet\n");
-        return -1;
-    }
-    if (!cfg->initial_cluster_new) {
-        fprintf(stderr, "cairn: --initial-cluster-state existing (joining a running cluster) "
-                        "needs a cluster of several members, which is not supported yet\n");
-        return -1;
-    }
     const struct cn_initial_member *me = NULL;
     for (size_t i = 0; i < cfg->ninitial; i++)
         if (strcmp(cfg->initial[i].name, cfg->name) == 0) me = &cfg->initial[i];
@@ -307,14 +368,162 @@ static int check_bootstrap(const struct cn_config *cfg)
         cn_buf_free(&b);
         return -1;
     }
-    if (cfg->ninitial > 1) {
-        fprintf(stderr,
-                "cairn: --initial-cluster names %zu members; clusters of more than one "
-                "member are not supported yet by this build\n",
-                cfg->ninitial);
-        return -1;
-    }
+    /* etcd: every peer URL belongs to one member */
+    for (size_t i = 0; i < cfg->ninitial; i++)
+        for (size_t k = 0; k < cfg->initial[i].peer_urls.n; k++)
+            for (size_t j = 0; j <= i; j++)
+                for (size_t l = 0; l < cfg->initial[j].peer_urls.n; l++) {
+                    if (j == i && l >= k) break;
+                    if (strcmp(cfg->initial[i].peer_urls.raw[k],
+                               cfg->initial[j].peer_urls.raw[l]) == 0) {
+                        fprintf(stderr, "cairn: initial cluster has duplicate url %s\n",
+                                cfg->initial[i].peer_urls.raw[k]);
+                        return -1;
+                    }
+                }
     return 0;
+}
+
+/* ---- node callbacks ---------------------------------------------------------------------- */
+
+static void on_removed(void *ctx)
+{
+    struct server *s = ctx;
+    if (s->stopping) return;
+    s->exit_code = s->node && cn_node_removed(s->node) ? 0 : 1;
+    shutdown_server(s, s->exit_code == 0 ? "removed from the cluster" : "log failure");
+}
+
+/* The peer port's HTTP side: GET /members (a joining member, a proxy) and /version. */
+static int peer_http_get(void *ctx, const char *path, struct cn_buf *body)
+{
+    struct server *s = ctx;
+    if (strcmp(path, "/members") == 0 && s->api) {
+        cn_api_members_array(s->api, body);
+        return 200;
+    }
+    if (strcmp(path, "/version") == 0) {
+        cn_buf_appends(body, "{\"etcdserver\":\"2.3.8\",\"etcdcluster\":\"" CLUSTER_VERSION "\"}");
+        return 200;
+    }
+    return 404;
+}
+
+/* ---- joining a running cluster -------------------------------------------------------------- */
+
+static void start_open(struct server *s);
+
+static bool same_urls(json_t *arr, const struct cn_url_list *l)
+{
+    if (!json_is_array(arr) || json_array_size(arr) != l->n) return false;
+    for (size_t i = 0; i < l->n; i++) {
+        bool found = false;
+        size_t k;
+        json_t *v;
+        json_array_foreach(arr, k, v)
+        {
+            if (json_is_string(v) && strcmp(json_string_value(v), l->raw[i]) == 0) found = true;
+        }
+        if (!found) return false;
+    }
+    return true;
+}
+
+static void join_next(struct server *s);
+
+/* etcd's GetClusterFromRemotePeers + ValidateClusterAndAssignIDs: the remote member list must
+ * match --initial-cluster member for member (by peer URLs); we take the ids it assigned. */
+static void join_answer(struct cn_http_client_req *req, int rc,
+                        const struct cn_http_client_resp *resp, void *ctx)
+{
+    (void)req;
+    struct server *s = ctx;
+    if (s->stopping) return;
+    json_t *arr = NULL;
+    if (rc == 0 && resp->status == 200)
+        arr = json_loadb(resp->body.p ? resp->body.p : "", resp->body.len, 0, NULL);
+    if (!json_is_array(arr)) {
+        json_decref(arr);
+        join_next(s);
+        return;
+    }
+    struct cn_str cid = cn_http_client_resp_header(resp, "X-Etcd-Cluster-ID");
+    char cids[32] = "";
+    if (cid.p) snprintf(cids, sizeof(cids), "%.*s", (int)(cid.len > 20 ? 20 : cid.len), cid.p);
+    const char *err = NULL;
+    if (json_array_size(arr) != s->cfg.ninitial) err = "member count is unequal";
+    uint64_t self = 0;
+    s->nmembers = 0;
+    for (size_t i = 0; err == NULL && i < s->cfg.ninitial; i++) {
+        const struct cn_initial_member *im = &s->cfg.initial[i];
+        size_t k;
+        json_t *m;
+        bool matched = false;
+        json_array_foreach(arr, k, m)
+        {
+            if (!same_urls(json_object_get(m, "peerURLs"), &im->peer_urls)) continue;
+            const char *ids = json_string_value(json_object_get(m, "id"));
+            uint64_t id = ids ? strtoull(ids, NULL, 16) : 0;
+            if (id == 0) continue;
+            matched = true;
+            struct cn_node_member *nm = &s->members[s->nmembers];
+            nm->id = id;
+            nm->npeer = im->peer_urls.n;
+            for (size_t u = 0; u < im->peer_urls.n; u++)
+                s->member_urls[s->nmembers][u] = im->peer_urls.raw[u];
+            nm->peer_urls = s->member_urls[s->nmembers];
+            s->nmembers++;
+            if (strcmp(im->name, s->cfg.name) == 0) self = id;
+        }
+        if (!matched) err = "unmatched member while checking PeerURLs";
+    }
+    json_decref(arr);
+    if (err == NULL && (self == 0 || *cids == '\0')) err = "the cluster does not list this member";
+    if (err) {
+        fprintf(stderr, "cairn: error validating peerURLs %s: %s\n", cids, err);
+        CN_LOGE("server", "cannot join the cluster err=\"%s\"", err);
+        s->exit_code = 1;
+        shutdown_server(s, "join failed");
+        return;
+    }
+    s->nopt.member_id = self;
+    s->nopt.cluster_id = strtoull(cids, NULL, 16);
+    s->nopt.mode = CN_NODE_JOIN;
+    s->nopt.members = s->members;
+    s->nopt.nmembers = s->nmembers;
+    CN_LOGN("server", "joining cluster=%s as member id=%" PRIx64, cids, self);
+    start_open(s);
+}
+
+/* Asks the other members' peer URLs, one after the other, for the member list. */
+static void join_next(struct server *s)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < s->cfg.ninitial; i++) {
+        const struct cn_initial_member *im = &s->cfg.initial[i];
+        if (strcmp(im->name, s->cfg.name) == 0) continue;
+        for (size_t u = 0; u < im->peer_urls.n; u++, k++) {
+            if (k < s->join_next) continue;
+            s->join_next = k + 1;
+            char url[512];
+            snprintf(url, sizeof(url), "%s/members", im->peer_urls.raw[u]);
+            struct cn_http_client_opts o = {
+                .method = "GET",
+                .url = url,
+                .timeout_ms = 2000,
+                .connect_timeout_ms = 1000,
+                .max_body_bytes = 1 << 20,
+                .on_done = join_answer,
+                .ctx = s,
+            };
+            if (cn_http_client_request(s->client, &o, NULL) == 0) return;
+        }
+    }
+    fprintf(stderr, "cairn: cannot fetch cluster info from peer urls: could not retrieve cluster "
+                    "information from the given urls\n");
+    CN_LOGE("server", "cannot fetch cluster info from peer urls");
+    s->exit_code = 1;
+    shutdown_server(s, "join failed");
 }
 
 /* ---- recovery on the thread pool ------------------------------------------------------------ */
@@ -364,6 +573,18 @@ static void open_after(uv_work_t *w, int status)
             " replayed=%" PRIu64 " index=%" PRIu64 " ms=%.1f",
             boot->member_id, boot->cluster_id, boot->fresh, boot->snap_index, boot->replayed,
             cn_store_index(s->store), (double)(cn_clock_mono_ns() - s->t0) / 1e6);
+    if (!boot->fresh && strcmp(boot->name, s->cfg.name) != 0) {
+        fprintf(stderr,
+                "cairn: data dir %s belongs to member \"%s\" (id %" PRIx64 ", cluster %" PRIx64
+                "), not to \"%s\": start it with --name %s, or use another --data-dir\n",
+                s->cfg.data_dir, boot->name, boot->member_id, boot->cluster_id, s->cfg.name,
+                boot->name);
+        CN_LOGE("server", "data dir belongs to another member dir=%s member=%s", s->cfg.data_dir,
+                boot->name);
+        s->exit_code = 1;
+        shutdown_server(s, "data dir of another member");
+        return;
+    }
     if (s->stopping) { /* SIGTERM arrived during recovery */
         if (s->http == NULL) cn_node_stop(s->node, node_stopped, s);
         return;
@@ -377,14 +598,29 @@ static void open_after(uv_work_t *w, int status)
         .election_ms = s->cfg.election_ms,
     };
     s->api = cn_api_new(s->loop, &aopt, s->store, s->node);
-    cn_node_start(s->node);
-    publish(s, boot->fresh, boot->member_id);
+    char err[512] = "";
+    if (cn_node_start(s->node, err, sizeof(err)) != 0) {
+        fprintf(stderr, "cairn: %s\n", err);
+        CN_LOGE("server", "cannot start the member err=\"%s\"", err);
+        s->exit_code = 1;
+        shutdown_server(s, "start failed");
+        return;
+    }
+    publish(s);
     uv_timer_start(&s->sync_timer, sync_tick, SYNC_INTERVAL_MS, SYNC_INTERVAL_MS);
     s->ready = true;
     serve_waiting(s);
     notify("READY=1");
     CN_LOGN("server", "ready to serve client requests startup_ms=%.1f",
             (double)(cn_clock_mono_ns() - s->t0) / 1e6);
+}
+
+static void start_open(struct server *s)
+{
+    s->opening = true;
+    s->open_work.data = s;
+    int rc = uv_queue_work(s->loop, &s->open_work, open_work, open_after);
+    CN_ASSERT(rc == 0);
 }
 
 static void waiter_abort(struct cn_http_req *req, void *ctx)
@@ -454,6 +690,31 @@ static void raise_nofile(void)
                 (unsigned long long)want, strerror(errno));
 }
 
+/* Proxy mode: no data, the client API forwarded to the cluster's members (spec §6). */
+static int run_proxy(struct server *s, const char *const *peers, size_t npeers)
+{
+    struct cn_proxy_timing t = {
+        .failure_wait_ms = s->cfg.proxy_failure_wait_ms,
+        .refresh_interval_ms = s->cfg.proxy_refresh_interval_ms,
+        .dial_timeout_ms = s->cfg.proxy_dial_timeout_ms,
+        .write_timeout_ms = s->cfg.proxy_write_timeout_ms,
+        .read_timeout_ms = s->cfg.proxy_read_timeout_ms,
+    };
+    char err[512] = "";
+    int rc =
+        cn_proxy_start_timing(s->loop, &s->cfg, &t, peers, npeers, &s->proxy, err, sizeof(err));
+    if (rc != 0) {
+        fprintf(stderr, "cairn: cannot start the proxy: %s\n", err);
+        CN_LOGE("server", "cannot start the proxy err=\"%s\"", err);
+        s->proxy = NULL;
+        return 1;
+    }
+    notify("READY=1");
+    CN_LOGN("server", "proxy ready mode=%s startup_ms=%.1f", s->cfg.proxy,
+            (double)(cn_clock_mono_ns() - s->t0) / 1e6);
+    return 0;
+}
+
 int main(int argc, char **argv, char **envp)
 {
     cn_log_init();
@@ -495,11 +756,52 @@ int main(int argc, char **argv, char **envp)
         .member_id = member_id,
         .cluster_id = cluster_id,
         .name = s.cfg.name,
+        .mode = CN_NODE_NEW,
+        .force_new_cluster = s.cfg.force_new_cluster,
+        .strict_reconfig_check = s.cfg.strict_reconfig_check,
+        .on_removed = on_removed,
+        .peer_http_get = peer_http_get,
+        .cb_ctx = &s,
     };
+    for (size_t i = 0; i < s.cfg.ninitial; i++) {
+        s.members[i].id = s.cfg.initial[i].id;
+        s.members[i].npeer = s.cfg.initial[i].peer_urls.n;
+        s.members[i].peer_urls = s.cfg.initial[i].peer_urls.raw;
+    }
+    s.nmembers = s.cfg.ninitial;
+    nopt.members = s.members;
+    nopt.nmembers = s.nmembers;
+    for (size_t i = 0; i < s.cfg.listen_peer.n; i++) {
+        s.listen_hosts[i] = s.cfg.listen_peer.u[i].host;
+        s.listen_ports[i] = s.cfg.listen_peer.u[i].port;
+    }
+    nopt.nlisten = s.cfg.listen_peer.n;
+    nopt.listen_hosts = s.listen_hosts;
+    nopt.listen_ports = s.listen_ports;
     /* A data dir with member state restarts that member and ignores the bootstrap flags. */
     char meta[4200];
     snprintf(meta, sizeof(meta), "%s/member/meta", s.cfg.data_dir);
     bool has_member = access(meta, F_OK) == 0;
+    char pdir[4200];
+    snprintf(pdir, sizeof(pdir), "%s/proxy", s.cfg.data_dir);
+    bool has_proxy = access(pdir, F_OK) == 0;
+    if (has_member && has_proxy) {
+        fprintf(stderr, "cairn: invalid datadir. Both member and proxy directories exist.\n");
+        cn_store_free(s.store);
+        cn_config_free(&s.cfg);
+        return 1;
+    }
+    if (!has_member && (has_proxy || strcmp(s.cfg.proxy, "off") != 0)) {
+        s.t0 = cn_clock_mono_ns();
+        uv_signal_init(s.loop, &s.sigterm);
+        uv_signal_init(s.loop, &s.sigint);
+        s.sigterm.data = s.sigint.data = &s;
+        uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+        uv_signal_start(&s.sigint, on_signal, SIGINT);
+        s.exit_code = run_proxy(&s, NULL, 0);
+        if (s.exit_code != 0) uv_walk(s.loop, close_walk, NULL);
+        goto run;
+    }
     if (!has_member && check_bootstrap(&s.cfg) != 0) {
         cn_store_free(s.store);
         cn_config_free(&s.cfg);
@@ -513,6 +815,8 @@ int main(int argc, char **argv, char **envp)
     cn_list_init(&s.waiting);
     uv_timer_init(s.loop, &s.sync_timer);
     s.sync_timer.data = &s;
+    uv_timer_init(s.loop, &s.publish_timer);
+    s.publish_timer.data = &s;
     uv_signal_init(s.loop, &s.sigterm);
     uv_signal_init(s.loop, &s.sigint);
     s.sigterm.data = s.sigint.data = &s;
@@ -544,10 +848,13 @@ int main(int argc, char **argv, char **envp)
         }
         CN_LOGN("server", "listening for client requests url=%s", s.cfg.listen_client.raw[i]);
     }
-    s.opening = true;
-    s.open_work.data = &s;
-    rc = uv_queue_work(s.loop, &s.open_work, open_work, open_after);
-    CN_ASSERT(rc == 0);
+    if (!has_member && !s.cfg.initial_cluster_new) {
+        /* joining: ask the running members for the ids they assigned, then open */
+        s.client = cn_http_client_new(s.loop);
+        join_next(&s);
+    } else {
+        start_open(&s);
+    }
 run:
     uv_run(s.loop, UV_RUN_DEFAULT);
     uv_loop_close(s.loop);

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-pytest.register_assert_rewrite("harness")
+pytest.register_assert_rewrite("harness", "cluster", "linearizability")
 
 import harness  # noqa: E402
 from harness import IS_ETCD, Member  # noqa: E402
@@ -110,6 +110,29 @@ def shared_member(tmp_path_factory):
     yield m
     m.cleanup()
     _fail_on_sanitizer_reports([m])
+
+
+@pytest.fixture
+def cluster_factory(tmp_path, request):
+    """Create (and by default start) multi-member clusters (cluster.Cluster);
+    every process is killed and every fault proxy closed at teardown."""
+    from cluster import Cluster
+    made = []
+    members = []
+    request.node._cairn_members = members
+    count = itertools.count(1)
+
+    def make(size=3, start=True, **kw):
+        c = Cluster(tmp_path / f"c{next(count)}", size=size, registry=members, **kw)
+        made.append(c)
+        if start:
+            c.start()
+        return c
+
+    yield make
+    for c in made:
+        c.cleanup()
+    _fail_on_sanitizer_reports(members)
 
 
 _ns = itertools.count(1)

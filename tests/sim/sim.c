@@ -521,7 +521,7 @@ static void processItem(struct sim *s, int i, struct sim_inbox_item *it)
         break;
     }
     case 5: {
-        struct cn_raft_conf_change cc = {(uint8_t)(it->arg / 1000), it->arg % 1000};
+        struct cn_raft_conf_change cc = {(uint8_t)(it->arg / 1000), it->arg % 1000, NULL, 0};
         if (cn_raft_propose_conf(m->r, &cc, NULL, NULL) != 0) break;
         static const char *ops[] = {"?", "add learner", "promote", "remove", "add voter"};
         trace(s, "membership: %s %llu proposed on %llu", ops[cc.op < 5 ? cc.op : 0],

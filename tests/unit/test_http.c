@@ -835,6 +835,64 @@ static void client_stream_timeout_cancel(void **state)
     cres_free(&e);
 }
 
+/* The per-phase limits: read_timeout_ms covers the wait for the head and, in stream mode, the
+ * silence between body reads; connect and write limits that are met leave the request alone. */
+static void client_phase_timeouts(void **state)
+{
+    struct cn_http_client *cl = cn_http_client_new(&F.loop);
+    char url[128];
+    url_of(url, sizeof(url), "127.0.0.1", "/hello");
+    struct cres a = {0};
+    struct cn_http_client_opts o = {.method = "GET",
+                                    .url = url,
+                                    .connect_timeout_ms = 1000,
+                                    .write_timeout_ms = 1000,
+                                    .read_timeout_ms = 1000,
+                                    .on_done = c_done,
+                                    .ctx = &a};
+    assert_int_equal(cn_http_client_request(cl, &o, NULL), 0);
+    RUN_UNTIL(a.done == 1);
+    assert_int_equal(a.rc, 0);
+    assert_string_equal(a.body.p, "hello\n");
+
+    /* a stream that goes quiet: the chunk that came is delivered, then the limit ends it */
+    url_of(url, sizeof(url), "127.0.0.1", "/stream");
+    struct cres b = {0};
+    o = (struct cn_http_client_opts){.method = "GET",
+                                     .url = url,
+                                     .read_timeout_ms = 50,
+                                     .on_head = c_head,
+                                     .on_chunk = c_chunk,
+                                     .on_done = c_done,
+                                     .ctx = &b};
+    assert_int_equal(cn_http_client_request(cl, &o, NULL), 0);
+    RUN_UNTIL(b.heads == 1 && F.nheld == 1);
+    cn_http_stream_write(F.held[0], "{\"n\":1}\n", 8);
+    RUN_UNTIL(b.done == 1);
+    assert_int_equal(b.rc, CN_ERR_TIMEOUT);
+    assert_string_equal(b.body.p, "{\"n\":1}\n");
+    RUN_UNTIL(F.aborts == 1); /* the connection was closed under the stream */
+
+    /* no head at all within the limit */
+    url_of(url, sizeof(url), "127.0.0.1", "/hold");
+    struct cres c = {0};
+    o = (struct cn_http_client_opts){
+        .method = "GET", .url = url, .read_timeout_ms = 30, .on_done = c_done, .ctx = &c};
+    assert_int_equal(cn_http_client_request(cl, &o, NULL), 0);
+    RUN_UNTIL(c.done == 1);
+    assert_int_equal(c.rc, CN_ERR_TIMEOUT);
+    RUN_UNTIL(F.nheld == 2);
+    cn_http_respond(F.held[1], 200, NULL, NULL, 0, "late", 4, false);
+    RUN_UNTIL(cn_http_server_conn_count(F.srv) == 0);
+
+    int closed = 0;
+    cn_http_client_close(cl, count_close, &closed);
+    RUN_UNTIL(closed == 1);
+    cres_free(&a);
+    cres_free(&b);
+    cres_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -854,6 +912,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(listen_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(client_basic, setup, teardown),
         cmocka_unit_test_setup_teardown(client_stream_timeout_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(client_phase_timeouts, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -749,7 +749,7 @@ static void transfer_gives_up_after_timeout(void **state)
 
 static int conf(uint64_t leader, uint8_t op, uint64_t id)
 {
-    struct cn_raft_conf_change cc = {op, id};
+    struct cn_raft_conf_change cc = {op, id, NULL, 0};
     int rc = cn_raft_propose_conf(node(leader)->r, &cc, NULL, NULL);
     handleReady(node(leader));
     return rc;
@@ -965,11 +965,13 @@ static void codec_roundtrip_and_bounds(void **state)
     /* a huge entry count is refused before anything is allocated */
     uint8_t evil[] = {1, CN_RAFT_MSG_APP, 0, 1, 2, 3, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f};
     assert_int_equal(cn_raft_msg_decode(evil, sizeof(evil), &d, &de), CN_ERR_CORRUPT);
-    struct cn_raft_conf_change cc = {CN_RAFT_CONF_PROMOTE, 300}, cd;
+    struct cn_raft_conf_change cc = {CN_RAFT_CONF_PROMOTE, 300, "ctx", 3}, cd;
     cn_raft_conf_change_encode(&cc, &b);
     assert_int_equal(cn_raft_conf_change_decode(b.p, b.len, &cd), 0);
     assert_int_equal(cd.op, CN_RAFT_CONF_PROMOTE);
     assert_int_equal(cd.id, 300);
+    assert_int_equal(cd.ctx_len, 3);
+    assert_memory_equal(cd.ctx, "ctx", 3);
     cn_buf_free(&b);
 }
 

@@ -32,6 +32,10 @@ void cn_api_free(struct cn_api *api);
 void cn_api_handle(struct cn_http_req *req, void *ctx);
 void cn_api_too_large(struct cn_http_req *req, void *ctx);
 
+/* Appends the member list as the peer port serves it at GET /members (etcd's peer handler): a
+ * JSON array of {"id","name","peerURLs","clientURLs"}, no newline. */
+void cn_api_members_array(struct cn_api *api, struct cn_buf *out);
+
 /* Ends every open watch response (shutdown). */
 void cn_api_end_watches(struct cn_api *api);
 

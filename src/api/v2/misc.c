@@ -5,6 +5,7 @@
  * so every member reads the same list. */
 #include <inttypes.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +14,11 @@
 #include "api_int.h"
 #include "common/alloc.h"
 #include "common/clock.h"
+#include "common/err.h"
 #include "common/json.h"
 #include "common/url.h"
+#include "config/config.h"
+#include "raft/raft.h"
 
 struct member {
     uint64_t id;
@@ -109,6 +113,19 @@ static void member_json(struct cn_buf *b, const struct member *m)
     cn_buf_putc(b, '}');
 }
 
+void cn_api_members_array(struct cn_api *api, struct cn_buf *out)
+{
+    struct member_list l;
+    members_load(api, &l);
+    cn_buf_putc(out, '[');
+    for (size_t i = 0; i < l.n; i++) {
+        if (i) cn_buf_putc(out, ',');
+        member_json(out, &l.m[i]);
+    }
+    cn_buf_putc(out, ']');
+    members_free(&l);
+}
+
 static void send_body(struct cn_api *api, struct cn_http_req *req, int status, struct cn_buf *b,
                       bool cluster_header)
 {
@@ -189,6 +206,172 @@ static bool member_body(struct cn_api *api, struct cn_http_req *req, struct memb
     return ok;
 }
 
+/* ---- membership changes (POST, DELETE, PUT), through the log ------------------------------ */
+
+struct member_change {
+    struct cn_api *api;
+    struct cn_http_req *req;
+    struct cn_node_req *nreq;
+    int status; /* on success */
+    struct cn_buf body;
+};
+
+static void change_abort(struct cn_http_req *req, void *ctx)
+{
+    (void)ctx;
+    struct member_change *mc = req->data; /* ctx is the server's */
+    cn_node_req_detach(mc->nreq);
+    cn_buf_free(&mc->body);
+    cn_free(mc);
+}
+
+static void change_done(void *ctx, int rc, const struct cn_store_result *res)
+{
+    struct member_change *mc = ctx;
+    struct cn_http_req *req = mc->req;
+    req->on_abort = NULL;
+    if (rc == 0 && res && res->err.ecode != 0) rc = CN_ERR_INVAL;
+    if (rc == 0) {
+        if (mc->status == 204)
+            cn_http_respond(req, 204, NULL, NULL, 0, NULL, 0, false);
+        else
+            send_body(mc->api, req, mc->status, &mc->body, true);
+    } else {
+        const char *why = rc == CN_ERR_TIMEOUT     ? "etcdserver: request timed out"
+                          : rc == CN_ERR_NO_LEADER ? "etcdserver: no leader"
+                          : rc == CN_ERR_STOPPED   ? "etcdserver: server stopped"
+                                                   : NULL;
+        char msg[160];
+        if (why == NULL) snprintf(msg, sizeof(msg), "etcdserver: %s", cn_strerror(rc));
+        cn_api_send_message(mc->api, req, 500, why ? why : msg);
+    }
+    cn_buf_free(&mc->body);
+    cn_free(mc);
+}
+
+static struct member_change *change_new(struct cn_api *api, struct cn_http_req *req, int status)
+{
+    struct member_change *mc = CN_NEW(struct member_change);
+    mc->api = api;
+    mc->req = req;
+    mc->status = status;
+    cn_buf_init(&mc->body);
+    req->data = mc;
+    req->on_abort = change_abort;
+    return mc;
+}
+
+static void sys_cmd(struct cn_buf *out, uint8_t op, const char *key, const struct cn_buf *value)
+{
+    struct cn_store_cmd c;
+    memset(&c, 0, sizeof(c));
+    c.op = op;
+    c.ns = CN_NS_SYS;
+    c.key = cn_str_c(key);
+    if (value) c.value = cn_buf_str(value);
+    if (op == CN_OP_DELETE) c.dir = c.recursive = true;
+    c.now_ns = cn_clock_real_ns();
+    cn_store_cmd_encode(&c, out);
+}
+
+/* The request's peerURLs (validated by member_body), sorted as strings, as etcd keeps them. */
+static size_t body_urls(const struct cn_http_req *req, char **out, size_t max)
+{
+    json_t *body = json_loadb(req->body.p ? req->body.p : "", req->body.len, 0, NULL);
+    json_t *urls = json_object_get(body, "peerURLs");
+    size_t i, n = 0;
+    json_t *v;
+    json_array_foreach(urls, i, v)
+    {
+        if (n == max || !json_is_string(v)) continue;
+        const char *z = json_string_value(v);
+        while (*z == ' ')
+            z++;
+        out[n++] = cn_xstrdup(z);
+    }
+    json_decref(body);
+    for (size_t a = 1; a < n; a++)
+        for (size_t b = a; b > 0 && strcmp(out[b], out[b - 1]) < 0; b--) {
+            char *t = out[b];
+            out[b] = out[b - 1];
+            out[b - 1] = t;
+        }
+    return n;
+}
+
+static void urls_value(struct cn_buf *v, char **urls, size_t n)
+{
+    cn_buf_appends(v, "{\"peerURLs\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i) cn_buf_putc(v, ',');
+        cn_json_strz(v, urls[i]);
+    }
+    cn_buf_appends(v, "]}");
+}
+
+/* POST: etcd's AddMember. The id mixes the URLs with the time, so a re-added URL gets a new id. */
+static void member_add(struct cn_api *api, struct cn_http_req *req)
+{
+    char *urls[CN_MAX_URLS];
+    size_t n = body_urls(req, urls, CN_MAX_URLS);
+    uint64_t id = cn_config_member_id(urls, n, "", cn_clock_real_ns() / CN_NS_PER_S);
+    struct cn_buf v = CN_BUF_INIT, cmd = CN_BUF_INIT, cmds = CN_BUF_INIT;
+    urls_value(&v, urls, n);
+    char key[64];
+    snprintf(key, sizeof(key), "/members/%" PRIx64 "/raftAttributes", id);
+    sys_cmd(&cmd, CN_OP_CREATE, key, &v);
+    cn_node_cmds_add(&cmds, &cmd);
+    struct member_change *mc = change_new(api, req, 201);
+    cn_buf_appendf(&mc->body, "{\"id\":\"%" PRIx64 "\",\"name\":\"\",\"peerURLs\":[", id);
+    for (size_t i = 0; i < n; i++) {
+        if (i) cn_buf_putc(&mc->body, ',');
+        cn_json_strz(&mc->body, urls[i]);
+        cn_free(urls[i]);
+    }
+    cn_buf_appends(&mc->body, "],\"clientURLs\":[]}\n");
+    mc->nreq =
+        cn_node_propose_conf(api->node, CN_RAFT_CONF_ADD_LEARNER, id, &cmds, change_done, mc);
+    cn_buf_free(&v);
+    cn_buf_free(&cmd);
+    cn_buf_free(&cmds);
+}
+
+static void member_remove(struct cn_api *api, struct cn_http_req *req, uint64_t id)
+{
+    struct cn_buf cmd = CN_BUF_INIT, cmds = CN_BUF_INIT, v = CN_BUF_INIT;
+    char key[64];
+    snprintf(key, sizeof(key), "/members/%" PRIx64, id);
+    sys_cmd(&cmd, CN_OP_DELETE, key, NULL);
+    cn_node_cmds_add(&cmds, &cmd);
+    cn_buf_reset(&cmd);
+    snprintf(key, sizeof(key), "/removed_members/%" PRIx64, id);
+    cn_buf_appends(&v, "removed");
+    sys_cmd(&cmd, CN_OP_SET, key, &v);
+    cn_node_cmds_add(&cmds, &cmd);
+    struct member_change *mc = change_new(api, req, 204);
+    mc->nreq = cn_node_propose_conf(api->node, CN_RAFT_CONF_REMOVE, id, &cmds, change_done, mc);
+    cn_buf_free(&v);
+    cn_buf_free(&cmd);
+    cn_buf_free(&cmds);
+}
+
+static void member_update(struct cn_api *api, struct cn_http_req *req, uint64_t id)
+{
+    char *urls[CN_MAX_URLS];
+    size_t n = body_urls(req, urls, CN_MAX_URLS);
+    struct cn_buf v = CN_BUF_INIT, cmd = CN_BUF_INIT;
+    urls_value(&v, urls, n);
+    for (size_t i = 0; i < n; i++)
+        cn_free(urls[i]);
+    char key[64];
+    snprintf(key, sizeof(key), "/members/%" PRIx64 "/raftAttributes", id);
+    sys_cmd(&cmd, CN_OP_SET, key, &v);
+    struct member_change *mc = change_new(api, req, 204);
+    mc->nreq = cn_node_propose(api->node, cmd.p, cmd.len, change_done, mc);
+    cn_buf_free(&v);
+    cn_buf_free(&cmd);
+}
+
 void cn_api_members(struct cn_api *api, struct cn_http_req *req, struct cn_str rest)
 {
     struct member_list l;
@@ -204,11 +387,7 @@ void cn_api_members(struct cn_api *api, struct cn_http_req *req, struct cn_str r
             cn_buf_appends(&b, "]}\n");
             send_body(api, req, 200, &b, true);
         } else if (req->method == CN_HTTP_POST) {
-            /* Runtime membership needs consensus among several members (the cluster issue):
-             * requests are validated as etcd does, then refused. */
-            if (member_body(api, req, &l, 0))
-                cn_api_send_message(api, req, 500,
-                                    "membership changes are not supported yet by this cairn build");
+            if (member_body(api, req, &l, 0)) member_add(api, req);
         } else {
             struct cn_http_hdr h[] = {{"Allow", "GET,POST,DELETE,PUT"},
                                       {"X-Content-Type-Options", "nosniff"}};
@@ -246,13 +425,20 @@ void cn_api_members(struct cn_api *api, struct cn_http_req *req, struct cn_str r
     bool exists = false;
     for (size_t i = 0; i < l.n; i++)
         if (*end == '\0' && *idz && l.m[i].id == mid) exists = true;
-    if (!exists) {
+    char rkey[64];
+    snprintf(rkey, sizeof(rkey), "/removed_members/%" PRIx64, mid);
+    size_t rlen;
+    if (!exists && *end == '\0' && *idz && cn_store_peek(api->store, CN_NS_SYS, rkey, &rlen)) {
+        snprintf(msg, sizeof(msg), "Member permanently removed: %s", idz);
+        cn_api_send_message(api, req, 410, msg);
+    } else if (!exists) {
         cn_api_send_message(api, req, 404, msg);
-    } else if (req->method == CN_HTTP_PUT && !member_body(api, req, &l, mid)) {
-        /* answered */
+    } else if (req->method == CN_HTTP_PUT) {
+        if (member_body(api, req, &l, mid)) member_update(api, req, mid);
+    } else if (req->method == CN_HTTP_DELETE) {
+        member_remove(api, req, mid);
     } else {
-        cn_api_send_message(api, req, 500,
-                            "membership changes are not supported yet by this cairn build");
+        cn_api_send_message(api, req, 405, "Method Not Allowed");
     }
 out:
     members_free(&l);
@@ -313,8 +499,21 @@ void cn_api_stats(struct cn_api *api, struct cn_http_req *req, struct cn_str whi
         if (st.leader != st.id || st.leader == 0) {
             cn_api_send_message(api, req, 403, "not current leader");
         } else {
-            /* One member has no followers; the cluster issue fills latency and counts. */
-            cn_buf_appendf(&b, "{\"leader\":\"%" PRIx64 "\",\"followers\":{}}", st.id);
+            /* etcd's LeaderStats: per follower the round-trip latency of appends and
+             * heartbeats (ms) and the counts of answered and failed sends */
+            cn_buf_appendf(&b, "{\"leader\":\"%" PRIx64 "\",\"followers\":{", st.id);
+            for (unsigned i = 0; i < st.n_followers; i++) {
+                const struct cn_node_follower *f = &st.followers[i];
+                double avg = f->lat_n ? f->lat_sum / (double)f->lat_n : 0;
+                double var = f->lat_n ? f->lat_sq / (double)f->lat_n - avg * avg : 0;
+                cn_buf_appendf(&b,
+                               "%s\"%" PRIx64 "\":{\"latency\":{\"current\":%.6f,\"average\":%.6f,"
+                               "\"standardDeviation\":%.6f,\"minimum\":%.6f,\"maximum\":%.6f},"
+                               "\"counts\":{\"fail\":%" PRIu64 ",\"success\":%" PRIu64 "}}",
+                               i ? "," : "", f->id, f->lat_current, avg, var > 0 ? sqrt(var) : 0.0,
+                               f->lat_min, f->lat_max, f->fail, f->success);
+            }
+            cn_buf_appends(&b, "}}");
             send_body(api, req, 200, &b, false);
         }
     }
