@@ -4,11 +4,13 @@
 #   make test     install what is missing, build with -Werror, run unit + black-box tests, then
 #                 the same again under AddressSanitizer+UBSan
 #   make bench    side-by-side benchmarks against etcd (when installed)
+#   make bench-cluster   3-member clusters: PUT through leader/follower, failover, vs etcd
+#   make chaos    the linearizability check under a nemesis for 10 minutes (CHAOS_SECONDS)
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 PYTHON ?= /usr/bin/python3
 CMAKE_FLAGS ?=
 
-.PHONY: all build run test test-unit test-integration test-asan deps bench fuzz sim-long chaos clean format
+.PHONY: all build run test test-unit test-integration test-asan deps bench bench-cluster fuzz sim-long chaos clean format
 
 all: build
 
@@ -42,6 +44,14 @@ test-asan:
 
 bench: deps build
 	$(PYTHON) bench/bench.py --cairn build/cairn --loadgen build/bench/cn_loadgen
+
+bench-cluster: deps build
+	$(PYTHON) bench/cluster.py --cairn build/cairn --loadgen build/bench/cn_loadgen
+
+CHAOS_SECONDS ?= 600
+chaos: deps build
+	CAIRN_BIN=$(CURDIR)/build/cairn CAIRN_CHAOS_SECONDS=$(CHAOS_SECONDS) \
+		$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration/test_linearizability.py
 
 sim-long: deps build
 	./build/tests/raft_sim --seeds 100000

@@ -640,6 +640,15 @@ static void on_peer_frame(void *ctx, uint64_t from, uint8_t kind, const void *p,
     process(n);
 }
 
+static void on_peer_closed(void *ctx, uint64_t from)
+{
+    struct cn_node *n = ctx;
+    if (n->state == S_CLOSED || n->state == S_OPEN || from != n->lead) return;
+    CN_LOGI("node", "the leader closed its connection leader=%" PRIx64, from);
+    inbox_push(n, 5, from, NULL, 0);
+    process(n);
+}
+
 static int on_peer_http(void *ctx, const char *path, struct cn_buf *body)
 {
     struct cn_node *n = ctx;
@@ -825,6 +834,8 @@ static void drain_inbox(struct cn_node *n)
                     finish_req(n, q, rc, NULL);
                 }
             }
+        } else if (it->what == 5) {
+            cn_raft_leader_unreachable(n->raft, it->from);
         } else if (it->what == 4) {
             cn_raft_report_snapshot(n->raft, it->from, it->data.len && it->data.p[0] == 1);
         }
@@ -1495,8 +1506,9 @@ int cn_node_start(struct cn_node *n, char *errmsg, size_t errlen)
             return rc;
         }
     }
-    n->peer = cn_peer_new(n->loop, n->cluster_id, n->id,
-                          &(struct cn_peer_callbacks){on_peer_frame, on_peer_http}, n);
+    n->peer =
+        cn_peer_new(n->loop, n->cluster_id, n->id,
+                    &(struct cn_peer_callbacks){on_peer_frame, on_peer_http, on_peer_closed}, n);
     for (size_t i = 0; i < n->opt.nlisten; i++) {
         rc =
             cn_peer_listen(n->peer, n->opt.listen_hosts[i], n->opt.listen_ports[i], errmsg, errlen);

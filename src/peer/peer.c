@@ -599,6 +599,8 @@ static void in_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     (void)b;
     struct in *c = s->data;
     if (n < 0) {
+        if (n == UV_EOF && c->mode == 1 && c->t->cb.on_peer_closed)
+            c->t->cb.on_peer_closed(c->t->ctx, c->from);
         in_close(c);
         return;
     }

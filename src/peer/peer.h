@@ -48,6 +48,9 @@ struct cn_peer_callbacks {
     void (*on_frame)(void *ctx, uint64_t from, uint8_t kind, const void *p, size_t len);
     /* An HTTP GET on the peer port: fill body (JSON) and return the status (404 if unknown). */
     int (*on_http_get)(void *ctx, const char *path, struct cn_buf *body);
+    /* The connection member from dialed to us was closed by its end (EOF): its process exited
+     * or closed the link. May be NULL. */
+    void (*on_peer_closed)(void *ctx, uint64_t from);
 };
 
 struct cn_peer;

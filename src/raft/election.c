@@ -187,3 +187,15 @@ void cn_raft_campaign(struct cn_raft *r)
     if (r->role == CN_RAFT_LEADER || !electionPromotable(r)) return;
     electionCampaign(r, r->cfg.pre_vote, false);
 }
+
+void cn_raft_leader_unreachable(struct cn_raft *r, uint64_t id)
+{
+    CN_ASSERT(r->loaded && !r->ready_out);
+    if (r->role != CN_RAFT_FOLLOWER || r->lead != id || id == CN_RAFT_NONE) return;
+    TRACE(r, "leader %llu unreachable: lease dropped", (unsigned long long)id);
+    /* No lease on a leader whose process is gone: grant (pre-)votes now, and campaign after a
+     * random part of one election timeout instead of a whole one. */
+    r->lead = CN_RAFT_NONE;
+    if (r->election_elapsed < r->cfg.election_ticks) r->election_elapsed = r->cfg.election_ticks;
+    electionResetTimeout(r);
+}

@@ -247,6 +247,12 @@ int cn_raft_bootstrap_ctx(struct cn_raft *r, const struct cn_raft_conf *conf,
  * one-voter cluster uses it at start instead of waiting out a randomised election timeout. */
 void cn_raft_campaign(struct cn_raft *r);
 
+/* Transport feedback: the connection from the leader id was closed by its end (its process
+ * exited). A follower forgets that leader (no lease: it grants votes) and campaigns after a
+ * random fraction of an election timeout, rather than waiting a whole one. Safety does not
+ * depend on it; a wrong report only costs an early election. */
+void cn_raft_leader_unreachable(struct cn_raft *r, uint64_t id);
+
 /* Leader: the replication progress of member id (match = highest index known replicated).
  * Returns false when not the leader or id is not a member. */
 bool cn_raft_progress(const struct cn_raft *r, uint64_t id, uint64_t *match, bool *recent_active);
