@@ -8,7 +8,7 @@ pkgs=(
     libuv1-dev libhttp-parser-dev libyaml-dev libjansson-dev libsystemd-dev libssl-dev zlib1g-dev
     libcmocka-dev libclang-rt-14-dev
     python3 python3-pytest python3-etcd python3-requests
-    etcd-client curl
+    etcd-client curl dnsmasq-base util-linux
 )
 # Optional: the real etcd for side-by-side benches and compatibility checks.
 if [ "${CAIRN_WITH_ETCD:-1}" = 1 ]; then

@@ -52,6 +52,12 @@ static const struct flag flags[] = {
     {"discovery-fallback", K_STR, "proxy",
      "valid values include 'exit', 'proxy'; what to do when discovery fails"},
     {"discovery-proxy", K_STR, "", "HTTP proxy to use for traffic to the discovery service"},
+    {"discovery-service", K_BOOL, "false",
+     "also serve a discovery service (/new, /<token>) from this member's key space (cairn)"},
+    {"discovery-service-host", K_STR, "",
+     "URL prefix of the token URLs /new hands out (default: the first advertise-client-url)"},
+    {"discovery-token-ttl", K_UINT, "604800",
+     "seconds a discovery token lives before it expires (default 7 days)"},
     {"discovery-srv", K_STR, "", "DNS domain used to bootstrap the initial cluster"},
     {"strict-reconfig-check", K_BOOL, "false",
      "reject reconfiguration requests that would cause quorum loss"},
@@ -578,6 +584,10 @@ int cn_config_load(struct cn_config *cfg, int argc, char **argv, char **envp)
     }
     cfg->discovery_proxy = dup_or_null(get(&st, "discovery-proxy"));
     cfg->discovery_srv = dup_or_null(get(&st, "discovery-srv"));
+    cfg->discovery_service = get_bool(&st, "discovery-service");
+    cfg->discovery_service_host = dup_or_null(get(&st, "discovery-service-host"));
+    cfg->discovery_token_ttl = get_uint(&st, "discovery-token-ttl");
+    if (cfg->discovery_token_ttl == 0) cfg->discovery_token_ttl = 604800;
     cfg->strict_reconfig_check = get_bool(&st, "strict-reconfig-check");
     cfg->force_new_cluster = get_bool(&st, "force-new-cluster");
     cfg->proxy = cn_xstrdup(get(&st, "proxy"));
@@ -644,6 +654,21 @@ out:
     return rc;
 }
 
+int cn_config_set_initial_cluster(struct cn_config *cfg, const char *spec, const char *token)
+{
+    for (size_t i = 0; i < cfg->ninitial; i++) {
+        cn_free(cfg->initial[i].name);
+        free_urls(&cfg->initial[i].peer_urls);
+    }
+    memset(cfg->initial, 0, sizeof(cfg->initial));
+    cfg->ninitial = 0;
+    char *saved = cfg->initial_cluster_token;
+    cfg->initial_cluster_token = (char *)token;
+    int rc = parse_initial_cluster(cfg, spec);
+    cfg->initial_cluster_token = saved;
+    return rc;
+}
+
 void cn_config_free(struct cn_config *cfg)
 {
     char **strs[] = {&cfg->name,
@@ -654,6 +679,7 @@ void cn_config_free(struct cn_config *cfg)
                      &cfg->discovery_fallback,
                      &cfg->discovery_proxy,
                      &cfg->discovery_srv,
+                     &cfg->discovery_service_host,
                      &cfg->proxy,
                      &cfg->cors};
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {

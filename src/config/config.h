@@ -49,6 +49,9 @@ struct cn_config {
     char *discovery_fallback;
     char *discovery_proxy;
     char *discovery_srv;
+    bool discovery_service;       /* --discovery-service: serve /new and /<token> */
+    char *discovery_service_host; /* prefix of the token URLs (NULL: first advertised URL) */
+    uint64_t discovery_token_ttl; /* seconds */
     bool strict_reconfig_check;
     bool force_new_cluster;
     char *proxy; /* "off", "on", "readonly" */
@@ -71,6 +74,11 @@ enum cn_config_result {
  * error line on stderr. */
 int cn_config_load(struct cn_config *cfg, int argc, char **argv, char **envp);
 void cn_config_free(struct cn_config *cfg);
+
+/* Replaces the initial cluster with spec ("name=url,..."), ids derived with token (discovery:
+ * the discovery URL; SRV: --initial-cluster-token). Prints etcd's message and returns
+ * CN_CONFIG_ERROR when spec is invalid. */
+int cn_config_set_initial_cluster(struct cn_config *cfg, const char *spec, const char *token);
 
 /* etcd's member id: first 8 bytes (big endian) of SHA-1 over the sorted peer URLs concatenated,
  * then the token, then (when non-zero) the Unix time in seconds as decimal. */

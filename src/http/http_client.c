@@ -668,10 +668,36 @@ int cn_http_client_request(struct cn_http_client *cl, const struct cn_http_clien
     r->write_timeout_ms = o->write_timeout_ms;
     r->read_timeout_ms = o->read_timeout_ms;
 
+    /* the Host header names the target; the connection goes to the proxy, if any */
+    char host_hdr[300];
+    if (r->port != 80)
+        snprintf(host_hdr, sizeof(host_hdr), "%s", r->key);
+    else
+        snprintf(host_hdr, sizeof(host_hdr), v6 ? "[%s]" : "%s", r->host);
+    if (o->proxy && *o->proxy) {
+        struct http_parser_url pu;
+        http_parser_url_init(&pu);
+        if (http_parser_parse_url(o->proxy, strlen(o->proxy), 0, &pu) != 0 ||
+            !(pu.field_set & (1 << UF_HOST)) || pu.field_data[UF_HOST].len >= 256) {
+            cn_list_remove(&r->link);
+            cl->nreqs--;
+            cn_free(r);
+            return CN_ERR_INVAL;
+        }
+        memset(r->host, 0, sizeof(r->host));
+        memcpy(r->host, o->proxy + pu.field_data[UF_HOST].off, pu.field_data[UF_HOST].len);
+        r->port = (pu.field_set & (1 << UF_PORT)) ? pu.port : 80;
+        bool pv6 = strchr(r->host, ':') != NULL;
+        snprintf(r->key, sizeof(r->key), pv6 ? "[%s]:%u" : "%s:%u", r->host, (unsigned)r->port);
+    }
     struct cn_buf *b = &r->out;
     cn_buf_reserve(b, 256 + o->body_len);
     cn_buf_appends(b, o->method);
     cn_buf_putc(b, ' ');
+    if (o->proxy && *o->proxy)
+        cn_buf_append(b, o->url,
+                      u.field_data[UF_HOST].off + u.field_data[UF_HOST].len +
+                          ((u.field_set & (1 << UF_PORT)) ? 1 + u.field_data[UF_PORT].len : 0));
     if (u.field_set & (1 << UF_PATH))
         cn_buf_append(b, o->url + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
     else
@@ -683,12 +709,7 @@ int cn_http_client_request(struct cn_http_client *cl, const struct cn_http_clien
     cn_buf_append(b, " HTTP/1.1\r\n", 11);
     if (!has_header(o, "Host")) {
         cn_buf_append(b, "Host: ", 6);
-        if (r->port != 80)
-            cn_buf_appends(b, r->key);
-        else if (v6)
-            cn_buf_appendf(b, "[%s]", r->host);
-        else
-            cn_buf_appends(b, r->host);
+        cn_buf_appends(b, host_hdr);
         cn_buf_append(b, "\r\n", 2);
     }
     for (size_t i = 0; i < o->nheaders; i++) {

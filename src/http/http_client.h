@@ -64,6 +64,9 @@ struct cn_http_client_opts {
     uint64_t write_timeout_ms;   /* writing the request, from when the write is queued */
     uint64_t read_timeout_ms;    /* silence from the server once the request is written: waiting
                                     for the head, and in stream mode between two body reads */
+    /* An HTTP proxy ("http://host:port") to send the request through (absolute-form request
+     * target, as Go's Transport does for a plain-http URL), or NULL. */
+    const char *proxy;
 };
 
 struct cn_http_client *cn_http_client_new(uv_loop_t *loop);

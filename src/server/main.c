@@ -30,6 +30,7 @@
 #include "common/list.h"
 #include "common/log.h"
 #include "config/config.h"
+#include "discovery/discovery.h"
 #include "http/http.h"
 #include "http/http_client.h"
 #include "node/node.h"
@@ -75,6 +76,9 @@ struct server {
     bool attr_published;
     bool version_inflight;
     struct cn_proxy *proxy; /* proxy mode */
+    struct cn_discovery *disc;
+    char *fallback[CN_MAX_MEMBERS * 4]; /* peer URLs for the discovery fallback proxy */
+    size_t nfallback;
 };
 
 /* A request that arrived while the data dir was being recovered. */
@@ -306,6 +310,10 @@ static void shutdown_server(struct server *s, const char *why)
     uv_signal_stop(&s->sigint);
     notify("STOPPING=1");
     uv_timer_stop(&s->publish_timer);
+    if (s->disc) {
+        cn_discovery_cancel(s->disc);
+        s->disc = NULL;
+    }
     if (s->client) {
         cn_http_client_close(s->client, NULL, NULL);
         s->client = NULL;
@@ -336,10 +344,6 @@ static void on_signal(uv_signal_t *h, int signum)
 
 static int check_bootstrap(const struct cn_config *cfg)
 {
-    if (cfg->discovery || cfg->discovery_srv) {
-        fprintf(stderr, "cairn: discovery bootstrap is not supported yet; use --initial-cluster\n");
-        return -1;
-    }
     const struct cn_initial_member *me = NULL;
     for (size_t i = 0; i < cfg->ninitial; i++)
         if (strcmp(cfg->initial[i].name, cfg->name) == 0) me = &cfg->initial[i];
@@ -596,6 +600,11 @@ static void open_after(uv_work_t *w, int status)
         .cors = s->cfg.cors,
         .max_request_bytes = s->cfg.max_request_bytes,
         .election_ms = s->cfg.election_ms,
+        .discovery_service = s->cfg.discovery_service,
+        .discovery_host = s->cfg.discovery_service_host
+                              ? s->cfg.discovery_service_host
+                              : (s->cfg.advertise_client.n ? s->cfg.advertise_client.raw[0] : ""),
+        .discovery_ttl_s = s->cfg.discovery_token_ttl,
     };
     s->api = cn_api_new(s->loop, &aopt, s->store, s->node);
     char err[512] = "";
@@ -690,6 +699,138 @@ static void raise_nofile(void)
                 (unsigned long long)want, strerror(errno));
 }
 
+/* The founding members and this member's ids, from the (possibly discovered) initial cluster. */
+static void set_members(struct server *s)
+{
+    uint64_t ids[CN_MAX_MEMBERS];
+    s->nopt.member_id = 0;
+    for (size_t i = 0; i < s->cfg.ninitial; i++) {
+        ids[i] = s->cfg.initial[i].id;
+        if (strcmp(s->cfg.initial[i].name, s->cfg.name) == 0) s->nopt.member_id = ids[i];
+        s->members[i].id = ids[i];
+        s->members[i].npeer = s->cfg.initial[i].peer_urls.n;
+        s->members[i].peer_urls = s->cfg.initial[i].peer_urls.raw;
+    }
+    s->nmembers = s->cfg.ninitial;
+    s->nopt.cluster_id = cn_config_cluster_id(ids, s->cfg.ninitial);
+    s->nopt.members = s->members;
+    s->nopt.nmembers = s->nmembers;
+}
+
+/* --discovery-srv: the initial cluster from DNS SRV records, then a static bootstrap. */
+static int srv_bootstrap(struct server *s)
+{
+    char spec[8192], err[512];
+    if (cn_discovery_srv(s->cfg.discovery_srv, s->cfg.name, s->cfg.initial_advertise_peer.raw,
+                         s->cfg.initial_advertise_peer.n, spec, sizeof(spec), err,
+                         sizeof(err)) != 0) {
+        fprintf(stderr, "cairn: %s\n", err);
+        return -1;
+    }
+    CN_LOGN("server", "initial cluster from DNS SRV domain=%s cluster=\"%s\"", s->cfg.discovery_srv,
+            spec);
+    if (cn_config_set_initial_cluster(&s->cfg, spec, s->cfg.initial_cluster_token) != 0) return -1;
+    set_members(s);
+    return 0;
+}
+
+static int run_proxy(struct server *s, const char *const *peers, size_t npeers);
+
+static void fallback_start(void *ctx)
+{
+    struct server *s = ctx;
+    s->exit_code = run_proxy(s, (const char *const *)s->fallback, s->nfallback);
+    for (size_t i = 0; i < s->nfallback; i++)
+        cn_free(s->fallback[i]);
+    s->nfallback = 0;
+    if (s->exit_code != 0) uv_walk(s->loop, close_walk, NULL);
+}
+
+static void discovery_done(void *ctx, int err, const struct cn_discovery_peer *peers, size_t n)
+{
+    struct server *s = ctx;
+    s->disc = NULL;
+    if (s->stopping) return;
+    const char *msg = cn_discovery_strerror(err);
+    if (err == CN_DISC_FULL && strcmp(s->cfg.discovery_fallback, "proxy") == 0) {
+        /* etcd: a member that finds the cluster full becomes a proxy in front of it */
+        CN_LOGN("server", "discovery cluster is full, falling back to proxy mode");
+        for (size_t i = 0; i < n; i++) {
+            char *copy = cn_xstrdup(peers[i].value);
+            for (char *tok = strtok(copy, ","); tok && s->nfallback < CN_MAX_MEMBERS * 4;
+                 tok = strtok(NULL, ",")) {
+                char *eq = strchr(tok, '=');
+                if (eq) s->fallback[s->nfallback++] = cn_xstrdup(eq + 1);
+            }
+            cn_free(copy);
+        }
+        uv_timer_stop(&s->sync_timer);
+        /* the proxy binds the client URLs itself once the member's listeners are closed */
+        struct cn_http_server *h = s->http;
+        s->http = NULL;
+        cn_http_server_close(h, fallback_start, s);
+        return;
+    }
+    if (err != CN_DISC_OK) {
+        fprintf(stderr, "cairn: %s\n", msg);
+        if (err == CN_DISC_FULL)
+            fprintf(stderr,
+                    "cairn: failed to join discovery cluster (%s)\n"
+                    "cairn: discovery token %s was used, but failed to bootstrap the cluster.\n"
+                    "cairn: please generate a new discovery token and try to bootstrap again.\n",
+                    msg, s->cfg.discovery);
+        if (err == CN_DISC_DUP_ID)
+            fprintf(stderr,
+                    "cairn: member \"%s\" has previously registered with discovery service token "
+                    "(%s).\ncairn: But etcd could not find valid cluster configuration in the "
+                    "given data dir (%s).\ncairn: Please check the given data dir path if the "
+                    "previous bootstrap succeeded or use a new discovery token if the previous "
+                    "bootstrap failed.\n",
+                    s->cfg.name, s->cfg.discovery, s->cfg.data_dir);
+        if (err == CN_DISC_DUP_NAME)
+            fprintf(stderr,
+                    "cairn: member with duplicated name has registered with discovery "
+                    "service token (%s).\ncairn: please check the name of every member, "
+                    "or use a new discovery token\n",
+                    s->cfg.discovery);
+        CN_LOGE("server", "discovery failed err=\"%s\" url=%s", msg, s->cfg.discovery);
+        s->exit_code = 1;
+        shutdown_server(s, "discovery failed");
+        return;
+    }
+    struct cn_buf spec = CN_BUF_INIT;
+    for (size_t i = 0; i < n; i++)
+        cn_buf_appendf(&spec, "%s%s", i ? "," : "", peers[i].value);
+    CN_LOGN("server", "discovered the initial cluster cluster=\"%s\"", spec.p ? spec.p : "");
+    int rc = cn_config_set_initial_cluster(&s->cfg, spec.p ? spec.p : "", s->cfg.discovery);
+    cn_buf_free(&spec);
+    if (rc != 0 || check_bootstrap(&s->cfg) != 0) {
+        s->exit_code = 1;
+        shutdown_server(s, "discovery gave an unusable cluster");
+        return;
+    }
+    set_members(s);
+    start_open(s);
+}
+
+static void start_discovery(struct server *s)
+{
+    struct cn_buf reg = CN_BUF_INIT;
+    for (size_t i = 0; i < s->cfg.initial_advertise_peer.n; i++)
+        cn_buf_appendf(&reg, "%s%s=%s", i ? "," : "", s->cfg.name,
+                       s->cfg.initial_advertise_peer.raw[i]);
+    struct cn_discovery_opts o = {
+        .url = s->cfg.discovery,
+        .proxy = s->cfg.discovery_proxy,
+        .self_id = cn_config_member_id(s->cfg.initial_advertise_peer.raw,
+                                       s->cfg.initial_advertise_peer.n, s->cfg.discovery, 0),
+        .self_reg = reg.p ? reg.p : "",
+        .name = s->cfg.name,
+    };
+    s->disc = cn_discovery_start(s->loop, s->client, &o, discovery_done, s);
+    cn_buf_free(&reg);
+}
+
 /* Proxy mode: no data, the client API forwarded to the cluster's members (spec §6). */
 static int run_proxy(struct server *s, const char *const *peers, size_t npeers)
 {
@@ -737,14 +878,6 @@ int main(int argc, char **argv, char **envp)
     CN_LOGN("server", "starting cairn version=%s name=%s data_dir=%s", CN_VERSION, s.cfg.name,
             s.cfg.data_dir);
 
-    uint64_t member_id = 0, cluster_id = 0;
-    for (size_t i = 0; i < s.cfg.ninitial; i++)
-        if (strcmp(s.cfg.initial[i].name, s.cfg.name) == 0) member_id = s.cfg.initial[i].id;
-    uint64_t ids[CN_MAX_MEMBERS];
-    for (size_t i = 0; i < s.cfg.ninitial; i++)
-        ids[i] = s.cfg.initial[i].id;
-    cluster_id = cn_config_cluster_id(ids, s.cfg.ninitial);
-
     struct cn_node_options nopt = {
         .data_dir = s.cfg.data_dir,
         .wal_dir = s.cfg.wal_dir,
@@ -753,8 +886,6 @@ int main(int argc, char **argv, char **envp)
         .max_wals = s.cfg.max_wals,
         .heartbeat_ms = s.cfg.heartbeat_ms,
         .election_ms = s.cfg.election_ms,
-        .member_id = member_id,
-        .cluster_id = cluster_id,
         .name = s.cfg.name,
         .mode = CN_NODE_NEW,
         .force_new_cluster = s.cfg.force_new_cluster,
@@ -763,14 +894,6 @@ int main(int argc, char **argv, char **envp)
         .peer_http_get = peer_http_get,
         .cb_ctx = &s,
     };
-    for (size_t i = 0; i < s.cfg.ninitial; i++) {
-        s.members[i].id = s.cfg.initial[i].id;
-        s.members[i].npeer = s.cfg.initial[i].peer_urls.n;
-        s.members[i].peer_urls = s.cfg.initial[i].peer_urls.raw;
-    }
-    s.nmembers = s.cfg.ninitial;
-    nopt.members = s.members;
-    nopt.nmembers = s.nmembers;
     for (size_t i = 0; i < s.cfg.listen_peer.n; i++) {
         s.listen_hosts[i] = s.cfg.listen_peer.u[i].host;
         s.listen_ports[i] = s.cfg.listen_peer.u[i].port;
@@ -778,6 +901,8 @@ int main(int argc, char **argv, char **envp)
     nopt.nlisten = s.cfg.listen_peer.n;
     nopt.listen_hosts = s.listen_hosts;
     nopt.listen_ports = s.listen_ports;
+    s.nopt = nopt;
+    set_members(&s);
     /* A data dir with member state restarts that member and ignores the bootstrap flags. */
     char meta[4200];
     snprintf(meta, sizeof(meta), "%s/member/meta", s.cfg.data_dir);
@@ -802,7 +927,13 @@ int main(int argc, char **argv, char **envp)
         if (s.exit_code != 0) uv_walk(s.loop, close_walk, NULL);
         goto run;
     }
-    if (!has_member && check_bootstrap(&s.cfg) != 0) {
+    if (!has_member && s.cfg.discovery_srv && srv_bootstrap(&s) != 0) {
+        cn_store_free(s.store);
+        cn_config_free(&s.cfg);
+        return 1;
+    }
+    bool discovering = !has_member && s.cfg.discovery != NULL;
+    if (!has_member && !discovering && check_bootstrap(&s.cfg) != 0) {
         cn_store_free(s.store);
         cn_config_free(&s.cfg);
         return 1;
@@ -810,7 +941,6 @@ int main(int argc, char **argv, char **envp)
     if (has_member && (s.cfg.discovery || s.cfg.ninitial > 1))
         CN_LOGW("server", "the data dir has member state: ignoring the bootstrap flags");
 
-    s.nopt = nopt;
     s.t0 = cn_clock_mono_ns();
     cn_list_init(&s.waiting);
     uv_timer_init(s.loop, &s.sync_timer);
@@ -848,7 +978,11 @@ int main(int argc, char **argv, char **envp)
         }
         CN_LOGN("server", "listening for client requests url=%s", s.cfg.listen_client.raw[i]);
     }
-    if (!has_member && !s.cfg.initial_cluster_new) {
+    if (discovering) {
+        /* nothing is written to the data dir until the discovery has an answer */
+        s.client = cn_http_client_new(s.loop);
+        start_discovery(&s);
+    } else if (!has_member && !s.cfg.initial_cluster_new) {
         /* joining: ask the running members for the ids they assigned, then open */
         s.client = cn_http_client_new(s.loop);
         join_next(&s);

@@ -48,6 +48,9 @@ struct cn_api *cn_api_new(uv_loop_t *loop, const struct cn_api_options *opt, str
     api->max_request_bytes = opt->max_request_bytes;
     api->election_ms = opt->election_ms;
     api->start_ns = cn_clock_real_ns();
+    api->discovery_service = opt->discovery_service;
+    api->discovery_host = opt->discovery_host ? cn_xstrdup(opt->discovery_host) : NULL;
+    api->discovery_ttl_s = opt->discovery_ttl_s ? opt->discovery_ttl_s : 604800;
     cn_list_init(&api->watches);
     return api;
 }
@@ -57,6 +60,7 @@ void cn_api_free(struct cn_api *api)
     if (api == NULL) return;
     cn_free(api->name);
     cn_free(api->cors);
+    cn_free(api->discovery_host);
     cn_free(api);
 }
 
@@ -252,6 +256,7 @@ void cn_api_handle(struct cn_http_req *req, void *ctx)
         if (!method_in(req, gethead_m, 2)) return method_not_allowed(req, "GET");
         return cn_api_metrics(api, req);
     }
+    if (api->discovery_service && cn_api_discovery(api, req)) return;
     send_text(req, 404, "404 page not found\n", NULL, 0);
 }
 

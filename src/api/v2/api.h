@@ -20,6 +20,11 @@ struct cn_api_options {
     const char *cors; /* comma-separated origins, "*" or NULL */
     uint64_t max_request_bytes;
     unsigned election_ms; /* for the request timeout: 5 s + 2 x election timeout */
+    /* --discovery-service: also serve /new and /<token>/... (etcd's discovery service) from
+     * /_etcd/registry in the key space */
+    bool discovery_service;
+    const char *discovery_host; /* prefix of the token URLs handed out */
+    uint64_t discovery_ttl_s;   /* tokens expire after this */
 };
 
 struct cn_api;

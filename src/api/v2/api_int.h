@@ -24,6 +24,9 @@ struct cn_api {
     uint64_t max_request_bytes;
     unsigned election_ms;
     int64_t start_ns;
+    bool discovery_service;
+    char *discovery_host;
+    uint64_t discovery_ttl_s;
     struct cn_list watches; /* struct watch.link */
     uint64_t watch_requests;
     /* metrics */
@@ -52,6 +55,8 @@ int cn_api_method_index(const struct cn_http_req *req, bool quorum);
 
 /* keys.c */
 void cn_api_keys(struct cn_api *api, struct cn_http_req *req, struct cn_str rest);
+/* The discovery service's routes; false when the path is not one of them. */
+bool cn_api_discovery(struct cn_api *api, struct cn_http_req *req);
 /* misc.c */
 void cn_api_members(struct cn_api *api, struct cn_http_req *req, struct cn_str rest);
 void cn_api_machines(struct cn_api *api, struct cn_http_req *req);
