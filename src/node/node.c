@@ -28,6 +28,7 @@
 #include "node.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -75,8 +76,10 @@ struct cn_node_req {
     uint8_t kind; /* K_NORMAL or K_CONF */
     bool is_read;
     bool detached;
-    bool proposed; /* reached Raft (ours or the leader's): it may still commit */
-    int rc;        /* for early failures */
+    bool proposed;   /* reached Raft (ours or the leader's): it may still commit */
+    uint8_t conf_op; /* K_CONF: the change */
+    uint64_t conf_id;
+    int rc; /* for early failures */
     uint64_t index;
     struct cn_buf data; /* QUEUED: envelope (normal) or conf change encoding */
 };
@@ -124,6 +127,7 @@ struct cn_node {
     bool removed;
     bool fatal;    /* unused: kept for a fatal log failure */
     bool io_retry; /* the batch failed to persist: written again on the next tick */
+    uint64_t synced_term, synced_vote; /* the hard state's last term and vote handed to the log */
     /* inputs waiting for the batch */
     unsigned ticks;
     struct inbox_item *inbox;
@@ -167,11 +171,14 @@ struct cn_node {
     void *stop_ctx;
     bool peer_closed;
     bool in_process;
+    bool discard; /* a fresh member that failed to start: remove member/ when freed */
+    bool removed_logged;
 };
 
 static void kick(struct cn_node *n);
 static void process(struct cn_node *n);
 static void maybe_finish_stop(struct cn_node *n);
+static bool early_type(uint8_t t);
 
 /* ---- encoding helpers ---------------------------------------------------------------------- */
 
@@ -330,8 +337,21 @@ static int mkdir_p(const char *path, char *errmsg, size_t errlen)
     return 0;
 }
 
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
 static void node_free(struct cn_node *n)
 {
+    if (n->discard && n->member_dir) {
+        /* a first start that failed leaves no member state: a retry starts fresh */
+        if (nftw(n->member_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+            CN_LOGW("node", "cannot remove %s after a failed first start", n->member_dir);
+    }
     if (n->wal) cn_wal_close(n->wal);
     if (n->snap_ok) cn_snap_close(&n->snap);
     if (n->lock_fd >= 0) cn_datadir_unlock(n->lock_fd);
@@ -469,6 +489,15 @@ int cn_node_open(uv_loop_t *loop, const struct cn_node_options *opt, struct cn_s
         cn_buf_appends(&wdir, opt->wal_dir);
     else
         cn_buf_appendf(&wdir, "%s/wal", n->member_dir);
+    if (!fresh && !cn_wal_exists(wdir.p)) {
+        snprintf(errmsg, errlen,
+                 "the data dir %s has member state but no write-ahead log in %s (a --wal-dir "
+                 "flag missing?)",
+                 opt->data_dir, wdir.p);
+        cn_buf_free(&wdir);
+        rc = CN_ERR_NOT_FOUND;
+        goto err;
+    }
     struct cn_wal_repair rep;
     memset(&rep, 0, sizeof(rep));
     char werr[256] = "";
@@ -578,6 +607,8 @@ struct cn_node_req *cn_node_propose_conf(struct cn_node *n, uint8_t op, uint64_t
     struct cn_node_req *r = new_req(n, false, cb, ctx);
     if (!accepting(n)) return fail_later(n, r, CN_ERR_STOPPED);
     r->kind = K_CONF;
+    r->conf_op = op;
+    r->conf_id = id;
     struct cn_buf c = CN_BUF_INIT;
     env_header(&c, n->id, r->seq);
     if (cmds) cn_buf_append(&c, cmds->p, cmds->len);
@@ -646,6 +677,24 @@ static void on_peer_closed(void *ctx, uint64_t from)
     if (n->state == S_CLOSED || n->state == S_OPEN || from != n->lead) return;
     CN_LOGI("node", "the leader closed its connection leader=%" PRIx64, from);
     inbox_push(n, 5, from, NULL, 0);
+    process(n);
+}
+
+static bool peer_is_removed(void *ctx, uint64_t id)
+{
+    struct cn_node *n = ctx;
+    char key[64];
+    size_t len;
+    snprintf(key, sizeof(key), "/removed_members/%" PRIx64, id);
+    return cn_store_peek(n->store, CN_NS_SYS, key, &len) != NULL;
+}
+
+static void on_told_removed(void *ctx, uint64_t by)
+{
+    struct cn_node *n = ctx;
+    if (n->state == S_CLOSED || n->state == S_OPEN || n->removed) return;
+    CN_LOGN("node", "member %" PRIx64 " says this member was removed from the cluster", by);
+    n->removed = true;
     process(n);
 }
 
@@ -948,8 +997,13 @@ static void apply_entry(struct cn_node *n, const struct cn_raft_entry *e, bool *
             CN_LOGN("node", "membership change applied op=\"%s\" member=%" PRIx64 " index=%" PRIu64,
                     cc.op <= 4 ? ops[cc.op] : "?", cc.id, e->index);
             if (cc.op == CN_RAFT_CONF_REMOVE) {
-                /* the removed member keeps its link a while: the leader tells it so */
-                if (cc.id == n->id) n->removed = true;
+                if (cc.id == n->id) {
+                    n->removed = true;
+                } else if (n->peer) {
+                    /* its links go; when it dials again the transport tells it it was removed */
+                    cn_peer_set_addr(n->peer, cc.id, NULL);
+                    cn_peer_disconnect(n->peer, cc.id);
+                }
             }
         }
         res.ev = NULL;
@@ -1101,7 +1155,18 @@ static void start_io(struct cn_node *n)
             CN_LOGW("node", "releasing old log segments failed err=\"%s\"", cn_strerror(rc));
         n->release_to = 0;
     }
-    bool has = cn_wal_flush_begin(n->wal);
+    /* etcd's MustSync: entries, a snapshot, or a new term or vote must be durable before the
+     * batch's messages go out; a commit index alone need not (it is re-learned from the
+     * leader), so it rides along with the next write instead of costing an fsync. */
+    const struct cn_raft_ready *rd = &n->rd;
+    bool must = rd->n_entries > 0 || rd->snapshot != NULL ||
+                (rd->has_hard_state &&
+                 (rd->hard_state.term != n->synced_term || rd->hard_state.vote != n->synced_vote));
+    if (rd->has_hard_state) {
+        n->synced_term = rd->hard_state.term;
+        n->synced_vote = rd->hard_state.vote;
+    }
+    bool has = must && cn_wal_flush_begin(n->wal);
     if (!has && n->rd.snapshot == NULL) {
         finish_ready(n);
         return;
@@ -1157,7 +1222,7 @@ static void finish_ready(struct cn_node *n)
         }
     }
     for (size_t i = 0; i < rd->n_msgs; i++)
-        send_msg(n, &rd->msgs[i]);
+        if (rd->role != CN_RAFT_LEADER || !early_type(rd->msgs[i].type)) send_msg(n, &rd->msgs[i]);
     bool sys = false;
     for (size_t i = 0; i < rd->n_committed; i++) {
         if (rd->committed[i].index <= n->applied) continue;
@@ -1184,6 +1249,22 @@ static void finish_ready(struct cn_node *n)
     if (st.lead != n->lead) leader_changed(n, st.lead);
     if (st.removed) n->removed = true;
     maybe_snapshot(n);
+}
+
+/* Thesis §10.2.1: a leader may send its appends before its own write is durable (its own copy
+ * counts towards commitment only after, in cn_raft_advance), so replication and the leader's
+ * fsync overlap. Only appends, heartbeats and snapshots go early: they promise nothing about
+ * what this member has persisted. */
+static bool early_type(uint8_t t)
+{
+    return t == CN_RAFT_MSG_APP || t == CN_RAFT_MSG_HEARTBEAT || t == CN_RAFT_MSG_SNAP;
+}
+
+static void send_early(struct cn_node *n)
+{
+    if (n->rd.role != CN_RAFT_LEADER) return;
+    for (size_t i = 0; i < n->rd.n_msgs; i++)
+        if (early_type(n->rd.msgs[i].type)) send_msg(n, &n->rd.msgs[i]);
 }
 
 /* Appends the outstanding batch's entries and hard state to the log's pending batch. */
@@ -1220,11 +1301,21 @@ static void process(struct cn_node *n)
         }
         cn_raft_ready(n->raft, &n->rd);
         n->in_ready = true;
+        send_early(n);
         stage_ready(n);
         start_io(n); /* finishes synchronously when nothing needs the disk */
     }
     n->in_process = false;
-    if (n->removed && n->state != S_CLOSED && n->state != S_STOPPING && !n->in_ready) {
+    if (n->removed && !n->removed_logged && n->state != S_CLOSED && n->state != S_STOPPING &&
+        !n->in_ready) {
+        n->removed_logged = true;
+        /* a removal of this member asked here committed (that is how we know): answer it */
+        struct cn_list *it, *tmp;
+        CN_LIST_FOREACH(it, tmp, &n->waiting) {
+            struct cn_node_req *r = CN_CONTAINER_OF(it, struct cn_node_req, link);
+            if (r->kind == K_CONF && r->conf_op == CN_RAFT_CONF_REMOVE && r->conf_id == n->id)
+                finish_req(n, r, 0, NULL);
+        }
         if (!n->fatal)
             CN_LOGN("node", "the member has been permanently removed from the cluster id=%" PRIx64,
                     n->id);
@@ -1292,7 +1383,8 @@ static void maybe_promote(struct cn_node *n)
         bool active;
         uint64_t id = st.conf.learners[i];
         if (!cn_raft_progress(n->raft, id, &match, &active) || !active) continue;
-        if (match + PROMOTE_WITHIN < st.last_index) continue;
+        /* it must have answered (match > 0) and be close to the leader's log */
+        if (match == 0 || match + PROMOTE_WITHIN < st.last_index) continue;
         struct cn_raft_conf_change cc = {CN_RAFT_CONF_PROMOTE, id, NULL, 0};
         if (cn_raft_propose_conf(n->raft, &cc, NULL, NULL) == 0)
             CN_LOGN("node", "promoting caught-up member to voter id=%" PRIx64 " match=%" PRIu64, id,
@@ -1420,6 +1512,16 @@ static int force_new_cluster(struct cn_node *n, char *errmsg, size_t errlen)
         struct cn_buf cmd = CN_BUF_INIT;
         cn_store_cmd_encode(&c, &cmd);
         cn_node_cmds_add(&cmds, &cmd);
+        /* as DELETE /v2/members does: a removed id stays known, so it is told if it calls */
+        snprintf(key, sizeof(key), "/removed_members/%" PRIx64, others[i]);
+        memset(&c, 0, sizeof(c));
+        c.op = CN_OP_SET;
+        c.ns = CN_NS_SYS;
+        c.key = cn_str_c(key);
+        c.value = cn_str_c("removed");
+        cn_buf_reset(&cmd);
+        cn_store_cmd_encode(&c, &cmd);
+        cn_node_cmds_add(&cmds, &cmd);
         cn_buf_free(&cmd);
         struct cn_buf ctx = CN_BUF_INIT;
         env_header(&ctx, 0, 0);
@@ -1452,7 +1554,16 @@ static int force_new_cluster(struct cn_node *n, char *errmsg, size_t errlen)
     return 0;
 }
 
+static int node_start(struct cn_node *n, char *errmsg, size_t errlen);
+
 int cn_node_start(struct cn_node *n, char *errmsg, size_t errlen)
+{
+    int rc = node_start(n, errmsg, errlen);
+    if (rc != 0 && n->fresh) n->discard = true;
+    return rc;
+}
+
+static int node_start(struct cn_node *n, char *errmsg, size_t errlen)
 {
     uint64_t seed = 0;
     if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed)) seed = (uint64_t)cn_clock_mono_ns();
@@ -1470,6 +1581,8 @@ int cn_node_start(struct cn_node *n, char *errmsg, size_t errlen)
         int rc = force_new_cluster(n, errmsg, errlen);
         if (rc != 0) return rc;
     }
+    n->synced_term = n->hs.term;
+    n->synced_vote = n->hs.vote;
     n->raft = cn_raft_new(&cfg);
     int rc = cn_raft_load(n->raft, &n->hs, &n->snap_meta, n->ents, n->nents);
     free_ents(n);
@@ -1506,9 +1619,10 @@ int cn_node_start(struct cn_node *n, char *errmsg, size_t errlen)
             return rc;
         }
     }
-    n->peer =
-        cn_peer_new(n->loop, n->cluster_id, n->id,
-                    &(struct cn_peer_callbacks){on_peer_frame, on_peer_http, on_peer_closed}, n);
+    n->peer = cn_peer_new(n->loop, n->cluster_id, n->id,
+                          &(struct cn_peer_callbacks){on_peer_frame, on_peer_http, on_peer_closed,
+                                                      peer_is_removed, on_told_removed},
+                          n);
     for (size_t i = 0; i < n->opt.nlisten; i++) {
         rc =
             cn_peer_listen(n->peer, n->opt.listen_hosts[i], n->opt.listen_ports[i], errmsg, errlen);
@@ -1598,9 +1712,8 @@ bool cn_node_removed(const struct cn_node *n)
 
 /* ---- stop --------------------------------------------------------------------------------- */
 
-static void handle_closed(uv_handle_t *h)
+static void handle_done(struct cn_node *n)
 {
-    struct cn_node *n = h->data;
     if (--n->open_handles > 0) return;
     void (*cb)(void *) = n->stop_cb;
     void *ctx = n->stop_ctx;
@@ -1608,11 +1721,16 @@ static void handle_closed(uv_handle_t *h)
     if (cb) cb(ctx);
 }
 
+static void handle_closed(uv_handle_t *h)
+{
+    handle_done(h->data);
+}
+
 static void peer_closed(void *ctx)
 {
     struct cn_node *n = ctx;
     n->peer = NULL;
-    handle_closed((uv_handle_t *)&n->kick);
+    handle_done(n);
 }
 
 static void fail_all(struct cn_node *n, struct cn_list *l, int rc)

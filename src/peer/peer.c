@@ -41,6 +41,7 @@ struct out {
     uv_getaddrinfo_t gai;
     bool gai_busy;
     bool connect_busy;
+    uint64_t up_since; /* loop time the connection came up */
     uv_timer_t retry;
     unsigned backoff;
     struct cn_buf queue;   /* frames not yet handed to the socket */
@@ -144,6 +145,9 @@ static void out_drop_socket(struct out *o, const char *why, int err)
                     o->url, why, err ? uv_strerror(err) : "-");
         o->logged_down = true;
     }
+    /* a link refused right after the hello (another cluster, a removed member) must not be
+     * redialed at the minimum backoff: only a connection that lasted resets it */
+    if (o->state == O_UP && uv_now(o->t->loop) - o->up_since > 2000) o->backoff = 0;
     o->state = O_IDLE;
     cn_buf_reset(&o->queue);
     if (o->dead || o->t->closing) {
@@ -201,11 +205,16 @@ static void out_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b)
     *b = uv_buf_init(sink, sizeof(sink));
 }
 
-/* The dialer never expects bytes back; reading only notices the peer closing. */
+/* The dialer expects nothing back but the acceptor's "you were removed" line; otherwise reading
+ * only notices the peer closing. */
 static void out_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
-    (void)b;
     struct out *o = s->data;
+    if (n > 0 && (size_t)n >= 16 && memcmp(b->base, "CNPEER/1 removed", 16) == 0 &&
+        o->t->cb.on_told_removed) {
+        o->t->cb.on_told_removed(o->t->ctx, o->id);
+        return;
+    }
     if (n < 0) out_drop_socket(o, n == UV_EOF ? "closed by peer" : "read", (int)n);
 }
 
@@ -223,7 +232,7 @@ static void out_connected(uv_connect_t *c, int status)
         return;
     }
     o->state = O_UP;
-    o->backoff = 0;
+    o->up_since = uv_now(o->t->loop);
     if (o->logged_down) CN_LOGI("peer", "connected to peer id=%" PRIx64 " url=%s", o->id, o->url);
     o->logged_down = false;
     uv_tcp_nodelay(o->tcp, 1);
@@ -529,6 +538,17 @@ static bool in_hello(struct in *c)
         return false;
     }
     c->from = from;
+    if (c->t->cb.is_removed && c->t->cb.is_removed(c->t->ctx, from)) {
+        CN_LOGI("peer", "telling a removed member it was removed from=%" PRIx64, from);
+        static const char msg[] = "CNPEER/1 removed\n";
+        cn_buf_append(&c->resp, msg, sizeof(msg) - 1);
+        c->mode = 2;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        uv_buf_t ub = uv_buf_init(c->resp.p, (unsigned)c->resp.len);
+        c->wr.data = c;
+        if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &ub, 1, http_written) != 0) in_close(c);
+        return false;
+    }
     c->mode = 1;
     return true;
 }
@@ -630,6 +650,16 @@ static void on_accept(uv_stream_t *srv, int status)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     uv_read_start((uv_stream_t *)&c->tcp, in_alloc, in_read);
+}
+
+void cn_peer_disconnect(struct cn_peer *t, uint64_t id)
+{
+    struct in *c = t->ins;
+    while (c) {
+        struct in *next = c->next;
+        if (c->mode == 1 && c->from == id) in_close(c);
+        c = next;
+    }
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */

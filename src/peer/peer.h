@@ -51,6 +51,11 @@ struct cn_peer_callbacks {
     /* The connection member from dialed to us was closed by its end (EOF): its process exited
      * or closed the link. May be NULL. */
     void (*on_peer_closed)(void *ctx, uint64_t from);
+    /* Whether member id was removed from the cluster: its connections get the answer
+     * "CNPEER/1 removed" and are closed (as etcd answers a removed member 410). May be NULL. */
+    bool (*is_removed)(void *ctx, uint64_t id);
+    /* A member we dialed told us we were removed. May be NULL. */
+    void (*on_told_removed)(void *ctx, uint64_t by);
 };
 
 struct cn_peer;
@@ -67,6 +72,8 @@ void cn_peer_set_addr(struct cn_peer *t, uint64_t id, const char *url);
  * -ENOBUFS (queue full), CN_ERR_NOT_FOUND (no address), CN_ERR_TOO_LARGE. */
 int cn_peer_send(struct cn_peer *t, uint64_t to, uint8_t kind, const void *p, size_t len);
 bool cn_peer_connected(const struct cn_peer *t, uint64_t id);
+/* Closes the connections member id dialed to us (it will dial again). */
+void cn_peer_disconnect(struct cn_peer *t, uint64_t id);
 /* Stops listening, closes every connection; cb runs from the loop once all handles closed. */
 void cn_peer_close(struct cn_peer *t, void (*cb)(void *ctx), void *ctx);
 

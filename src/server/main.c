@@ -739,6 +739,10 @@ static int run_proxy(struct server *s, const char *const *peers, size_t npeers);
 static void fallback_start(void *ctx)
 {
     struct server *s = ctx;
+    if (s->client) {
+        cn_http_client_close(s->client, NULL, NULL);
+        s->client = NULL;
+    }
     s->exit_code = run_proxy(s, (const char *const *)s->fallback, s->nfallback);
     for (size_t i = 0; i < s->nfallback; i++)
         cn_free(s->fallback[i]);
@@ -851,7 +855,8 @@ static int run_proxy(struct server *s, const char *const *peers, size_t npeers)
         return 1;
     }
     notify("READY=1");
-    CN_LOGN("server", "proxy ready mode=%s startup_ms=%.1f", s->cfg.proxy,
+    CN_LOGN("server", "proxy ready mode=%s startup_ms=%.1f",
+            strcmp(s->cfg.proxy, "readonly") == 0 ? "readonly" : "on",
             (double)(cn_clock_mono_ns() - s->t0) / 1e6);
     return 0;
 }

@@ -116,10 +116,17 @@ static struct pending *pending_new(struct cn_api *api, struct cn_http_req *req, 
     return pd;
 }
 
-static void pending_finish(struct pending *pd)
+/* The node answered: the request is ours again. Called before responding, because a response
+ * on a connection that is closing frees the request at once. */
+static struct cn_http_req *pending_take(struct pending *pd)
 {
     pd->req->on_abort = NULL;
     pd->req->data = NULL;
+    return pd->req;
+}
+
+static void pending_finish(struct pending *pd)
+{
     cn_buf_free(&pd->key);
     cn_free(pd);
 }
@@ -128,7 +135,7 @@ static void write_done(void *ctx, int rc, const struct cn_store_result *res)
 {
     struct pending *pd = ctx;
     struct cn_api *api = pd->api;
-    struct cn_http_req *req = pd->req;
+    struct cn_http_req *req = pending_take(pd);
     int status;
     if (rc != 0) {
         send_node_error(api, req, rc);
@@ -177,7 +184,7 @@ static void qget_done(void *ctx, int rc, const struct cn_store_result *res)
 {
     (void)res;
     struct pending *pd = ctx;
-    struct cn_http_req *req = pd->req;
+    struct cn_http_req *req = pending_take(pd);
     if (rc != 0) {
         send_node_error(pd->api, req, rc);
         cn_api_count(pd->api, pd->method, 500, pd->start_ns);
