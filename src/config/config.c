@@ -89,6 +89,10 @@ static const struct flag flags[] = {
     {"version", K_BOOL, "false", "print the version and exit"},
     {"help", K_BOOL, "false", "show this help and exit"},
     /* Accepted and ignored, as etcd 2.x did. */
+    {"addr", K_STR, "", "DEPRECATED: Use -advertise-client-urls instead."},
+    {"bind-addr", K_STR, "", "DEPRECATED: Use -listen-client-urls instead."},
+    {"peer-addr", K_STR, "", "DEPRECATED: Use -initial-advertise-peer-urls instead."},
+    {"peer-bind-addr", K_STR, "", "DEPRECATED: Use -listen-peer-urls instead."},
     {"cluster-active-size", K_IGNORED, "", NULL},
     {"cluster-remove-delay", K_IGNORED, "", NULL},
     {"cluster-sync-interval", K_IGNORED, "", NULL},
@@ -310,6 +314,49 @@ static bool is_set(struct state *st, const char *name)
     int fi = find_flag(name, strlen(name));
     CN_ASSERT(fi >= 0);
     return st->set[fi];
+}
+
+static void set_val(struct state *st, const char *name, const char *v)
+{
+    int fi = find_flag(name, strlen(name));
+    CN_ASSERT(fi >= 0);
+    cn_free(st->val[fi]);
+    st->val[fi] = cn_xstrdup(v);
+    st->set[fi] = true;
+}
+
+/* etcd 2.x's legacy host:port flags (-addr, -bind-addr, -peer-addr, -peer-bind-addr), as
+ * flags.URLsFromFlags maps them onto the URL flags: one or the other, never both. -addr alone
+ * also listens on every address with its port, as etcd 2 did. */
+static int legacy_addrs(struct state *st)
+{
+    static const struct {
+        const char *addr, *bind, *adv_urls, *listen_urls;
+    } m[] = {{"addr", "bind-addr", "advertise-client-urls", "listen-client-urls"},
+             {"peer-addr", "peer-bind-addr", "initial-advertise-peer-urls", "listen-peer-urls"}};
+    for (size_t i = 0; i < 2; i++) {
+        if (is_set(st, m[i].addr) && !is_set(st, m[i].bind) && !is_set(st, m[i].listen_urls)) {
+            const char *a = get(st, m[i].addr), *colon = strrchr(a, ':');
+            struct cn_buf b = CN_BUF_INIT;
+            cn_buf_appendf(&b, "0.0.0.0%s", colon ? colon : "");
+            set_val(st, m[i].bind, b.p);
+            cn_buf_free(&b);
+        }
+        const char *pairs[2][2] = {{m[i].adv_urls, m[i].addr}, {m[i].listen_urls, m[i].bind}};
+        for (size_t k = 0; k < 2; k++) {
+            if (!is_set(st, pairs[k][1])) continue;
+            if (is_set(st, pairs[k][0])) {
+                fprintf(stderr, "cairn: Set only one of flags -%s and -%s\n", pairs[k][0],
+                        pairs[k][1]);
+                return CN_CONFIG_ERROR;
+            }
+            struct cn_buf b = CN_BUF_INIT;
+            cn_buf_appendf(&b, "http://%s", get(st, pairs[k][1]));
+            set_val(st, pairs[k][0], b.p);
+            cn_buf_free(&b);
+        }
+    }
+    return CN_CONFIG_OK;
 }
 
 static uint64_t get_uint(struct state *st, const char *name)
@@ -608,6 +655,7 @@ int cn_config_load(struct cn_config *cfg, int argc, char **argv, char **envp)
     cfg->cors = dup_or_null(get(&st, "cors"));
     cfg->debug = get_bool(&st, "debug");
 
+    if ((rc = legacy_addrs(&st)) != 0) goto out;
     if ((rc = parse_urls(&st, "listen-client-urls", &cfg->listen_client)) != 0) goto out;
     if ((rc = parse_urls(&st, "advertise-client-urls", &cfg->advertise_client)) != 0) goto out;
     if ((rc = parse_urls(&st, "listen-peer-urls", &cfg->listen_peer)) != 0) goto out;

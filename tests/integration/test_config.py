@@ -284,3 +284,28 @@ def test_port_in_use_fails(member, tmp_path):
     assert rc != 0
     assert "address already in use" in err.lower()
     assert requests.get(member.url("/health"), timeout=5).status_code == 200
+
+
+# --------------------------------------------------------------------------
+# etcd 2's legacy host:port flags (old CoreOS units still pass them)
+
+@pytest.mark.cairn_only  # etcd 3.4 removed them
+def test_legacy_addr_flags_set_the_urls(member_factory):
+    cp, pp = free_port(), free_port()
+    m = member_factory(name="legacy", start=False, use_default_flags=False,
+                       client_port=cp, peer_port=pp,
+                       extra_args=["--addr", f"127.0.0.1:{cp}", "--peer-addr", f"127.0.0.1:{pp}"])
+    m.extra_args += ["--data-dir", str(m.data_dir), "--name", "legacy"]
+    m.start()
+    r = m.get("/v2/members")
+    assert r.json() == {"members": [{"id": m.id, "name": "legacy",
+                                     "peerURLs": [m.peer_url], "clientURLs": [m.client_url]}]}
+    # -addr alone listens on every address with its port, as etcd 2 did
+    assert f"url=http://0.0.0.0:{cp}" in m.log_text()
+
+
+@pytest.mark.cairn_only
+def test_legacy_addr_and_url_flag_conflict(tmp_path):
+    rc, _, err = run_exits(single_member_flags(tmp_path) + ["--addr", "127.0.0.1:1"])
+    assert rc == 1
+    assert "Set only one of flags -advertise-client-urls and -addr" in err
