@@ -12,11 +12,14 @@ etcd 3.4 registry.  SRV (root): dnsmasq on 127.0.0.77 and each member in its own
 namespace whose /etc/resolv.conf points there.
 """
 
+import http.server
 import os
 import re
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 import requests
@@ -602,3 +605,64 @@ def test_service_token_ttl_configured(env):
         return r.status_code == 404 and r.json()["errorCode"] == 100
     wait_until(gone, 10, interval=0.1, message="token expired")
     assert s.get(f"/v2/keys/_etcd/registry/{token}").status_code == 404
+
+
+# --------------------------------------------------------------------------
+# --discovery-proxy: the discovery requests go through an HTTP forward proxy
+
+class _ForwardProxy(http.server.BaseHTTPRequestHandler):
+    """A minimal forward proxy: absolute-form request targets only, as Go's Transport (and
+    cairn) send them to a proxy for plain http URLs."""
+    protocol_version = "HTTP/1.1"
+
+    def _forward(self):
+        self.server.seen.append((self.command, self.path))
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else None
+        if not self.path.startswith("http://"):
+            self.send_response(400)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        req = urllib.request.Request(self.path, data=body, method=self.command)
+        for k in ("Content-Type",):
+            if self.headers.get(k):
+                req.add_header(k, self.headers[k])
+        try:
+            r = urllib.request.urlopen(req, timeout=30)
+        except urllib.error.HTTPError as e:
+            r = e
+        data = r.read()
+        self.send_response(r.status if hasattr(r, "status") else r.code)
+        for k, v in r.headers.items():
+            if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_PUT = do_POST = do_DELETE = _forward
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.mark.cairn_only
+def test_discovery_through_an_http_proxy(env):
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ForwardProxy)
+    srv.seen = []
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        d = env.discovery_url("service", size=1)
+        port = srv.server_address[1]
+        # etcd prepends http:// to a proxy given without a scheme
+        m = env.member(d, extra=["--discovery-proxy", f"127.0.0.1:{port}"])
+        start_all([m])
+        assert_formed([m], d)
+        token = d.rsplit("/", 1)[1]
+        assert ("GET", f"{d}/_config/size") in srv.seen, srv.seen
+        assert any(c == "PUT" and p.startswith(f"{d}/{m.id}?prevExist=false") for c, p in srv.seen)
+        assert all(p.startswith("http://") and token in p for _, p in srv.seen)
+    finally:
+        srv.shutdown()
+        srv.server_close()
