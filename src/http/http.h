@@ -125,6 +125,13 @@ struct cn_http_hdr {
     const char *value;
 };
 
+/* etcd 2.x's CORS rule (--cors, a comma-separated list of origins or "*"): when the request's
+ * Origin is allowed, fills h with the three Access-Control-* headers (the origin copied into buf)
+ * and returns true. The caller answers an OPTIONS preflight with them, or adds them to the
+ * response of any other request. */
+bool cn_http_cors(const char *cors, const struct cn_http_req *req, struct cn_http_hdr h[3],
+                  char *buf, size_t buflen);
+
 /* Sends a complete response: status line, Date-less headers (Content-Type if ctype is non-NULL,
  * the extra headers, Content-Length), then the body (omitted for HEAD, Content-Length kept).
  * 1xx, 204 and 304 carry neither Content-Length nor body (as Go's server). body is borrowed: it

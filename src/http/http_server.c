@@ -1204,3 +1204,32 @@ uint16_t cn_http_server_port(const struct cn_http_server *srv)
 {
     return srv->port;
 }
+
+bool cn_http_cors(const char *cors, const struct cn_http_req *req, struct cn_http_hdr h[3],
+                  char *buf, size_t buflen)
+{
+    if (cors == NULL) return false;
+    struct cn_str origin = cn_http_req_header(req, "Origin");
+    const char *allow = NULL;
+    for (const char *p = cors; *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == 1 && *p == '*') {
+            allow = "*";
+            break;
+        }
+        if (origin.p && origin.len == len && memcmp(origin.p, p, len) == 0 && len < buflen) {
+            memcpy(buf, origin.p, len);
+            buf[len] = '\0';
+            allow = buf;
+        }
+        if (!e) break;
+        p = e + 1;
+    }
+    if (allow == NULL) return false;
+    h[0] = (struct cn_http_hdr){"Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE"};
+    h[1] = (struct cn_http_hdr){"Access-Control-Allow-Origin", allow};
+    h[2] =
+        (struct cn_http_hdr){"Access-Control-Allow-Headers", "accept, content-type, authorization"};
+    return true;
+}

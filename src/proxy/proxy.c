@@ -74,31 +74,9 @@ void cn_proxy_error(struct cn_http_req *req, int status, const char *msg, bool c
  * member's (api/v2). Returns true when the request was a preflight and has been answered. */
 static bool cors(struct cn_proxy *p, struct cn_http_req *req)
 {
-    if (p->cors == NULL) return false;
-    struct cn_str origin = cn_http_req_header(req, "Origin");
-    const char *allow = NULL;
+    struct cn_http_hdr h[3];
     char obuf[512];
-    for (const char *s = p->cors; *s;) {
-        const char *e = strchr(s, ',');
-        size_t len = e ? (size_t)(e - s) : strlen(s);
-        if (len == 1 && *s == '*') {
-            allow = "*";
-            break;
-        }
-        if (origin.p && origin.len == len && memcmp(origin.p, s, len) == 0 && len < sizeof(obuf)) {
-            memcpy(obuf, origin.p, len);
-            obuf[len] = '\0';
-            allow = obuf;
-        }
-        if (!e) break;
-        s = e + 1;
-    }
-    if (allow == NULL) return false;
-    struct cn_http_hdr h[] = {
-        {"Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE"},
-        {"Access-Control-Allow-Origin", allow},
-        {"Access-Control-Allow-Headers", "accept, content-type, authorization"},
-    };
+    if (!cn_http_cors(p->cors, req, h, obuf, sizeof(obuf))) return false;
     if (req->method == CN_HTTP_OPTIONS) {
         local_respond(req, 200, NULL, h, 3, "", 0, false);
         return true;

@@ -177,31 +177,9 @@ static bool method_in(const struct cn_http_req *req, const int *ms, size_t n)
  * true when the request was an OPTIONS preflight and has been answered. */
 static bool cors(struct cn_api *api, struct cn_http_req *req)
 {
-    if (api->cors == NULL) return false;
-    struct cn_str origin = cn_http_req_header(req, "Origin");
-    const char *allow = NULL;
+    struct cn_http_hdr h[3];
     char obuf[512];
-    bool star = false;
-    for (const char *p = api->cors; *p;) {
-        const char *e = strchr(p, ',');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (len == 1 && *p == '*') star = true;
-        if (origin.p && origin.len == len && memcmp(origin.p, p, len) == 0 &&
-            origin.len < sizeof(obuf)) {
-            memcpy(obuf, origin.p, origin.len);
-            obuf[origin.len] = '\0';
-            allow = obuf;
-        }
-        if (!e) break;
-        p = e + 1;
-    }
-    if (star) allow = "*";
-    if (allow == NULL) return false;
-    struct cn_http_hdr h[] = {
-        {"Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE"},
-        {"Access-Control-Allow-Origin", allow},
-        {"Access-Control-Allow-Headers", "accept, content-type, authorization"},
-    };
+    if (!cn_http_cors(api->cors, req, h, obuf, sizeof(obuf))) return false;
     if (req->method == CN_HTTP_OPTIONS) {
         cn_http_respond(req, 200, NULL, h, 3, "", 0, false);
         return true;

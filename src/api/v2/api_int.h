@@ -55,6 +55,9 @@ int cn_api_method_index(const struct cn_http_req *req, bool quorum);
 
 /* keys.c */
 void cn_api_keys(struct cn_api *api, struct cn_http_req *req, struct cn_str rest);
+/* etcd's text for a failed proposal or read ("etcdserver: request timed out", ...), or NULL
+ * when rc has none. */
+const char *cn_api_node_cause(int rc);
 /* The discovery service's routes; false when the path is not one of them. */
 bool cn_api_discovery(struct cn_api *api, struct cn_http_req *req);
 /* misc.c */

@@ -66,7 +66,7 @@ static void send_json_ok(struct cn_api *api, struct cn_http_req *req, int status
     cn_http_respond(req, status, "application/json", h, 4, body->p, body->len, false);
 }
 
-static const char *node_cause(int rc)
+const char *cn_api_node_cause(int rc)
 {
     switch (rc) {
     case CN_ERR_STOPPED:
@@ -84,7 +84,7 @@ static const char *node_cause(int rc)
 
 static void send_node_error(struct cn_api *api, struct cn_http_req *req, int rc)
 {
-    const char *cause = node_cause(rc);
+    const char *cause = cn_api_node_cause(rc);
     char buf[160];
     if (cause == NULL) {
         snprintf(buf, sizeof(buf), "etcdserver: %s", cn_strerror(rc));

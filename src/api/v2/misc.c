@@ -237,10 +237,7 @@ static void change_done(void *ctx, int rc, const struct cn_store_result *res)
         else
             send_body(mc->api, req, mc->status, &mc->body, true);
     } else {
-        const char *why = rc == CN_ERR_TIMEOUT     ? "etcdserver: request timed out"
-                          : rc == CN_ERR_NO_LEADER ? "etcdserver: no leader"
-                          : rc == CN_ERR_STOPPED   ? "etcdserver: server stopped"
-                                                   : NULL;
+        const char *why = cn_api_node_cause(rc);
         char msg[160];
         if (why == NULL) snprintf(msg, sizeof(msg), "etcdserver: %s", cn_strerror(rc));
         cn_api_send_message(mc->api, req, 500, why ? why : msg);
