@@ -11,20 +11,19 @@ import argparse
 import http.client
 import json
 import os
-import platform
-import resource
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.parse
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGETS = ("cairn", "etcd")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402  (bench/benchlib.py: what bench.py and cluster.py share)
+from benchlib import (BenchError, children_cpu_s, free_port, http_request, log,  # noqa: E402
+                      proc_cpu_s, run_loadgen, system_busy_s)
+
+benchlib.set_prog("bench")
+
 OPS = ("put", "get", "qget")
 OP_LABEL = {"put": "PUT", "get": "GET", "qget": "quorum GET"}
 
@@ -40,48 +39,14 @@ GOALS = {
     "restart_get_ms": ("le", 1.0 / 5.0, "<= 1/5"),
 }
 
-NOISY_CORES = 0.25  # other processes' CPU during a load above which the figure is flagged
-
-LOADGEN_BOUND_CORES = 0.9  # cn_loadgen is one thread: near a full core it is the bottleneck
-
-_children = {}  # pid -> Popen of every server we started and have not reaped
-
-
-def log(msg):
-    print("bench: " + msg, file=sys.stderr, flush=True)
-
-
-class BenchError(Exception):
-    pass
-
 
 # ---------------------------------------------------------------- small helpers
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def expected_value(i, size):
     """The value cn_loadgen stores under key i (see fill_value in cn_loadgen.c)."""
     digits = "%010d" % i
     return "".join(digits[j] if j < 10 else chr(97 + (i + j) % 26) for j in range(size))
-
-
-def http_request(port, method, path, body=None, timeout=1.0):
-    """One request on a fresh connection; returns (status, body bytes) or raises OSError."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        headers = {}
-        if body is not None:
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        conn.request(method, path, body=body, headers=headers)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
 
 
 def proc_status(pid):
@@ -93,29 +58,6 @@ def proc_status(pid):
             if key in ("VmRSS", "VmHWM"):
                 out[key] = int(rest.split()[0]) * 1024
     return out
-
-
-def proc_cpu_s(pid):
-    """User + system CPU seconds used so far by pid."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def system_busy_s():
-    """CPU seconds all processes have spent busy (not idle or iowait), from /proc/stat."""
-    with open("/proc/stat") as f:
-        vals = [int(x) for x in f.readline().split()[1:]]
-    # user nice system idle iowait irq softirq steal (guest time is already inside user)
-    busy = sum(vals[:8]) - vals[3] - vals[4]
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu_s():
-    """CPU seconds of our reaped children (cn_loadgen runs), from getrusage."""
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
 
 
 def dir_size(path):
@@ -130,15 +72,6 @@ def dir_size(path):
             apparent += st.st_size
             allocated += st.st_blocks * 512
     return apparent, allocated
-
-
-def first_line(cmd):
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
-        text = (out.stdout or out.stderr).strip()
-        return text.splitlines()[0] if text else ""
-    except (OSError, subprocess.SubprocessError):
-        return ""
 
 
 # ---------------------------------------------------------------- servers
@@ -188,15 +121,10 @@ class Server:
         """Starts the process; returns the monotonic time just before the spawn."""
         assert self.proc is None
         self.starts += 1
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
-        logf = open(os.path.join(self.workdir, "server-%d.log" % self.starts), "wb")
-        t0 = time.monotonic()
-        try:
-            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=logf,
-                                         stderr=subprocess.STDOUT, env=env, cwd=self.workdir)
-        finally:
-            logf.close()
-        _children[self.proc.pid] = self.proc
+        env = benchlib.server_env()
+        t0, self.proc = benchlib.spawn_server(
+            self.command(), os.path.join(self.workdir, "server-%d.log" % self.starts), "wb",
+            self.workdir, env)
         return t0
 
     def log_tail(self, n=15):
@@ -230,9 +158,7 @@ class Server:
         return status == 200
 
     def put_ok(self, path, value):
-        body = urllib.parse.urlencode({"value": value})
-        status, _ = http_request(self.client_port, "PUT", "/v2/keys" + path, body, timeout=2.0)
-        return status in (200, 201)
+        return benchlib.put_ok(self.client_port, path, value, timeout=2.0)
 
     def get_matches(self, path, value):
         status, body = http_request(self.client_port, "GET", "/v2/keys" + path, timeout=2.0)
@@ -251,40 +177,11 @@ class Server:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-        _children.pop(p.pid, None)
+        benchlib.forget_child(p)
         self.proc = None
 
 
-def kill_children():
-    for pid, p in list(_children.items()):
-        if p.poll() is None:
-            p.kill()
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        _children.pop(pid, None)
-
-
 # ---------------------------------------------------------------- load
-
-
-def run_loadgen(args, url, op, conns, extra):
-    cmd = [args.loadgen, "--url", url, "--op", op, "--conns", str(conns),
-           "--value-size", str(args.value_size)] + extra
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True,
-                             timeout=args.duration_s + args.warmup_s + 700)
-    except subprocess.TimeoutExpired:
-        raise BenchError("cn_loadgen hung: %s" % " ".join(cmd))
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-    if out.returncode not in (0, 3) or not lines:
-        raise BenchError("cn_loadgen failed (exit %d): %s\n    %s"
-                         % (out.returncode, " ".join(cmd), out.stderr.strip() or out.stdout.strip()))
-    res = json.loads(lines[-1])
-    if res["errors"]:
-        log("  %s conns=%d: %d errors (first: %s)" % (op, conns, res["errors"], res["first_error"]))
-    return res
 
 
 def measure_startups(args, target, binary, workdir, metrics):
@@ -357,14 +254,10 @@ def phase_load(args, target, binary, workdir, metrics, errors):
                     "  (cores: server %.2f, cn_loadgen %.2f, other processes %.2f)"
                     % (target, op, conns, res["ops_per_s"], res["p50_ms"], res["p99_ms"], res["errors"],
                        cpu / wall, loadgen_cpu / wall, max(other, 0.0) / wall))
-                if loadgen_cpu / wall > LOADGEN_BOUND_CORES:
-                    log("%s: WARNING: cn_loadgen used %.2f cores during %s: the figure may measure "
-                        "the load generator rather than the server" % (target, loadgen_cpu / wall, key))
-                if other / wall > NOISY_CORES:
+                benchlib.warn_loadgen_bound(target, loadgen_cpu / wall, key)
+                if other / wall > benchlib.NOISY_CORES:
                     noisy.append(key)
-        if noisy:
-            log("%s: WARNING: other processes used more than %.2f cores during %s; "
-                "those figures are not clean" % (target, NOISY_CORES, ", ".join(noisy)))
+        benchlib.warn_noisy(target, noisy)
         metrics["noisy_loads"] = noisy
     finally:
         srv.stop()
@@ -417,34 +310,11 @@ def phase_recovery(args, target, binary, workdir, metrics):
 
 
 def run_once(args, target, binary, run_no):
-    workdir = tempfile.mkdtemp(prefix="cairn-bench-%s-%d-" % (target, run_no), dir=args.tmpdir)
-    metrics, errors = {}, []
-    ok = True
-    try:
-        for name, fn in (("load", phase_load), ("recovery", phase_recovery)):
-            if name not in args.phases:
-                continue
-            sub = os.path.join(workdir, name)
-            os.mkdir(sub)
-            try:
-                if name == "load":
-                    fn(args, target, binary, sub, metrics, errors)
-                else:
-                    fn(args, target, binary, sub, metrics)
-            except BenchError as e:
-                ok = False
-                errors.append(str(e))
-                log("%s run %d, %s phase failed: %s" % (target, run_no, name, e))
-    except BaseException:
-        kill_children()  # interrupted: servers first, then their files
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-        raise
-    if args.keep or not ok:
-        log("%s run %d: kept %s" % (target, run_no, workdir))
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return {"run": run_no, "metrics": metrics, "errors": errors}
+    phases = (("load", phase_load),
+              ("recovery", lambda a, t, b, d, m, errors: phase_recovery(a, t, b, d, m)))
+    # the temp dir is kept when a phase failed, not for errors inside a load
+    return benchlib.run_once(args, target, binary, run_no, "cairn-bench", phases,
+                             keep_on_errors=False)
 
 
 # ---------------------------------------------------------------- report
@@ -471,103 +341,12 @@ def metric_rows(args):
     return rows
 
 
-def medians(runs):
-    keys = sorted({k for r in runs for k in r["metrics"]})
-    out = {}
-    for k in keys:
-        vals = [r["metrics"][k] for r in runs if isinstance(r["metrics"].get(k), (int, float))]
-        if vals:
-            out[k] = statistics.median(vals)
-    return out
-
-
-def fmt(v, unit):
-    if v is None:
-        return "-"
-    if unit == "":
-        return "%.0f" % v
-    if v >= 100:
-        return "%.0f %s" % (v, unit)
-    if v >= 10:
-        return "%.1f %s" % (v, unit)
-    if v >= 1:
-        return "%.2f %s" % (v, unit)
-    return "%.3f %s" % (v, unit)
-
-
-def compare(args, results):
-    rows = []
-    med = {t: results[t]["median"] for t in TARGETS if t in results and "median" in results[t]}
-    for key, label, unit, hib in metric_rows(args):
-        c = med.get("cairn", {}).get(key)
-        e = med.get("etcd", {}).get(key)
-        ratio = c / e if (c is not None and e) else None
-        goal = GOALS.get(key)
-        verdict = None
-        if goal and ratio is not None:
-            verdict = ratio >= goal[1] if goal[0] == "ge" else ratio <= goal[1]
-        rows.append({"metric": key, "label": label, "unit": unit, "cairn": c, "etcd": e,
-                     "ratio": ratio, "better": "higher" if hib else "lower",
-                     "target": goal[2] if goal else None, "pass": verdict})
-    return rows
-
-
 def print_table(args, results, rows):
     runs = args.runs
-    head = ["metric", "cairn", "etcd", "cairn/etcd", "better", "target", "verdict"]
-    body = []
-    for r in rows:
-        if r["cairn"] is None and r["etcd"] is None:
-            continue
-        status = "" if r["pass"] is None else ("PASS" if r["pass"] else "MISS")
-        ratio = "-" if r["ratio"] is None else "%.2fx" % r["ratio"]
-        body.append([r["label"], fmt(r["cairn"], r["unit"]), fmt(r["etcd"], r["unit"]), ratio,
-                     r["better"], r["target"] or "", status])
-    widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
-    print()
-    print("v2 API, %d-byte values, %d keys, %.0f s per load (+%.1f s warm-up), median of %d run%s"
-          % (args.value_size, args.keys, args.duration_s, args.warmup_s, runs, "" if runs == 1 else "s"))
-    for t in TARGETS:
-        info = results.get(t)
-        if info is None:
-            continue
-        if "skipped" in info:
-            print("  %s: skipped (%s)" % (t, info["skipped"]))
-        else:
-            print("  %s: %s  [%s]" % (t, info["binary"], info["version"] or "version unknown"))
-            noisy = sorted({k for r in info["runs"] for k in r["metrics"].get("noisy_loads", [])})
-            if noisy:
-                print("    not clean (other processes busy during): %s" % ", ".join(noisy))
-    print("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
-    print("  ".join("-" * w for w in widths if w).rstrip())
-    for b in body:
-        cells = [b[0].ljust(widths[0])] + [b[i].rjust(widths[i]) if i < 4 else b[i].ljust(widths[i])
-                                            for i in range(1, len(b))]
-        print("  ".join(cells).rstrip())
-    print("ratio = cairn/etcd; 'better' says which way the figure, and so the ratio, improves;")
-    print("the verdict compares the ratio with the project's target.")
-    errs = [(t, e) for t in TARGETS if t in results for r in results[t].get("runs", []) for e in r["errors"]]
-    if errs:
-        print()
-        print("errors:")
-        for t, e in errs:
-            print("  %s: %s" % (t, e.splitlines()[0]))
-
-
-def markdown_table(rows):
-    """The comparison as a Markdown table (for docs/benchmarks.md); missing cairn = pending."""
-    out = ["| figure | cairn | etcd | cairn/etcd | better | target | verdict |",
-           "| --- | ---: | ---: | ---: | --- | --- | --- |"]
-    for r in rows:
-        if r["cairn"] is None and r["etcd"] is None:
-            continue
-        c = "pending" if r["cairn"] is None else fmt(r["cairn"], r["unit"])
-        e = "-" if r["etcd"] is None else fmt(r["etcd"], r["unit"])
-        ratio = "-" if r["ratio"] is None else "%.2fx" % r["ratio"]
-        verdict = "" if r["pass"] is None else ("pass" if r["pass"] else "miss")
-        out.append("| %s | %s | %s | %s | %s | %s | %s |"
-                   % (r["label"], c, e, ratio, r["better"], r["target"] or "", verdict))
-    return "\n".join(out) + "\n"
+    benchlib.print_table(
+        results, rows,
+        "v2 API, %d-byte values, %d keys, %.0f s per load (+%.1f s warm-up), median of %d run%s"
+        % (args.value_size, args.keys, args.duration_s, args.warmup_s, runs, "" if runs == 1 else "s"))
 
 
 # ---------------------------------------------------------------- main
@@ -576,11 +355,7 @@ def markdown_table(rows):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--cairn", default=os.path.join(REPO, "build", "cairn"), help="cairn binary")
-    p.add_argument("--etcd", default="/usr/bin/etcd" if os.path.exists("/usr/bin/etcd") else None,
-                   help="etcd binary (run with --enable-v2)")
-    p.add_argument("--loadgen", default=os.path.join(REPO, "build", "bench", "cn_loadgen"),
-                   help="cn_loadgen binary")
+    benchlib.add_binary_args(p)
     p.add_argument("--target", choices=("cairn", "etcd", "both"), default="both")
     p.add_argument("--runs", type=int, default=1, help="repeat everything N times, report medians")
     p.add_argument("--quick", action="store_true",
@@ -639,87 +414,32 @@ def parse_args(argv):
     return a
 
 
-def on_signal(signum, frame):
-    raise SystemExit(128 + signum)
-
-
 def main(argv):
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    benchlib.install_signal_handlers()
 
-    if not (os.path.isfile(args.loadgen) and os.access(args.loadgen, os.X_OK)):
-        log("no load generator at %s; build it with: cmake --build build --target cn_loadgen"
-            % args.loadgen)
+    if benchlib.loadgen_missing(args.loadgen):
         return 2
 
-    wanted = TARGETS if args.target == "both" else (args.target,)
-    results, plan = {}, []
-    for t in wanted:
-        binary = args.cairn if t == "cairn" else args.etcd
-        if not binary or not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
-            why = "%s not found" % (binary or "no binary given")
-            log("%s: skipped, %s" % (t, why))
-            results[t] = {"skipped": why}
-            continue
-        binary = os.path.abspath(binary)
-        results[t] = {"binary": binary, "version": first_line([binary, "--version"]), "runs": []}
-        plan.append((t, binary))
-    if not plan:
-        log("nothing to run")
+    planned = benchlib.plan_targets(args, args.target)
+    if planned is None:
         return 2
+    results, plan = planned
 
-    started = time.time()
-    loadavg_start = os.getloadavg()
-    if loadavg_start[0] > 0.5:
-        log("WARNING: load average is %.2f before starting; figures will be noisy" % loadavg_start[0])
-    try:
-        for run_no in range(1, args.runs + 1):
-            for t, binary in plan:  # interleaved, so drift on the machine hits both alike
-                log("run %d/%d: %s" % (run_no, args.runs, t))
-                results[t]["runs"].append(run_once(args, t, binary, run_no))
-    finally:
-        kill_children()
-
-    for t, _ in plan:
-        results[t]["median"] = medians(results[t]["runs"])
-    rows = compare(args, results)
+    started, loadavg_start = benchlib.run_all(args, results, plan, run_once)
+    rows = benchlib.compare(metric_rows(args), GOALS, results)
     print_table(args, results, rows)
 
-    if args.json:
-        doc = {
-            "meta": {
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-                "seconds": round(time.time() - started, 1),
-                "host": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
-                "loadavg_at_start": loadavg_start, "loadavg_at_end": os.getloadavg(),
-                "command": [sys.executable] + sys.argv,
-                "params": {"runs": args.runs, "conns": args.conns, "ops": args.ops,
-                           "duration_s": args.duration_s, "warmup_s": args.warmup_s,
-                           "keys": args.keys, "value_size": args.value_size,
-                           "big_keys": args.big_keys, "kill_signal": args.kill_signal.name,
-                           "startup_samples": args.startup_samples,
-                           "restart_samples": args.restart_samples},
-            },
-            "targets": results,
-            "comparison": rows,
-        }
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=1, sort_keys=True)
-            f.write("\n")
-        log("wrote %s" % args.json)
-
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(markdown_table(rows))
-        log("wrote %s" % args.markdown)
-
-    failed = any(r["errors"] for t, _ in plan for r in results[t]["runs"])
-    return 1 if failed else 0
+    benchlib.write_outputs(args, started, loadavg_start, {
+        "params": {"runs": args.runs, "conns": args.conns, "ops": args.ops,
+                   "duration_s": args.duration_s, "warmup_s": args.warmup_s,
+                   "keys": args.keys, "value_size": args.value_size,
+                   "big_keys": args.big_keys, "kill_signal": args.kill_signal.name,
+                   "startup_samples": args.startup_samples,
+                   "restart_samples": args.restart_samples},
+    }, results, rows)
+    return benchlib.exit_status(results, plan)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    finally:
-        kill_children()
+    benchlib.run_main(main)

@@ -13,11 +13,8 @@ import asyncio
 import http.client
 import json
 import os
-import platform
-import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,8 +22,14 @@ import tempfile
 import time
 import urllib.parse
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGETS = ("cairn", "etcd")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402  (bench/benchlib.py: what bench.py and cluster.py share)
+from benchlib import (BenchError, children_cpu_s, free_ports,  # noqa: E402
+                      http_request, kernel_cpu_s, log, proc_cpu_s, run_loadgen,
+                      system_busy_s)
+
+benchlib.set_prog("cluster")
+
 ROLES = ("leader", "follower")
 MEMBERS = 3
 
@@ -37,95 +40,12 @@ GOALS = {
     "failover_ms": ("le", 1.0, "<= 1x"),
 }
 
-NOISY_CORES = 0.25  # other processes' CPU during a load above which the figure is flagged
-LOADGEN_BOUND_CORES = 0.9  # cn_loadgen is one thread: near a full core it is the bottleneck
-
-_children = {}  # pid -> Popen of every server we started and have not reaped
-
-
-def log(msg):
-    print("cluster: " + msg, file=sys.stderr, flush=True)
-
-
-class BenchError(Exception):
-    pass
-
 
 class StartupError(BenchError):
     """The cluster never became ready: later samples on the same binary would fail alike."""
 
 
 # ---------------------------------------------------------------- small helpers
-
-
-def free_ports(n):
-    """n distinct free loopback ports (all sockets held open until every port is picked)."""
-    socks, ports = [], []
-    try:
-        while len(ports) < n:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
-
-
-def http_request(port, method, path, body=None, timeout=1.0):
-    """One request on a fresh connection; returns (status, body bytes) or raises OSError."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        headers = {}
-        if body is not None:
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        conn.request(method, path, body=body, headers=headers)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
-def proc_cpu_s(pid):
-    """User + system CPU seconds used so far by pid."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def system_busy_s():
-    """CPU seconds all processes have spent busy (not idle or iowait), from /proc/stat."""
-    with open("/proc/stat") as f:
-        vals = [int(x) for x in f.readline().split()[1:]]
-    busy = sum(vals[:8]) - vals[3] - vals[4]
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
-def kernel_cpu_s():
-    """CPU seconds of kernel work no process is charged for: interrupt and softirq time
-    (loopback TCP between members, disk completions) from /proc/stat, plus every kernel
-    thread (jbd2 journal commits behind fsync, kworkers, ksoftirqd)."""
-    with open("/proc/stat") as f:
-        vals = [int(x) for x in f.readline().split()[1:]]
-    ticks = vals[5] + vals[6]
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if d == "2" or fields[1] == "2":  # kthreadd and its children
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu_s():
-    """CPU seconds of our reaped children (cn_loadgen runs), from getrusage."""
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
 
 
 def fs_type(path):
@@ -144,15 +64,6 @@ def fs_type(path):
     except OSError:
         pass
     return fstype
-
-
-def first_line(cmd):
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
-        text = (out.stdout or out.stderr).strip()
-        return text.splitlines()[0] if text else ""
-    except (OSError, subprocess.SubprocessError):
-        return ""
 
 
 def pctl(vals, q):
@@ -206,9 +117,7 @@ class Member:
         return status == 200
 
     def put_ok(self, path, value, timeout=2.0):
-        body = urllib.parse.urlencode({"value": value})
-        status, _ = http_request(self.client_port, "PUT", "/v2/keys" + path, body, timeout=timeout)
-        return status in (200, 201)
+        return benchlib.put_ok(self.client_port, path, value, timeout=timeout)
 
     def log_tail(self, n=12):
         try:
@@ -255,16 +164,10 @@ class Cluster:
 
     def start(self):
         """Spawns every member; returns the monotonic time just before the first spawn."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
+        env = benchlib.server_env()
         t0 = time.monotonic()
         for m in self.members:
-            logf = open(m.log_path, "ab")
-            try:
-                m.proc = subprocess.Popen(self.command(m), stdin=subprocess.DEVNULL, stdout=logf,
-                                          stderr=subprocess.STDOUT, env=env, cwd=self.workdir)
-            finally:
-                logf.close()
-            _children[m.proc.pid] = m.proc
+            _, m.proc = benchlib.spawn_server(self.command(m), m.log_path, "ab", self.workdir, env)
         return t0
 
     def tails(self):
@@ -372,36 +275,10 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 m.proc.kill()
                 m.proc.wait()
-            _children.pop(m.proc.pid, None)
-
-
-def kill_children():
-    for pid, p in list(_children.items()):
-        if p.poll() is None:
-            p.kill()
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        _children.pop(pid, None)
+            benchlib.forget_child(m.proc)
 
 
 # ---------------------------------------------------------------- PUT load
-
-
-def run_loadgen(args, url, conns, extra):
-    cmd = [args.loadgen, "--url", url, "--op", "put", "--conns", str(conns),
-           "--value-size", str(args.value_size)] + extra
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True,
-                             timeout=args.duration_s + args.warmup_s + 700)
-    except subprocess.TimeoutExpired:
-        raise BenchError("cn_loadgen hung: %s" % " ".join(cmd))
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-    if out.returncode not in (0, 3) or not lines:
-        raise BenchError("cn_loadgen failed (exit %d): %s\n    %s"
-                         % (out.returncode, " ".join(cmd), out.stderr.strip() or out.stdout.strip()))
-    return json.loads(lines[-1])
 
 
 def phase_put(args, target, binary, workdir, metrics, errors):
@@ -412,8 +289,9 @@ def phase_put(args, target, binary, workdir, metrics, errors):
         metrics["ready_ms"] = ready_ms
         log("%s: 3 members ready (leader %s) after %.0f ms" % (target, lead.name, ready_ms))
 
-        pre = run_loadgen(args, lead.url, 64, ["--keys", str(args.keys), "--requests", str(args.keys),
-                                               "--seq", "--prefix", "/bench"])
+        pre = run_loadgen(args, lead.url, "put", 64,
+                          ["--keys", str(args.keys), "--requests", str(args.keys),
+                           "--seq", "--prefix", "/bench"], log_errors=False)
         if pre["errors"]:
             raise BenchError("%s: preload of %d keys had %d errors (%s)"
                              % (target, args.keys, pre["errors"], pre["first_error"]))
@@ -437,10 +315,10 @@ def phase_put(args, target, binary, workdir, metrics, errors):
                 cpu0 = [proc_cpu_s(p) for p in pids]
                 sys0, kern0, kids0 = system_busy_s(), kernel_cpu_s(), children_cpu_s()
                 wall0 = time.monotonic()
-                res = run_loadgen(args, m.url, conns,
+                res = run_loadgen(args, m.url, "put", conns,
                                   ["--keys", str(args.keys), "--prefix", "/bench",
                                    "--duration-s", str(args.duration_s),
-                                   "--warmup-s", str(args.warmup_s)])
+                                   "--warmup-s", str(args.warmup_s)], log_errors=False)
                 cl.check_alive("PUT via %s @%d" % (role, conns))
                 cpus = [proc_cpu_s(p) - c for p, c in zip(pids, cpu0)]
                 wall = time.monotonic() - wall0
@@ -471,16 +349,12 @@ def phase_put(args, target, binary, workdir, metrics, errors):
                     changes += 1
                     log("%s: WARNING: leadership changed during PUT via %s @%d: that figure mixes "
                         "roles" % (target, role, conns))
-                if loadgen_cpu / wall > LOADGEN_BOUND_CORES:
-                    log("%s: WARNING: cn_loadgen used %.2f cores during %s: the figure may measure "
-                        "the load generator rather than the server" % (target, loadgen_cpu / wall, key))
-                if other / wall > NOISY_CORES:
+                benchlib.warn_loadgen_bound(target, loadgen_cpu / wall, key)
+                if other / wall > benchlib.NOISY_CORES:
                     noisy.append(key)
                 if after is not None:
                     lead, followers = after
-        if noisy:
-            log("%s: WARNING: other processes used more than %.2f cores during %s; "
-                "those figures are not clean" % (target, NOISY_CORES, ", ".join(noisy)))
+        benchlib.warn_noisy(target, noisy)
         metrics["noisy_loads"] = noisy
         metrics["leader_changes"] = changes
     finally:
@@ -630,7 +504,7 @@ def failover_sample(args, target, binary, workdir):
         ready_ms, lead, followers = cl.wait_ready(t0)
         st = asyncio.run(_failover_probe(args, cl, lead, followers))
         lead.proc.wait(timeout=10)
-        _children.pop(lead.proc.pid, None)
+        benchlib.forget_child(lead.proc)
         cl.check_alive("failover", allow_dead=(lead,))
         t_kill = st["t_kill"]
         return {
@@ -683,29 +557,9 @@ def phase_failover(args, target, binary, workdir, metrics, errors):
 
 
 def run_once(args, target, binary, run_no):
-    workdir = tempfile.mkdtemp(prefix="cairn-cluster-%s-%d-" % (target, run_no), dir=args.tmpdir)
-    metrics, errors = {}, []
-    try:
-        for name, fn in (("put", phase_put), ("failover", phase_failover)):
-            if name not in args.phases:
-                continue
-            sub = os.path.join(workdir, name)
-            os.mkdir(sub)
-            try:
-                fn(args, target, binary, sub, metrics, errors)
-            except BenchError as e:
-                errors.append(str(e))
-                log("%s run %d, %s phase failed: %s" % (target, run_no, name, e))
-    except BaseException:
-        kill_children()
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-        raise
-    if args.keep or errors:
-        log("%s run %d: kept %s" % (target, run_no, workdir))
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return {"run": run_no, "metrics": metrics, "errors": errors}
+    return benchlib.run_once(args, target, binary, run_no, "cairn-cluster",
+                             (("put", phase_put), ("failover", phase_failover)),
+                             keep_on_errors=True)
 
 
 # ---------------------------------------------------------------- report
@@ -730,13 +584,7 @@ def metric_rows(args):
 
 
 def medians(runs):
-    keys = sorted({k for r in runs for k in r["metrics"]})
-    out = {}
-    for k in keys:
-        vals = [r["metrics"][k] for r in runs
-                if isinstance(r["metrics"].get(k), (int, float)) and not isinstance(r["metrics"].get(k), bool)]
-        if vals:
-            out[k] = statistics.median(vals)
+    out = benchlib.medians(runs)
     # failover: the median of every sample of every run (each a fresh cluster), not of medians
     samples = [s for r in runs for s in r["metrics"].get("failover_samples", [])]
     if samples:
@@ -747,37 +595,6 @@ def medians(runs):
     return out
 
 
-def fmt(v, unit):
-    if v is None:
-        return "-"
-    if unit == "":
-        return "%.0f" % v
-    if v >= 100:
-        return "%.0f %s" % (v, unit)
-    if v >= 10:
-        return "%.1f %s" % (v, unit)
-    if v >= 1:
-        return "%.2f %s" % (v, unit)
-    return "%.3f %s" % (v, unit)
-
-
-def compare(args, results):
-    rows = []
-    med = {t: results[t]["median"] for t in TARGETS if t in results and "median" in results[t]}
-    for key, label, unit, hib in metric_rows(args):
-        c = med.get("cairn", {}).get(key)
-        e = med.get("etcd", {}).get(key)
-        ratio = c / e if (c is not None and e) else None
-        goal = GOALS.get(key)
-        verdict = None
-        if goal and ratio is not None:
-            verdict = ratio >= goal[1] if goal[0] == "ge" else ratio <= goal[1]
-        rows.append({"metric": key, "label": label, "unit": unit, "cairn": c, "etcd": e,
-                     "ratio": ratio, "better": "higher" if hib else "lower",
-                     "target": goal[2] if goal else None, "pass": verdict})
-    return rows
-
-
 def samples_line(results, t):
     vals = sorted(s["failover_ms"] for r in results[t]["runs"]
                   for s in r["metrics"].get("failover_samples", []))
@@ -785,68 +602,25 @@ def samples_line(results, t):
 
 
 def print_table(args, results, rows):
-    head = ["metric", "cairn", "etcd", "cairn/etcd", "better", "target", "verdict"]
-    body = []
-    for r in rows:
-        if r["cairn"] is None and r["etcd"] is None:
-            continue
-        status = "" if r["pass"] is None else ("PASS" if r["pass"] else "MISS")
-        ratio = "-" if r["ratio"] is None else "%.2fx" % r["ratio"]
-        body.append([r["label"], fmt(r["cairn"], r["unit"]), fmt(r["etcd"], r["unit"]), ratio,
-                     r["better"], r["target"] or "", status])
-    widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
-    print()
-    print("3-member clusters on 127.0.0.1, election timeout %d ms, heartbeat %d ms; PUT %d-byte values"
-          " over %d keys, %.0f s per load (+%.1f s warm-up); median of %d run%s, failover median of"
-          " every sample (%d fresh cluster%s per run)"
-          % (args.election_timeout, args.heartbeat_interval, args.value_size, args.keys,
-             args.duration_s, args.warmup_s, args.runs, "" if args.runs == 1 else "s",
-             args.failover_samples, "" if args.failover_samples == 1 else "s"))
-    for t in TARGETS:
-        info = results.get(t)
-        if info is None:
-            continue
-        if "skipped" in info:
-            print("  %s: skipped (%s)" % (t, info["skipped"]))
-            continue
-        print("  %s: %s  [%s]" % (t, info["binary"], info["version"] or "version unknown"))
+    def target_lines(t, info):
+        lines = []
         if "failover" in args.phases:
-            print("    failover samples (ms): %s" % (samples_line(results, t) or "none"))
-        noisy = sorted({k for r in info["runs"] for k in r["metrics"].get("noisy_loads", [])})
-        if noisy:
-            print("    not clean (other processes busy during): %s" % ", ".join(noisy))
+            lines.append("    failover samples (ms): %s" % (samples_line(results, t) or "none"))
+        lines += benchlib.noisy_lines(info)
         moved = sum(r["metrics"].get("leader_changes", 0) for r in info["runs"])
         if moved:
-            print("    leadership changed %d time(s) around the PUT loads" % moved)
-    print("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
-    print("  ".join("-" * w for w in widths if w).rstrip())
-    for b in body:
-        cells = [b[0].ljust(widths[0])] + [b[i].rjust(widths[i]) if i < 4 else b[i].ljust(widths[i])
-                                            for i in range(1, len(b))]
-        print("  ".join(cells).rstrip())
-    print("ratio = cairn/etcd; 'better' says which way the figure, and so the ratio, improves;")
-    print("the verdict compares the ratio with the project's target.")
-    errs = [(t, e) for t in TARGETS if t in results for r in results[t].get("runs", []) for e in r["errors"]]
-    if errs:
-        print()
-        print("errors:")
-        for t, e in errs:
-            print("  %s: %s" % (t, e.splitlines()[0]))
+            lines.append("    leadership changed %d time(s) around the PUT loads" % moved)
+        return lines
 
-
-def markdown_table(rows):
-    out = ["| figure | cairn | etcd | cairn/etcd | better | target | verdict |",
-           "| --- | ---: | ---: | ---: | --- | --- | --- |"]
-    for r in rows:
-        if r["cairn"] is None and r["etcd"] is None:
-            continue
-        c = "pending" if r["cairn"] is None else fmt(r["cairn"], r["unit"])
-        e = "-" if r["etcd"] is None else fmt(r["etcd"], r["unit"])
-        ratio = "-" if r["ratio"] is None else "%.2fx" % r["ratio"]
-        verdict = "" if r["pass"] is None else ("pass" if r["pass"] else "miss")
-        out.append("| %s | %s | %s | %s | %s | %s | %s |"
-                   % (r["label"], c, e, ratio, r["better"], r["target"] or "", verdict))
-    return "\n".join(out) + "\n"
+    benchlib.print_table(
+        results, rows,
+        "3-member clusters on 127.0.0.1, election timeout %d ms, heartbeat %d ms; PUT %d-byte values"
+        " over %d keys, %.0f s per load (+%.1f s warm-up); median of %d run%s, failover median of"
+        " every sample (%d fresh cluster%s per run)"
+        % (args.election_timeout, args.heartbeat_interval, args.value_size, args.keys,
+           args.duration_s, args.warmup_s, args.runs, "" if args.runs == 1 else "s",
+           args.failover_samples, "" if args.failover_samples == 1 else "s"),
+        target_lines)
 
 
 # ---------------------------------------------------------------- main
@@ -855,11 +629,7 @@ def markdown_table(rows):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--cairn", default=os.path.join(REPO, "build", "cairn"), help="cairn binary")
-    p.add_argument("--etcd", default="/usr/bin/etcd" if os.path.exists("/usr/bin/etcd") else None,
-                   help="etcd binary (run with --enable-v2)")
-    p.add_argument("--loadgen", default=os.path.join(REPO, "build", "bench", "cn_loadgen"),
-                   help="cn_loadgen binary")
+    benchlib.add_binary_args(p)
     p.add_argument("--only", choices=("cairn", "etcd", "both"), default="both",
                    help="which server(s); 'both' runs whichever exist")
     p.add_argument("--runs", type=int, default=1,
@@ -919,18 +689,11 @@ def parse_args(argv):
     return a
 
 
-def on_signal(signum, frame):
-    raise SystemExit(128 + signum)
-
-
 def main(argv):
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    benchlib.install_signal_handlers()
 
-    if "put" in args.phases and not (os.path.isfile(args.loadgen) and os.access(args.loadgen, os.X_OK)):
-        log("no load generator at %s; build it with: cmake --build build --target cn_loadgen"
-            % args.loadgen)
+    if "put" in args.phases and benchlib.loadgen_missing(args.loadgen):
         return 2
     tmp = args.tmpdir or tempfile.gettempdir()
     fst = fs_type(tmp)
@@ -940,73 +703,24 @@ def main(argv):
         return 2
     log("data dirs under %s (%s)" % (tmp, fst))
 
-    wanted = TARGETS if args.only == "both" else (args.only,)
-    results, plan = {}, []
-    for t in wanted:
-        binary = args.cairn if t == "cairn" else args.etcd
-        if not binary or not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
-            why = "%s not found" % (binary or "no binary given")
-            log("%s: skipped, %s" % (t, why))
-            results[t] = {"skipped": why}
-            if args.only != "both":
-                return 2
-            continue
-        binary = os.path.abspath(binary)
-        results[t] = {"binary": binary, "version": first_line([binary, "--version"]), "runs": []}
-        plan.append((t, binary))
-    if not plan:
-        log("nothing to run")
+    planned = benchlib.plan_targets(args, args.only, strict=args.only != "both")
+    if planned is None:
         return 2
+    results, plan = planned
 
-    started = time.time()
-    loadavg_start = os.getloadavg()
-    if loadavg_start[0] > 0.5:
-        log("WARNING: load average is %.2f before starting; figures will be noisy" % loadavg_start[0])
-    try:
-        for run_no in range(1, args.runs + 1):
-            for t, binary in plan:  # interleaved, so drift on the machine hits both alike
-                log("run %d/%d: %s" % (run_no, args.runs, t))
-                results[t]["runs"].append(run_once(args, t, binary, run_no))
-    finally:
-        kill_children()
-
-    for t, _ in plan:
-        results[t]["median"] = medians(results[t]["runs"])
-    rows = compare(args, results)
+    started, loadavg_start = benchlib.run_all(args, results, plan, run_once, medians)
+    rows = benchlib.compare(metric_rows(args), GOALS, results)
     print_table(args, results, rows)
 
-    if args.json:
-        doc = {
-            "meta": {
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-                "seconds": round(time.time() - started, 1),
-                "host": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
-                "loadavg_at_start": loadavg_start, "loadavg_at_end": os.getloadavg(),
-                "command": [sys.executable] + sys.argv, "tmpdir_fs": fst,
-                "params": {k: getattr(args, k) for k in (
-                    "runs", "conns", "duration_s", "warmup_s", "keys", "value_size",
-                    "election_timeout", "heartbeat_interval", "failover_samples",
-                    "failover_warm_s", "probe_interval_ms", "probe_timeout_ms")},
-            },
-            "targets": results,
-            "comparison": rows,
-        }
-        doc["meta"]["params"]["phases"] = sorted(args.phases)
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=1, sort_keys=True)
-            f.write("\n")
-        log("wrote %s" % args.json)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(markdown_table(rows))
-        log("wrote %s" % args.markdown)
-
-    failed = any(r["errors"] for t, _ in plan for r in results[t]["runs"])
-    return 1 if failed else 0
+    params = {k: getattr(args, k) for k in (
+        "runs", "conns", "duration_s", "warmup_s", "keys", "value_size",
+        "election_timeout", "heartbeat_interval", "failover_samples",
+        "failover_warm_s", "probe_interval_ms", "probe_timeout_ms")}
+    params["phases"] = sorted(args.phases)
+    benchlib.write_outputs(args, started, loadavg_start, {"tmpdir_fs": fst, "params": params},
+                           results, rows)
+    return benchlib.exit_status(results, plan)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    finally:
-        kill_children()
+    benchlib.run_main(main)

@@ -10,6 +10,7 @@ the suite's expectations against the reference implementation.
 import hashlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -68,7 +69,39 @@ def wait_until(predicate, timeout=10.0, interval=0.02, message=None):
         time.sleep(interval)
 
 
+def _ephemeral_range():
+    try:
+        lo, hi = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_EPHEMERAL = _ephemeral_range()
+_PORT_LO, _PORT_HI = 20000, min(_EPHEMERAL[0], 32768) - 1
+_port_rng = random.Random(os.getpid() ^ int(time.time() * 1000))
+_handed_out = set()
+
+
 def free_port():
+    """A free TCP port on 127.0.0.1, below the kernel's ephemeral range: a port the test
+    reserves for a member that starts later cannot be taken meanwhile by an outgoing
+    connection (members dial each other all the time), which a port from bind(0) can."""
+    for _ in range(2000):
+        port = _port_rng.randrange(_PORT_LO, _PORT_HI)
+        if port in _handed_out:
+            continue
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _handed_out.add(port)
+        if len(_handed_out) > 5000:
+            _handed_out.clear()
+        return port
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         s.bind(("127.0.0.1", 0))
