@@ -89,3 +89,19 @@ def test_missing_write_ahead_log_is_an_error(member_factory):
     rc = m.wait_exit(15)
     assert rc == 1, m.log_tail()
     assert "no write-ahead log" in m.log_text()
+
+
+def test_peer_from_another_cluster_is_refused_with_a_log_line(member_factory):
+    other = member_factory(name="b1", token="cluster-b")
+    cp, pp = free_port(), free_port()
+    # a member of another cluster that lists b1's peer URL as one of its own members
+    m = member_factory(name="a1", start=False, client_port=cp, peer_port=pp, token="cluster-a",
+                       overrides={"--initial-cluster":
+                                  f"a1=http://127.0.0.1:{pp},a2={other.peer_url}"})
+    m.start(wait=False)
+    wait_until(lambda: "refused connection from a member of another cluster" in other.log_text(),
+               10, message="b1 refusing a1's connection")
+    line = next(l for l in other.log_text().splitlines() if "another cluster" in l)
+    assert f"our_cluster={other.cluster_id}" in line
+    # and b1 is unaffected
+    assert other.set("still", "fine")["node"]["value"] == "fine"
