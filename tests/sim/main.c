@@ -49,6 +49,8 @@ int main(int argc, char **argv)
             start = strtoull(argv[++i], NULL, 10);
         } else if (strcmp(argv[i], "--fault-ms") == 0 && i + 1 < argc) {
             o.fault_ms = (unsigned)strtoul(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--unreachable") == 0) {
+            o.unreachable = true;
         } else if (strcmp(argv[i], "--break-figure8") == 0) {
             o.break_figure8 = true;
         } else if (strcmp(argv[i], "--break-vote") == 0) {
@@ -75,6 +77,7 @@ int main(int argc, char **argv)
             if (failures++ == 0) first_failed = seed;
             const char *flags = o.break_figure8 ? " --break-figure8"
                                 : o.break_vote  ? " --break-vote"
+                                : o.unreachable ? " --unreachable"
                                                 : "";
             printf("replay with: tests/sim/replay %llu%s   (or: %s replay %llu%s)\n", seed, flags,
                    argv[0], seed, flags);

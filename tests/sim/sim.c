@@ -60,6 +60,7 @@ struct snap_hash {
 struct sim {
     struct sim_opts o;
     uint64_t rng;
+    uint64_t rng2; /* the unreachable notices' own generator */
     uint64_t now, seq;
     struct ev *heap;
     size_t n_heap, cap_heap;
@@ -94,6 +95,14 @@ struct sim {
 static uint64_t rnd(struct sim *s)
 {
     uint64_t z = (s->rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rnd2(struct sim *s)
+{
+    uint64_t z = (s->rng2 += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
@@ -529,6 +538,11 @@ static void processItem(struct sim *s, int i, struct sim_inbox_item *it)
         if (cc.op == CN_RAFT_CONF_ADD_LEARNER && (int)cc.id == s->n + 1) startJoiner(s);
         break;
     }
+    case 6:
+        trace(s, "%llu told the connection from %llu closed", (unsigned long long)m->id,
+              (unsigned long long)it->arg);
+        cn_raft_leader_unreachable(m->r, it->arg);
+        break;
     case 4:
         if (cn_raft_transfer(m->r, it->arg) == 0)
             trace(s, "transfer %llu -> %llu", (unsigned long long)m->id,
@@ -640,6 +654,11 @@ static void crash(struct sim *s, int i)
         cn_buf_free(&m->inbox[k].msg);
     m->n_inbox = 0;
     m->incarnation++;
+    if (s->o.unreachable) {
+        /* its sockets close: every other member's transport notices */
+        for (int k = 0; k < s->n; k++)
+            if (k != i && s->m[k].up) input(s, k, 6, NULL, m->id);
+    }
 }
 
 /* ---- checks after every event --------------------------------------------------------------- */
@@ -750,6 +769,11 @@ static void netChange(struct sim *s)
         trace(s, "net: isolate %d", a + 1);
     } else {
         trace(s, "net: whole");
+    }
+    if (s->o.unreachable && rnd2(s) % 3 == 0) {
+        /* a false notice: a connection reset while the member lives (its leader may be fine) */
+        int a = (int)(rnd2(s) % (uint64_t)s->n), b = (int)(rnd2(s) % (uint64_t)s->n);
+        if (a != b && s->m[a].up) input(s, a, 6, NULL, s->m[b].id);
     }
     s->drop_pct = (unsigned)rndn(s, 15);
     s->dup_pct = (unsigned)rndn(s, 8);
@@ -984,6 +1008,7 @@ int sim_run(const struct sim_opts *o)
     struct sim *s = CN_NEW(struct sim);
     s->o = *o;
     s->rng = o->seed * 0x2545F4914F6CDD1Dull + 7;
+    s->rng2 = o->seed * 0xD1342543DE82EF95ull + 11;
     s->check = check_new();
     s->delay_max = 1 + (unsigned)rndn(s, 20);
     s->long_delay_pct = (unsigned)rndn(s, 5);

@@ -65,6 +65,10 @@ struct sim_opts {
     bool break_figure8; /* run the core with the Figure 8 commit rule broken */
     bool break_vote;    /* run the core with the election restriction (§3.6.1) broken */
     unsigned fault_ms;  /* length of the fault phase */
+    /* Deliver the transport's "the leader's connection closed" notice (what src/node does with
+     * cn_raft_leader_unreachable): to every member when one crashes, and now and then falsely,
+     * to check a wrong notice costs at most an election. Drawn from a generator of its own. */
+    bool unreachable;
 };
 
 /* Runs one seed. Returns 0, or 1 after printing what failed. */

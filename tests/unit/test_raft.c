@@ -418,6 +418,34 @@ static void check_quorum_steps_down(void **state)
     teardown();
 }
 
+/* A follower told that its leader's connection closed drops the lease at once: it grants a
+ * pre-vote in the same tick, and campaigns within one election timeout instead of one to two. A
+ * notice about a member that is not its leader changes nothing. */
+static void leader_unreachable_drops_the_lease(void **state)
+{
+    setup(3);
+    elect(1);
+    cn_raft_leader_unreachable(node(2)->r, 3); /* not its leader: ignored */
+    assert_int_equal(status(2).lead, 1);
+    crash(1);
+    cn_raft_leader_unreachable(node(2)->r, 1);
+    cn_raft_leader_unreachable(node(3)->r, 1);
+    assert_int_equal(status(2).lead, 0);
+    assert_int_equal(status(3).lead, 0);
+    uint64_t term = status(2).term;
+    unsigned ticks = 0;
+    while (status(2).role != CN_RAFT_LEADER && status(3).role != CN_RAFT_LEADER && ticks < T) {
+        tick(2, 1);
+        tick(3, 1);
+        deliverAll();
+        ticks++;
+    }
+    assert_true(ticks < T);
+    assert_true(status(2).role == CN_RAFT_LEADER || status(3).role == CN_RAFT_LEADER);
+    assert_int_equal(status(2).term, term + 1);
+    teardown();
+}
+
 static void vote_rejected_for_stale_log(void **state)
 {
     setupN(3, 3);
@@ -1069,6 +1097,7 @@ int main(void)
         cmocka_unit_test(snapshot_lost_is_resent),
         cmocka_unit_test(codec_roundtrip_and_bounds),
         cmocka_unit_test(single_member_commits_alone),
+        cmocka_unit_test(leader_unreachable_drops_the_lease),
         cmocka_unit_test(errors_and_stale_leader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
