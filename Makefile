@@ -50,7 +50,7 @@ bench-cluster: deps build
 
 CHAOS_SECONDS ?= 600
 chaos: deps build
-	CAIRN_BIN=$(CURDIR)/build/cairn CAIRN_CHAOS_SECONDS=$(CHAOS_SECONDS) \
+	CAIRN_BIN=$(CURDIR)/build/cairn CAIRN_CHAOS_SECONDS=$(CHAOS_SECONDS) CAIRN_CHAOS_MAX_OPS_PER_KEY=1000000 \
 		$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration/test_linearizability.py
 
 sim-long: deps build
