@@ -136,8 +136,9 @@ bool cn_http_cors(const char *cors, const struct cn_http_req *req, struct cn_htt
  * the extra headers, Content-Length), then the body (omitted for HEAD, Content-Length kept).
  * 1xx, 204 and 304 carry neither Content-Length nor body (as Go's server). body is borrowed: it
  * is written or copied before this returns. close_after: send "Connection: close" and close once
- * written. The request is finished (and freed later by the layer): forget it. If the connection
- * is already gone (closing, on_abort not yet run) this only marks the request finished. */
+ * written. The request is finished and may already be freed when this returns (a connection
+ * that is closing frees it at once): do not touch req, req->data or req->on_abort afterwards;
+ * clear what the owner keeps before calling. */
 void cn_http_respond(struct cn_http_req *req, int status, const char *ctype,
                      const struct cn_http_hdr *hdrs, size_t nhdrs, const void *body, size_t len,
                      bool close_after);

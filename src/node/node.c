@@ -81,14 +81,20 @@ struct cn_node_req {
     uint64_t conf_id;
     int rc; /* for early failures */
     uint64_t index;
-    struct cn_buf data; /* QUEUED: envelope (normal) or conf change encoding */
+    /* QUEUED: [uvarint seq][u8 kind] then the envelope (normal) or conf change encoding: the
+     * whole buffer is the PROP frame a follower sends, data + body_off what a leader proposes */
+    struct cn_buf data;
+    size_t body_off;
 };
 
 struct inbox_item {
-    uint8_t what; /* 1 raft msg, 2 forwarded proposal, 3 prop fail, 4 snap report */
+    uint8_t what; /* CN_PEER_KIND_RAFT, _PROP, _PROP_FAIL, or IN_SNAP_REPORT, IN_LEADER_GONE */
     uint64_t from;
     struct cn_buf data;
 };
+
+/* Inbox items that do not come from a peer frame. */
+enum { IN_SNAP_REPORT = 100, IN_LEADER_GONE = 101 };
 
 struct follower_stats {
     uint64_t id;
@@ -593,6 +599,9 @@ struct cn_node_req *cn_node_propose(struct cn_node *n, const void *cmd, size_t l
     struct cn_node_req *r = new_req(n, false, cb, ctx);
     if (!accepting(n)) return fail_later(n, r, CN_ERR_STOPPED);
     r->kind = K_NORMAL;
+    cn_buf_put_uvarint(&r->data, r->seq);
+    cn_buf_put_u8(&r->data, K_NORMAL);
+    r->body_off = r->data.len;
     env_header(&r->data, n->id, r->seq);
     cn_buf_append(&r->data, cmd, len);
     r->state = R_QUEUED;
@@ -613,6 +622,9 @@ struct cn_node_req *cn_node_propose_conf(struct cn_node *n, uint8_t op, uint64_t
     env_header(&c, n->id, r->seq);
     if (cmds) cn_buf_append(&c, cmds->p, cmds->len);
     struct cn_raft_conf_change cc = {op, id, c.p, c.len};
+    cn_buf_put_uvarint(&r->data, r->seq);
+    cn_buf_put_u8(&r->data, K_CONF);
+    r->body_off = r->data.len;
     cn_raft_conf_change_encode(&cc, &r->data);
     cn_buf_free(&c);
     r->state = R_QUEUED;
@@ -676,7 +688,7 @@ static void on_peer_closed(void *ctx, uint64_t from)
     struct cn_node *n = ctx;
     if (n->state == S_CLOSED || n->state == S_OPEN || from != n->lead) return;
     CN_LOGI("node", "the leader closed its connection leader=%" PRIx64, from);
-    inbox_push(n, 5, from, NULL, 0);
+    inbox_push(n, IN_LEADER_GONE, from, NULL, 0);
     process(n);
 }
 
@@ -765,7 +777,7 @@ static void send_msg(struct cn_node *n, struct cn_raft_msg *m)
                 CN_LOGW("node", "no snapshot file for index=%" PRIu64 " to send to %" PRIx64,
                         m->snap.index, m->to);
                 cn_buf_free(&data);
-                inbox_push(n, 4, m->to, "\0", 1);
+                inbox_push(n, IN_SNAP_REPORT, m->to, "\0", 1);
                 return;
             }
             cn_buf_free(&n->send_snap);
@@ -781,7 +793,7 @@ static void send_msg(struct cn_node *n, struct cn_raft_msg *m)
     cn_raft_msg_encode(m, &b);
     int rc = cn_peer_send(n->peer, m->to, CN_PEER_KIND_RAFT, b.p, b.len);
     cn_buf_free(&b);
-    if (m->type == CN_RAFT_MSG_SNAP) inbox_push(n, 4, m->to, rc == 0 ? "\1" : "\0", 1);
+    if (m->type == CN_RAFT_MSG_SNAP) inbox_push(n, IN_SNAP_REPORT, m->to, rc == 0 ? "\1" : "\0", 1);
     if (m->type == CN_RAFT_MSG_APP) n->send_append++;
     if (m->type == CN_RAFT_MSG_APP || m->type == CN_RAFT_MSG_HEARTBEAT) {
         struct follower_stats *f = fstat_of(n, m->to);
@@ -883,9 +895,9 @@ static void drain_inbox(struct cn_node *n)
                     finish_req(n, q, rc, NULL);
                 }
             }
-        } else if (it->what == 5) {
+        } else if (it->what == IN_LEADER_GONE) {
             cn_raft_leader_unreachable(n->raft, it->from);
-        } else if (it->what == 4) {
+        } else if (it->what == IN_SNAP_REPORT) {
             cn_raft_report_snapshot(n->raft, it->from, it->data.len && it->data.p[0] == 1);
         }
         cn_buf_free(&it->data);
@@ -915,16 +927,10 @@ static void feed(struct cn_node *n)
         CN_LIST_FOREACH(it, tmp, &n->queued) {
             struct cn_node_req *r = CN_CONTAINER_OF(it, struct cn_node_req, link);
             int rc;
-            if (leader) {
-                rc = raft_propose(n, r->kind, r->data.p, r->data.len);
-            } else {
-                struct cn_buf b = CN_BUF_INIT;
-                cn_buf_put_uvarint(&b, r->seq);
-                cn_buf_put_u8(&b, r->kind);
-                cn_buf_append(&b, r->data.p, r->data.len);
-                rc = cn_peer_send(n->peer, n->lead, CN_PEER_KIND_PROP, b.p, b.len);
-                cn_buf_free(&b);
-            }
+            if (leader)
+                rc = raft_propose(n, r->kind, r->data.p + r->body_off, r->data.len - r->body_off);
+            else
+                rc = cn_peer_send(n->peer, n->lead, CN_PEER_KIND_PROP, r->data.p, r->data.len);
             if (rc != 0 && retryable(rc)) continue;
             cn_list_remove(&r->link);
             cn_list_insert_tail(&n->waiting, &r->link);
@@ -975,10 +981,11 @@ static void apply_entry(struct cn_node *n, const struct cn_raft_entry *e, bool *
     bool have = false;
     if (e->type == CN_RAFT_ENTRY_NORMAL && e->len) {
         if (env_decode(e->data, e->len, &origin, &seq, &rest, &rest_len)) {
-            rc = cn_store_apply(n->store, rest, rest_len, &res);
+            struct cn_store_cmd c;
+            rc = cn_store_cmd_decode(rest, rest_len, &c);
             if (rc == 0) {
-                struct cn_store_cmd c;
-                if (cn_store_cmd_decode(rest, rest_len, &c) == 0 && c.ns == CN_NS_SYS) *sys = true;
+                cn_store_apply_cmd(n->store, &c, &res);
+                if (c.ns == CN_NS_SYS) *sys = true;
             }
             have = true;
         } else {
