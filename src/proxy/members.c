@@ -341,6 +341,8 @@ static void refresh_done(struct cn_http_client_req *creq, int rc,
         refresh_try(p);
         return;
     }
+    /* logged now: peer points into p->peers, which the new list replaces below */
+    CN_LOGD("proxy", "members refreshed peer=%s members=%d", peer, n);
     if (n > 0) { /* etcd keeps its endpoints when the answer lists no member */
         cn_proxy_set_endpoints(p, &clients);
         if (peers.n > 0) {
@@ -350,7 +352,6 @@ static void refresh_done(struct cn_http_client_req *creq, int rc,
             (void)write_cluster_file(p); /* logged inside; the old file stays usable */
         }
     }
-    CN_LOGD("proxy", "members refreshed peer=%s members=%d endpoints=%zu", peer, n, p->neps);
     cn_proxy_urls_free(&clients);
     cn_proxy_urls_free(&peers);
     refresh_finished(p);

@@ -29,15 +29,6 @@
 #include "common/url.h"
 #include "proxy/proxy_int.h"
 
-void cn_proxy_timing_default(struct cn_proxy_timing *t)
-{
-    t->failure_wait_ms = 5000;
-    t->refresh_interval_ms = 30000;
-    t->dial_timeout_ms = 1000;
-    t->write_timeout_ms = 5000;
-    t->read_timeout_ms = 0;
-}
-
 /* ---- local answers ------------------------------------------------------------------------- */
 
 /* Go's server adds Date to every response; the proxy's server relays the member's Date instead
@@ -197,9 +188,9 @@ size_t cn_proxy_pick(struct cn_proxy *p, struct cn_buf *out, size_t *off, size_t
     /* As etcd 2.3's director: every request goes to the first available endpoint in an order
      * that changes only when the member list is refreshed, so a client reads its own writes
      * through the proxy. */
-    size_t start = p->rr % p->neps, n = 0;
+    size_t n = 0;
     for (size_t k = 0; k < p->neps && n < max; k++) {
-        const struct proxy_endpoint *e = &p->eps[(start + k) % p->neps];
+        const struct proxy_endpoint *e = &p->eps[k];
         if (e->failed_until_ms > now) continue;
         off[n++] = out->len;
         cn_buf_append(out, e->url, strlen(e->url) + 1);
@@ -323,19 +314,15 @@ size_t cn_proxy_inflight(const struct cn_proxy *p)
 int cn_proxy_start(uv_loop_t *loop, const struct cn_config *cfg, const char *const *peer_urls,
                    size_t npeer, struct cn_proxy **out, char *err, size_t errlen)
 {
-    return cn_proxy_start_timing(loop, cfg, NULL, peer_urls, npeer, out, err, errlen);
-}
-
-int cn_proxy_start_timing(uv_loop_t *loop, const struct cn_config *cfg,
-                          const struct cn_proxy_timing *timing, const char *const *peer_urls,
-                          size_t npeer, struct cn_proxy **out, char *err, size_t errlen)
-{
     struct cn_proxy *p = CN_NEW(struct cn_proxy);
     p->loop = loop;
-    if (timing)
-        p->t = *timing;
-    else
-        cn_proxy_timing_default(&p->t);
+    p->t = (struct cn_proxy_timing){
+        .failure_wait_ms = cfg->proxy_failure_wait_ms,
+        .refresh_interval_ms = cfg->proxy_refresh_interval_ms,
+        .dial_timeout_ms = cfg->proxy_dial_timeout_ms,
+        .write_timeout_ms = cfg->proxy_write_timeout_ms,
+        .read_timeout_ms = cfg->proxy_read_timeout_ms,
+    };
     p->readonly = strcmp(cfg->proxy, "readonly") == 0;
     p->cors = cfg->cors ? cn_xstrdup(cfg->cors) : NULL;
     p->max_body = cfg->max_request_bytes;

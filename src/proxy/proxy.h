@@ -15,32 +15,15 @@
 
 struct cn_proxy;
 
-/* The --proxy-* timings, in milliseconds (0 where etcd allows it: none). */
-struct cn_proxy_timing {
-    uint64_t failure_wait_ms;     /* quarantine of an endpoint after a failure (5000) */
-    uint64_t refresh_interval_ms; /* membership refresh period (30000) */
-    uint64_t dial_timeout_ms;     /* connect to a member (1000) */
-    uint64_t write_timeout_ms;    /* write a request to a member (5000) */
-    uint64_t read_timeout_ms;     /* silence from a member; 0 for watches (0) */
-};
-
-/* Fills t with etcd 2.3's defaults (shown above). */
-void cn_proxy_timing_default(struct cn_proxy_timing *t);
-
 /* Starts serving the client API on cfg->listen_client by forwarding to the cluster's members.
  * Peer URLs come from peer_urls when npeer > 0 (discovery fallback), else from
  * <data-dir>/proxy/cluster ({"PeerURLs":[...]}) if present, else from cfg's --initial-cluster.
  * Writes <data-dir>/proxy/cluster. Returns 0 or a negative error with a message in err.
- * Uses etcd's default --proxy-* timings (cn_config does not carry those flags yet).
+ * The --proxy-* timings come from cfg.
  * cfg and peer_urls are borrowed for the call only. On failure *out is not set; handles that
  * were already opened close (and free) themselves once the loop runs. */
 int cn_proxy_start(uv_loop_t *loop, const struct cn_config *cfg, const char *const *peer_urls,
                    size_t npeer, struct cn_proxy **out, char *err, size_t errlen);
-
-/* cn_proxy_start with explicit timings (timing NULL: the defaults). */
-int cn_proxy_start_timing(uv_loop_t *loop, const struct cn_config *cfg,
-                          const struct cn_proxy_timing *timing, const char *const *peer_urls,
-                          size_t npeer, struct cn_proxy **out, char *err, size_t errlen);
 
 /* Stops listening, ends streams, closes handles; cb runs from the loop afterwards; frees itself.
  * Requests still waiting for a member get 503. cb may be NULL. */

@@ -46,6 +46,15 @@ struct proxy_handled {
     uint64_t n;
 };
 
+/* The --proxy-* timings, in milliseconds (0 where etcd allows it: none), from cn_config. */
+struct cn_proxy_timing {
+    uint64_t failure_wait_ms;     /* quarantine of an endpoint after a failure (5000) */
+    uint64_t refresh_interval_ms; /* membership refresh period (30000) */
+    uint64_t dial_timeout_ms;     /* connect to a member (1000) */
+    uint64_t write_timeout_ms;    /* write a request to a member (5000) */
+    uint64_t read_timeout_ms;     /* silence from a member; 0 for watches (0) */
+};
+
 struct cn_proxy {
     uv_loop_t *loop;
     struct cn_proxy_timing t;
@@ -61,7 +70,6 @@ struct cn_proxy {
     struct cn_buf cluster_json; /* what the cluster file holds */
     struct proxy_endpoint eps[PROXY_MAX_URLS];
     size_t neps;
-    size_t rr; /* first endpoint tried (requests stick to it while it answers) */
 
     struct cn_list exchanges; /* struct proxy_exchange: forwarding */
     struct cn_list queued;    /* struct proxy_exchange: waiting for the first refresh */

@@ -838,16 +838,8 @@ static void start_discovery(struct server *s)
 /* Proxy mode: no data, the client API forwarded to the cluster's members (spec §6). */
 static int run_proxy(struct server *s, const char *const *peers, size_t npeers)
 {
-    struct cn_proxy_timing t = {
-        .failure_wait_ms = s->cfg.proxy_failure_wait_ms,
-        .refresh_interval_ms = s->cfg.proxy_refresh_interval_ms,
-        .dial_timeout_ms = s->cfg.proxy_dial_timeout_ms,
-        .write_timeout_ms = s->cfg.proxy_write_timeout_ms,
-        .read_timeout_ms = s->cfg.proxy_read_timeout_ms,
-    };
     char err[512] = "";
-    int rc =
-        cn_proxy_start_timing(s->loop, &s->cfg, &t, peers, npeers, &s->proxy, err, sizeof(err));
+    int rc = cn_proxy_start(s->loop, &s->cfg, peers, npeers, &s->proxy, err, sizeof(err));
     if (rc != 0) {
         fprintf(stderr, "cairn: cannot start the proxy: %s\n", err);
         CN_LOGE("server", "cannot start the proxy err=\"%s\"", err);

@@ -40,21 +40,6 @@ needs_service = pytest.mark.skipif(
 
 
 @pytest.fixture
-def procs(request):
-    """Processes a test starts: log tails go into failure reports; killed at teardown."""
-    made = []
-    request.node._cairn_members = made
-    yield made
-    for p in made:
-        p.cleanup()
-    bad = [(p.name, p.sanitizer_reports()) for p in made
-           if not p.binary.endswith("/etcd") and p.sanitizer_reports()]
-    if bad:
-        pytest.fail(f"sanitizer report: {bad[0][0]}:\n" + "\n".join(bad[0][1][:20]),
-                    pytrace=False)
-
-
-@pytest.fixture
 def ports():
     return Ports()
 

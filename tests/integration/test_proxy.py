@@ -105,21 +105,8 @@ def cluster(tmp_path_factory):
     c = Cluster(tmp_path_factory.mktemp("cluster")).start()
     yield c
     c.cleanup()
-
-
-@pytest.fixture
-def procs(request):
-    """Processes a test starts; log tails go into failure reports, all are killed at teardown."""
-    made = []
-    request.node._cairn_members = made
-    yield made
-    for m in made:
-        m.cleanup()
-    for m in made:  # make test runs the suite on the ASan+UBSan build (CAIRN_SANITIZED=1)
-        found = m.sanitizer_reports() if m.binary != CLUSTER_BIN else []
-        if found:
-            pytest.fail(f"sanitizer report in {m.name}'s log:\n" + "\n".join(found[:20]),
-                        pytrace=False)
+    from conftest import _fail_on_sanitizer_reports
+    _fail_on_sanitizer_reports(c.members)
 
 
 @pytest.fixture
