@@ -19,11 +19,7 @@ static char *arg_or_stdin(const struct cn_cli_args *a, int i, size_t *len)
         return cn_xstrdup(a->argv[i]);
     }
     struct cn_buf b = CN_BUF_INIT;
-    char tmp[4096];
-    ssize_t n;
-    while ((n = read(0, tmp, sizeof(tmp))) > 0)
-        cn_buf_append(&b, tmp, (size_t)n);
-    if (n < 0 || b.len == 0) {
+    if (cn_buf_read_fd(&b, 0, SIZE_MAX) != 0 || b.len == 0) {
         cn_buf_free(&b);
         return NULL;
     }
@@ -38,7 +34,7 @@ static const char *key_arg(const struct cn_cli_args *a)
 
 static void u64_str(char *out, uint64_t v)
 {
-    snprintf(out, 24, "%llu", (unsigned long long)v);
+    out[cn_u64_to_str(out, v)] = '\0';
 }
 
 struct set_opts {

@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "common/alloc.h"
 #include "common/err.h"
+#include "common/parse.h"
 #include "http/http_client.h"
 
 struct xfer {
@@ -30,16 +31,10 @@ static void on_done(struct cn_http_client_req *req, int rc, const struct cn_http
     x->resp->status = r->status;
     cn_buf_append(&x->resp->body, r->body.p, r->body.len);
     struct cn_str idx = cn_http_client_resp_header(r, "X-Etcd-Index");
-    if (idx.p && idx.len > 0 && idx.len < 21) {
-        char tmp[24];
-        memcpy(tmp, idx.p, idx.len);
-        tmp[idx.len] = '\0';
-        char *end = NULL;
-        unsigned long long v = strtoull(tmp, &end, 10);
-        if (end && *end == '\0') {
-            x->resp->has_index = true;
-            x->resp->index = v;
-        }
+    uint64_t v;
+    if (idx.p && cn_parse_u64(idx, &v)) {
+        x->resp->has_index = true;
+        x->resp->index = v;
     }
     if (x->location) {
         struct cn_str loc = cn_http_client_resp_header(r, "Location");
