@@ -105,3 +105,32 @@ def test_peer_from_another_cluster_is_refused_with_a_log_line(member_factory):
     assert f"our_cluster={other.cluster_id}" in line
     # and b1 is unaffected
     assert other.set("still", "fine")["node"]["value"] == "fine"
+
+
+def test_data_dir_of_another_member_is_refused(member_factory):
+    m = member_factory(name="owner")
+    m.set("k", "v")
+    m.stop()
+    other = member_factory(name="intruder", start=False, data_dir=m.data_dir)
+    other.start(wait=False)
+    assert other.wait_exit(15) == 1, other.log_tail()
+    assert 'belongs to member "owner"' in other.log_text()
+    # and the data is untouched: the owner restarts with it
+    m.restart()
+    assert m.get("/v2/keys/k").json()["node"]["value"] == "v"
+
+
+def test_data_dir_stays_bounded_under_writes(cluster_factory):
+    c = cluster_factory(size=3, extra_args=["--snapshot-count", "100", "--max-snapshots", "2"])
+    leader = c.wait_leader()
+    s = requests.Session()
+    for i in range(1500):
+        r = s.put(leader.key_url(f"w{i % 50}"), data={"value": "x" * 100}, timeout=10)
+        assert r.status_code in (200, 201), r.text
+    for m in c.members:
+        snaps = sorted((m.data_dir / "member" / "snap").glob("*.snap"))
+        wait_until(lambda m=m: len(list((m.data_dir / "member" / "snap").glob("*.snap"))) <= 2,
+                   10, message=f"{m.name} keeps at most 2 snapshots")
+        assert len(snaps) >= 1
+        wal = list((m.data_dir / "member" / "wal").glob("*.wal"))
+        assert 1 <= len(wal) <= 2, wal
