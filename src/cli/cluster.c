@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cluster/cluster.h"
 #include "common/alloc.h"
 #include "common/clock.h"
 #include "common/err.h"
@@ -400,7 +401,7 @@ int cn_cli_do(struct cn_cli *cli, struct cn_cli_action *a, struct cn_cli_resp *r
     return -1;
 }
 
-/* GET /v2/members into a parsed array (borrowed from *root). 0 or -1 with *fail. */
+/* GET /v2/members: every member's client URLs (owned by the caller). 0 or -1 with *fail. */
 static int members_client_urls(struct cn_cli *cli, char ***urls, size_t *n,
                                struct cn_cli_failure *fail)
 {
@@ -418,30 +419,23 @@ static int members_client_urls(struct cn_cli *cli, char ***urls, size_t *n,
         cn_cli_resp_free(&r);
         return -1;
     }
-    json_error_t jerr;
-    json_t *root = json_loadb(r.body.p ? r.body.p : "", r.body.len, 0, &jerr);
+    struct cn_member_list l;
+    char err[160];
+    int prc = cn_member_list_parse(cn_str_make(r.body.p, r.body.len), CN_MEMBER_LIST_CLIENT, &l,
+                                   err, sizeof(err));
     cn_cli_resp_free(&r);
-    if (!root) {
+    if (prc != 0) {
         fail_one(fail, "invalid character in members response", false);
         return -1;
     }
     *urls = NULL;
     *n = 0;
-    json_t *ms = json_object_get(root, "members");
-    size_t i;
-    json_t *m;
-    json_array_foreach(ms, i, m)
-    {
-        size_t j;
-        json_t *u;
-        json_array_foreach(json_object_get(m, "clientURLs"), j, u)
-        {
-            if (!json_is_string(u)) continue;
+    for (size_t i = 0; i < l.n; i++)
+        for (size_t j = 0; j < l.m[i].n_client; j++) {
             *urls = cn_xrealloc(*urls, (*n + 1) * sizeof(char *));
-            (*urls)[(*n)++] = cn_xstrdup(json_string_value(u));
+            (*urls)[(*n)++] = cn_xstrdup(l.m[i].client_urls[j]);
         }
-    }
-    json_decref(root);
+    cn_member_list_free(&l);
     return 0;
 }
 

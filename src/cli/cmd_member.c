@@ -1,5 +1,6 @@
 /* cmd_member: member list/add/remove/update over /v2/members, with etcdctl's messages and its
  * exit code 1 for every failure of these commands. */
+#include <inttypes.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cluster/cluster.h"
 #include "common/alloc.h"
 #include "common/json.h"
 
@@ -47,9 +49,8 @@ static void members_path(struct cn_cli_action *a, const char *id)
     cn_buf_free(&raw);
 }
 
-/* GET /v2/members: 0 with *root (the members array inside) or -1 with *f. */
-static int list_members(struct cn_cli *cli, json_t **root, json_t **members,
-                        struct cn_cli_failure *f)
+/* GET /v2/members: 0 with the member list in *l, or -1 with *f. */
+static int list_members(struct cn_cli *cli, struct cn_member_list *l, struct cn_cli_failure *f)
 {
     struct cn_cli_action a;
     cn_cli_action_init(&a, "GET");
@@ -66,25 +67,22 @@ static int list_members(struct cn_cli *cli, json_t **root, json_t **members,
         cn_cli_resp_free(&r);
         return -1;
     }
-    json_error_t jerr;
-    *root = json_loadb(r.body.p ? r.body.p : "", r.body.len, 0, &jerr);
+    char err[160];
+    rc = cn_member_list_parse(cn_str_make(r.body.p, r.body.len), CN_MEMBER_LIST_CLIENT, l, err,
+                              sizeof(err));
     cn_cli_resp_free(&r);
-    if (!*root) {
+    if (rc != 0) {
         f->one.msg = cn_xstrdup("unexpected end of JSON input");
         return -1;
     }
-    *members = json_object_get(*root, "members");
     return 0;
 }
 
-static void join_strings(struct cn_buf *b, json_t *arr, const char *sep)
+static void join_strings(struct cn_buf *b, char *const *v, size_t n, const char *sep)
 {
-    size_t i;
-    json_t *v;
-    json_array_foreach(arr, i, v)
-    {
+    for (size_t i = 0; i < n; i++) {
         if (i) cn_buf_appends(b, sep);
-        if (json_is_string(v)) cn_buf_append(b, json_string_value(v), json_string_length(v));
+        cn_buf_appends(b, v[i]);
     }
 }
 
@@ -94,14 +92,21 @@ static const char *mstr(json_t *m, const char *field)
     return json_is_string(v) ? json_string_value(v) : "";
 }
 
+/* The id as the v2 API writes it (lower-case hex). */
+static const char *hex_id(uint64_t id, char *buf, size_t len)
+{
+    snprintf(buf, len, "%" PRIx64, id);
+    return buf;
+}
+
 static int run_list(struct cn_cli *cli, const struct cn_cli_args *a)
 {
     if (a->argc != 0) die("%s%s\n", "No arguments accepted", "");
     cn_cli_connect(cli, true);
     cn_cli_deadline_start(cli); /* one context covers both calls */
-    json_t *root, *members;
+    struct cn_member_list l;
     struct cn_cli_failure f;
-    if (list_members(cli, &root, &members, &f) != 0) die_failure("", &f);
+    if (list_members(cli, &l, &f) != 0) die_failure("", &f);
 
     struct cn_cli_action act;
     cn_cli_action_init(&act, "GET");
@@ -122,27 +127,26 @@ static int run_list(struct cn_cli *cli, const struct cn_cli_args *a)
     const char *lid = mstr(leader, "id");
 
     struct cn_buf b = CN_BUF_INIT;
-    size_t i;
-    json_t *m;
-    json_array_foreach(members, i, m)
-    {
-        const char *name = mstr(m, "name");
-        if (name[0] == '\0') {
-            cn_buf_appendf(&b, "%s[unstarted]: peerURLs=", mstr(m, "id"));
-            join_strings(&b, json_object_get(m, "peerURLs"), ",");
+    for (size_t i = 0; i < l.n; i++) {
+        const struct cn_member *m = &l.m[i];
+        char id[20];
+        hex_id(m->id, id, sizeof(id));
+        if (m->name[0] == '\0') {
+            cn_buf_appendf(&b, "%s[unstarted]: peerURLs=", id);
+            join_strings(&b, m->peer_urls, m->n_peer, ",");
             cn_buf_putc(&b, '\n');
             continue;
         }
-        cn_buf_appendf(&b, "%s: name=%s peerURLs=", mstr(m, "id"), name);
-        join_strings(&b, json_object_get(m, "peerURLs"), ",");
+        cn_buf_appendf(&b, "%s: name=%s peerURLs=", id, m->name);
+        join_strings(&b, m->peer_urls, m->n_peer, ",");
         cn_buf_appends(&b, " clientURLs=");
-        join_strings(&b, json_object_get(m, "clientURLs"), ",");
-        cn_buf_appendf(&b, " isLeader=%s\n", strcmp(mstr(m, "id"), lid) == 0 ? "true" : "false");
+        join_strings(&b, m->client_urls, m->n_client, ",");
+        cn_buf_appendf(&b, " isLeader=%s\n", strcmp(id, lid) == 0 ? "true" : "false");
     }
     fwrite(b.p ? b.p : "", 1, b.len, stdout);
     cn_buf_free(&b);
     json_decref(leader);
-    json_decref(root);
+    cn_member_list_free(&l);
     return 0;
 }
 
@@ -278,22 +282,18 @@ static int run_add(struct cn_cli *cli, const struct cn_cli_args *a)
     json_decref(mem);
     printf("Added member named %s with ID %s to cluster\n", new_name, new_id);
 
-    json_t *root, *members;
-    if (list_members(cli, &root, &members, &f) != 0) die_failure("", &f);
+    struct cn_member_list l;
+    if (list_members(cli, &l, &f) != 0) die_failure("", &f);
     struct cn_buf conf = CN_BUF_INIT;
-    size_t i;
-    json_t *m;
     bool first = true;
-    json_array_foreach(members, i, m)
-    {
-        const char *name = strcmp(mstr(m, "id"), new_id) == 0 ? new_name : mstr(m, "name");
-        size_t j;
-        json_t *u;
-        json_array_foreach(json_object_get(m, "peerURLs"), j, u)
-        {
+    for (size_t i = 0; i < l.n; i++) {
+        char id[20];
+        const char *name =
+            strcmp(hex_id(l.m[i].id, id, sizeof(id)), new_id) == 0 ? new_name : l.m[i].name;
+        for (size_t j = 0; j < l.m[i].n_peer; j++) {
             if (!first) cn_buf_putc(&conf, ',');
             first = false;
-            cn_buf_appendf(&conf, "%s=%s", name, json_is_string(u) ? json_string_value(u) : "");
+            cn_buf_appendf(&conf, "%s=%s", name, l.m[i].peer_urls[j]);
         }
     }
     struct cn_buf out = CN_BUF_INIT;
@@ -306,7 +306,7 @@ static int run_add(struct cn_cli *cli, const struct cn_cli_args *a)
     cn_buf_free(&out);
     cn_buf_free(&conf);
     cn_free(new_id);
-    json_decref(root);
+    cn_member_list_free(&l);
     return 0;
 }
 
@@ -316,29 +316,28 @@ static int run_remove(struct cn_cli *cli, const struct cn_cli_args *a)
     const char *id = a->argv[0];
     cn_cli_connect(cli, true);
     cn_cli_deadline_start(cli);
-    json_t *root, *members;
+    struct cn_member_list l;
     struct cn_cli_failure f;
-    if (list_members(cli, &root, &members, &f) != 0) {
+    if (list_members(cli, &l, &f) != 0) {
         die_failure("Error while verifying ID against known members: ", &f);
     }
     bool found = false;
-    size_t i;
-    json_t *m;
-    json_array_foreach(members, i, m)
-    {
-        if (strcmp(mstr(m, "id"), id) == 0) found = true;
-        if (strcmp(mstr(m, "name"), id) == 0) {
+    for (size_t i = 0; i < l.n; i++) {
+        char mid[20];
+        hex_id(l.m[i].id, mid, sizeof(mid));
+        if (strcmp(mid, id) == 0) found = true;
+        if (strcmp(l.m[i].name, id) == 0) {
             fflush(stdout);
             fprintf(stderr,
                     "Found a member named %s; if this is correct, please use its ID, eg:\n\t"
                     "etcdctl member remove %s\n",
-                    mstr(m, "name"), mstr(m, "id"));
+                    l.m[i].name, mid);
             fprintf(stderr, "For more details, read the documentation at "
                             "https://github.com/etcd-io/etcd/blob/master/Documentation/"
                             "runtime-configuration.md#remove-a-member\n\n");
         }
     }
-    json_decref(root);
+    cn_member_list_free(&l);
     if (!found) die("Couldn't find a member in the cluster with an ID of %s.%s\n", id, "");
     struct cn_cli_action act;
     cn_cli_action_init(&act, "DELETE");

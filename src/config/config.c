@@ -2,12 +2,11 @@
 #include "config.h"
 
 #include <errno.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/cluster.h"
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/err.h"
@@ -484,7 +483,7 @@ static int parse_initial_cluster(struct cn_config *cfg, const char *z)
         struct cn_initial_member *m = &cfg->initial[i];
         sort_urls(&m->peer_urls);
         m->id =
-            cn_config_member_id(m->peer_urls.raw, m->peer_urls.n, cfg->initial_cluster_token, 0);
+            cn_cluster_member_id(m->peer_urls.raw, m->peer_urls.n, cfg->initial_cluster_token, 0);
     }
     /* etcd: "initial cluster <map> has duplicate url" */
     for (size_t i = 0; i < cfg->ninitial; i++)
@@ -497,52 +496,6 @@ static int parse_initial_cluster(struct cn_config *cfg, const char *z)
                         return CN_CONFIG_ERROR;
                     }
     return CN_CONFIG_OK;
-}
-
-static uint64_t sha1_prefix(const void *p, size_t len)
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    /* Reading openssl.cnf costs ~10 ms of start-up and nothing here needs it. */
-    OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
-    int ok = EVP_Digest(p, len, md, &mdlen, EVP_sha1(), NULL);
-    CN_ASSERT(ok == 1 && mdlen >= 8);
-    uint64_t id = 0;
-    for (int i = 0; i < 8; i++)
-        id = (id << 8) | md[i];
-    return id;
-}
-
-uint64_t cn_config_member_id(char *const *sorted_urls, size_t n, const char *token, int64_t unix_s)
-{
-    struct cn_buf b = CN_BUF_INIT;
-    for (size_t i = 0; i < n; i++)
-        cn_buf_appends(&b, sorted_urls[i]);
-    if (token) cn_buf_appends(&b, token);
-    if (unix_s) cn_buf_appendf(&b, "%lld", (long long)unix_s);
-    uint64_t id = sha1_prefix(b.p ? b.p : "", b.len);
-    cn_buf_free(&b);
-    return id;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-uint64_t cn_config_cluster_id(const uint64_t *ids, size_t n)
-{
-    uint64_t *sorted = cn_xmemdup(ids, n * sizeof(uint64_t));
-    qsort(sorted, n, sizeof(uint64_t), cmp_u64);
-    unsigned char *be = cn_xmalloc(n * 8);
-    for (size_t i = 0; i < n; i++)
-        for (int j = 0; j < 8; j++)
-            be[i * 8 + (size_t)j] = (unsigned char)(sorted[i] >> (56 - 8 * j));
-    uint64_t id = sha1_prefix(be, n * 8);
-    cn_free(be);
-    cn_free(sorted);
-    return id;
 }
 
 static bool has_https(const struct cn_url_list *l)

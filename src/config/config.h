@@ -80,10 +80,4 @@ void cn_config_free(struct cn_config *cfg);
  * CN_CONFIG_ERROR when spec is invalid. */
 int cn_config_set_initial_cluster(struct cn_config *cfg, const char *spec, const char *token);
 
-/* etcd's member id: first 8 bytes (big endian) of SHA-1 over the sorted peer URLs concatenated,
- * then the token, then (when non-zero) the Unix time in seconds as decimal. */
-uint64_t cn_config_member_id(char *const *sorted_urls, size_t n, const char *token, int64_t unix_s);
-/* etcd's cluster id: first 8 bytes of SHA-1 over the big-endian member ids sorted ascending. */
-uint64_t cn_config_cluster_id(const uint64_t *ids, size_t n);
-
 #endif

@@ -37,6 +37,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 
+#include "cluster/cluster.h"
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/clock.h"
@@ -187,12 +188,6 @@ static void maybe_finish_stop(struct cn_node *n);
 static bool early_type(uint8_t t);
 
 /* ---- encoding helpers ---------------------------------------------------------------------- */
-
-void cn_node_cmds_add(struct cn_buf *cmds, const struct cn_buf *cmd)
-{
-    cn_buf_put_uvarint(cmds, cmd->len);
-    cn_buf_append(cmds, cmd->p, cmd->len);
-}
 
 static void env_header(struct cn_buf *b, uint64_t origin, uint64_t seq)
 {
@@ -610,8 +605,8 @@ struct cn_node_req *cn_node_propose(struct cn_node *n, const void *cmd, size_t l
     return r;
 }
 
-struct cn_node_req *cn_node_propose_conf(struct cn_node *n, uint8_t op, uint64_t id,
-                                         const struct cn_buf *cmds, cn_node_done_cb cb, void *ctx)
+static struct cn_node_req *propose_conf(struct cn_node *n, uint8_t op, uint64_t id,
+                                        const struct cn_buf *cmds, cn_node_done_cb cb, void *ctx)
 {
     struct cn_node_req *r = new_req(n, false, cb, ctx);
     if (!accepting(n)) return fail_later(n, r, CN_ERR_STOPPED);
@@ -631,6 +626,19 @@ struct cn_node_req *cn_node_propose_conf(struct cn_node *n, uint8_t op, uint64_t
     cn_list_insert_tail(&n->queued, &r->link);
     kick(n);
     return r;
+}
+
+struct cn_node_req *cn_node_add_member(struct cn_node *n, uint64_t id, const struct cn_buf *records,
+                                       cn_node_done_cb cb, void *ctx)
+{
+    return propose_conf(n, CN_RAFT_CONF_ADD_LEARNER, id, records, cb, ctx);
+}
+
+struct cn_node_req *cn_node_remove_member(struct cn_node *n, uint64_t id,
+                                          const struct cn_buf *records, cn_node_done_cb cb,
+                                          void *ctx)
+{
+    return propose_conf(n, CN_RAFT_CONF_REMOVE, id, records, cb, ctx);
 }
 
 struct cn_node_req *cn_node_read_index(struct cn_node *n, cn_node_done_cb cb, void *ctx)
@@ -695,10 +703,7 @@ static void on_peer_closed(void *ctx, uint64_t from)
 static bool peer_is_removed(void *ctx, uint64_t id)
 {
     struct cn_node *n = ctx;
-    char key[64];
-    size_t len;
-    snprintf(key, sizeof(key), "/removed_members/%" PRIx64, id);
-    return cn_store_peek(n->store, CN_NS_SYS, key, &len) != NULL;
+    return cn_members_is_removed(n->store, id);
 }
 
 static void on_told_removed(void *ctx, uint64_t by)
@@ -717,42 +722,16 @@ static int on_peer_http(void *ctx, const char *path, struct cn_buf *body)
     return n->opt.peer_http_get(n->opt.cb_ctx, path, body);
 }
 
-struct addr_ctx {
-    struct cn_node *n;
-};
-
-/* Points the transport at every member recorded in the store (/members/<id>/raftAttributes). */
-static void addr_each(const char *key, const char *value, size_t value_len, bool is_dir, void *c)
-{
-    (void)value;
-    (void)value_len;
-    struct cn_node *n = c;
-    if (!is_dir) return;
-    const char *slash = strrchr(key, '/');
-    char *end;
-    uint64_t id = strtoull(slash + 1, &end, 16);
-    if (*end != '\0' || id == 0 || id == n->id) return;
-    char path[128];
-    snprintf(path, sizeof(path), "%s/raftAttributes", key);
-    size_t len;
-    const char *v = cn_store_peek(n->store, CN_NS_SYS, path, &len);
-    if (v == NULL) return;
-    /* {"peerURLs":["http://..",...]}: the first URL */
-    const char *q = strstr(v, "\"peerURLs\":[\"");
-    if (q == NULL) return;
-    q += 13;
-    const char *e = strchr(q, '"');
-    if (e == NULL || e - q > 300) return;
-    char url[320];
-    memcpy(url, q, (size_t)(e - q));
-    url[e - q] = '\0';
-    cn_peer_set_addr(n->peer, id, url);
-}
-
+/* Points the transport at every member recorded in the store. */
 static void refresh_addrs(struct cn_node *n)
 {
     if (n->peer == NULL) return;
-    cn_store_each_child(n->store, CN_NS_SYS, "/members", addr_each, n);
+    struct cn_member_list l;
+    cn_members_load(n->store, &l);
+    for (size_t i = 0; i < l.n; i++)
+        if (l.m[i].id != n->id && l.m[i].n_peer)
+            cn_peer_set_addr(n->peer, l.m[i].id, l.m[i].peer_urls[0]);
+    cn_member_list_free(&l);
 }
 
 static struct follower_stats *fstat_of(struct cn_node *n, uint64_t id)
@@ -957,17 +936,16 @@ static void feed(struct cn_node *n)
 static void apply_cmds(struct cn_node *n, const uint8_t *p, size_t len, struct cn_store_result *res,
                        bool *sys)
 {
-    struct cn_rd r;
-    cn_rd_init(&r, p, len);
-    while (cn_rd_ok(&r) && cn_rd_left(&r) > 0) {
-        uint64_t l = cn_rd_uvarint(&r);
-        if (!cn_rd_ok(&r) || l > cn_rd_left(&r)) break;
-        const uint8_t *c = p + r.off;
-        r.off += (size_t)l;
-        if (cn_store_apply(n->store, c, (size_t)l, res) != 0)
+    size_t off = 0;
+    const void *c;
+    size_t l;
+    int rc;
+    while ((rc = cn_members_batch_next(p, len, &off, &c, &l)) == 1) {
+        if (cn_store_apply(n->store, c, l, res) != 0)
             CN_LOGE("node", "cannot apply a member record command");
         *sys = true;
     }
+    if (rc != 0) CN_LOGE("node", "a member record batch is cut short");
 }
 
 static void apply_entry(struct cn_node *n, const struct cn_raft_entry *e, bool *sys)
@@ -1431,32 +1409,6 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void raft_attr_cmd(struct cn_buf *cmds, const struct cn_node_member *m, uint8_t op)
-{
-    char key[64];
-    snprintf(key, sizeof(key), "/members/%" PRIx64 "/raftAttributes", m->id);
-    struct cn_buf v = CN_BUF_INIT;
-    cn_buf_appends(&v, "{\"peerURLs\":[");
-    for (size_t j = 0; j < m->npeer; j++) {
-        if (j) cn_buf_putc(&v, ',');
-        cn_buf_putc(&v, '"');
-        cn_buf_appends(&v, m->peer_urls[j]); /* URLs were validated: no quotes or escapes */
-        cn_buf_putc(&v, '"');
-    }
-    cn_buf_appends(&v, "]}");
-    struct cn_store_cmd c;
-    memset(&c, 0, sizeof(c));
-    c.op = op;
-    c.ns = CN_NS_SYS;
-    c.key = cn_str_c(key);
-    c.value = cn_buf_str(&v);
-    struct cn_buf cmd = CN_BUF_INIT;
-    cn_store_cmd_encode(&c, &cmd);
-    cn_node_cmds_add(cmds, &cmd);
-    cn_buf_free(&cmd);
-    cn_buf_free(&v);
-}
-
 /* --force-new-cluster: keep what is committed, drop the rest, and append (as committed) the
  * removal of every other member, so this member is a cluster of one with the same data and the
  * same cluster id. */
@@ -1507,29 +1459,7 @@ static int force_new_cluster(struct cn_node *n, char *errmsg, size_t errlen)
     if (n->hs.term > term) term = n->hs.term;
     for (size_t i = 0; i < nothers; i++) {
         struct cn_buf cmds = CN_BUF_INIT;
-        char key[64];
-        snprintf(key, sizeof(key), "/members/%" PRIx64, others[i]);
-        struct cn_store_cmd c;
-        memset(&c, 0, sizeof(c));
-        c.op = CN_OP_DELETE;
-        c.ns = CN_NS_SYS;
-        c.recursive = true;
-        c.dir = true;
-        c.key = cn_str_c(key);
-        struct cn_buf cmd = CN_BUF_INIT;
-        cn_store_cmd_encode(&c, &cmd);
-        cn_node_cmds_add(&cmds, &cmd);
-        /* as DELETE /v2/members does: a removed id stays known, so it is told if it calls */
-        snprintf(key, sizeof(key), "/removed_members/%" PRIx64, others[i]);
-        memset(&c, 0, sizeof(c));
-        c.op = CN_OP_SET;
-        c.ns = CN_NS_SYS;
-        c.key = cn_str_c(key);
-        c.value = cn_str_c("removed");
-        cn_buf_reset(&cmd);
-        cn_store_cmd_encode(&c, &cmd);
-        cn_node_cmds_add(&cmds, &cmd);
-        cn_buf_free(&cmd);
+        cn_members_batch_remove(&cmds, others[i], 0);
         struct cn_buf ctx = CN_BUF_INIT;
         env_header(&ctx, 0, 0);
         cn_buf_append(&ctx, cmds.p, cmds.len);
@@ -1614,8 +1544,7 @@ static int node_start(struct cn_node *n, char *errmsg, size_t errlen)
             conf.voters[conf.n_voters++] = ms[i].id;
             cn_buf_init(&ctxs[i]);
             env_header(&ctxs[i], 0, 0);
-            /* etcd adds a member with store.Create, so stats count it as a create */
-            raft_attr_cmd(&ctxs[i], &ms[i], CN_OP_CREATE);
+            cn_members_batch_join(&ctxs[i], ms[i].id, ms[i].peer_urls, ms[i].npeer, 0);
         }
         qsort(conf.voters, conf.n_voters, sizeof(uint64_t), cmp_u64);
         rc = cn_raft_bootstrap_ctx(n->raft, &conf, ctxs);

@@ -91,14 +91,15 @@ struct cn_node_req; /* a pending proposal or read */
  * detached first. Returns a handle for cn_node_req_detach. */
 struct cn_node_req *cn_node_propose(struct cn_node *n, const void *cmd, size_t len,
                                     cn_node_done_cb cb, void *ctx);
-/* Proposes a membership change (enum cn_raft_conf_op: ADD_LEARNER, REMOVE) for member id,
- * together with store commands applied in the same entry: cmds is a list of
- * [uvarint len][encoded cn_store_cmd]. cb gets res == NULL. A new member catches up as a learner
- * and the leader promotes it to voter once it has the log. */
-struct cn_node_req *cn_node_propose_conf(struct cn_node *n, uint8_t op, uint64_t id,
-                                         const struct cn_buf *cmds, cn_node_done_cb cb, void *ctx);
-/* Appends one encoded store command to a cmds list for cn_node_propose_conf. */
-void cn_node_cmds_add(struct cn_buf *cmds, const struct cn_buf *cmd);
+/* Membership changes, each together with the member records it changes (records: a batch of
+ * encoded store commands, cn_members_batch_*), applied in the same entry on every member. cb
+ * gets res == NULL. An added member catches up as a learner and the leader promotes it to voter
+ * once it has the log. */
+struct cn_node_req *cn_node_add_member(struct cn_node *n, uint64_t id, const struct cn_buf *records,
+                                       cn_node_done_cb cb, void *ctx);
+struct cn_node_req *cn_node_remove_member(struct cn_node *n, uint64_t id,
+                                          const struct cn_buf *records, cn_node_done_cb cb,
+                                          void *ctx);
 
 /* Linearizable read barrier (ReadIndex): cb(ctx, 0, NULL) once every entry committed before the
  * call has been applied locally and leadership was confirmed; rc < 0 on failure. */

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cluster/cluster.h"
 #include "common/alloc.h"
 #include "common/err.h"
 #include "common/json.h"
@@ -257,22 +258,17 @@ int cn_proxy_init_peers(struct cn_proxy *p, const struct cn_config *cfg,
 
 static void refresh_try(struct cn_proxy *p);
 
-/* Adds the strings of a JSON array of URLs to out; unusable ones are skipped. */
-static void add_url_array(json_t *arr, struct proxy_urls *out, const char *what)
+/* Adds the usable URLs of a member to out; unusable ones are skipped. */
+static void add_urls(char *const *urls, size_t n, struct proxy_urls *out, const char *what)
 {
-    size_t i;
-    json_t *v;
-    json_array_foreach(json_is_array(arr) ? arr : NULL, i, v)
-    {
-        const char *z = json_string_value(v);
-        if (z == NULL) continue;
-        size_t len = json_string_length(v);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(urls[i]);
         char why[256];
-        if (!usable_url(z, len, why, sizeof(why))) {
+        if (!usable_url(urls[i], len, why, sizeof(why))) {
             CN_LOGW("proxy", "skipping member URL kind=%s err=\"%s\"", what, why);
             continue;
         }
-        if (cn_proxy_urls_add(out, z, len) != 0) return;
+        if (cn_proxy_urls_add(out, urls[i], len) != 0) return;
     }
 }
 
@@ -280,26 +276,18 @@ static void add_url_array(json_t *arr, struct proxy_urls *out, const char *what)
  * Returns the number of members, or -1 when the body is not such an array. */
 static int parse_members(struct cn_str body, struct proxy_urls *clients, struct proxy_urls *peers)
 {
-    json_error_t je;
-    /* etcd 3.x writes the id as a JSON number that may not fit an int64 (jansson refuses those
-     * unless told to read integers as reals); etcd 2.x writes a hex string */
-    json_t *root = json_loadb(body.p ? body.p : "", body.len, JSON_DECODE_INT_AS_REAL, &je);
-    if (!json_is_array(root)) {
-        if (root == NULL) CN_LOGD("proxy", "members answer is not JSON err=\"%s\"", je.text);
-        json_decref(root);
+    struct cn_member_list l;
+    char err[160];
+    if (cn_member_list_parse(body, CN_MEMBER_LIST_PEER, &l, err, sizeof(err)) != 0) {
+        CN_LOGD("proxy", "members answer is not a member list err=\"%s\"", err);
         return -1;
     }
-    int n = 0;
-    size_t i;
-    json_t *m;
-    json_array_foreach(root, i, m)
-    {
-        if (!json_is_object(m)) continue;
-        n++;
-        add_url_array(json_object_get(m, "clientURLs"), clients, "client");
-        add_url_array(json_object_get(m, "peerURLs"), peers, "peer");
+    for (size_t i = 0; i < l.n; i++) {
+        add_urls(l.m[i].client_urls, l.m[i].n_client, clients, "client");
+        add_urls(l.m[i].peer_urls, l.m[i].n_peer, peers, "peer");
     }
-    json_decref(root);
+    int n = (int)l.n;
+    cn_member_list_free(&l);
     return n;
 }
 

@@ -22,6 +22,7 @@
 #include <uv.h>
 
 #include "api/v2/api.h"
+#include "cluster/cluster.h"
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/clock.h"
@@ -68,7 +69,6 @@ struct server {
     struct cn_http_client *client;
     size_t join_next; /* next peer URL to ask */
     struct cn_node_member members[CN_MAX_MEMBERS];
-    char *member_urls[CN_MAX_MEMBERS][CN_MAX_URLS];
     size_t nmembers;
     const char *listen_hosts[CN_MAX_URLS];
     uint16_t listen_ports[CN_MAX_URLS];
@@ -112,16 +112,6 @@ static void notify(const char *state)
 
 /* ---- cluster records ---------------------------------------------------------------------- */
 
-static void urls_json(struct cn_buf *b, const struct cn_url_list *l)
-{
-    cn_buf_putc(b, '[');
-    for (size_t i = 0; i < l->n; i++) {
-        if (i) cn_buf_putc(b, ',');
-        cn_json_strz(b, l->raw[i]);
-    }
-    cn_buf_putc(b, ']');
-}
-
 static void boot_done(void *ctx, int rc, const struct cn_store_result *res)
 {
     const char *what = ctx;
@@ -133,20 +123,10 @@ static void boot_done(void *ctx, int rc, const struct cn_store_result *res)
                 res->err.ecode, res->err.cause);
 }
 
-static void propose_sys(struct server *s, uint8_t op, const char *key, const struct cn_buf *value,
-                        cn_node_done_cb cb, void *ctx)
+static void propose_record(struct server *s, const struct cn_buf *cmd, cn_node_done_cb cb,
+                           void *ctx)
 {
-    struct cn_store_cmd c;
-    memset(&c, 0, sizeof(c));
-    c.op = op;
-    c.ns = CN_NS_SYS;
-    c.key = cn_str_c(key);
-    c.value = cn_buf_str(value);
-    c.now_ns = cn_clock_real_ns();
-    struct cn_buf cmd = CN_BUF_INIT;
-    cn_store_cmd_encode(&c, &cmd);
-    cn_node_propose(s->node, cmd.p, cmd.len, cb, ctx);
-    cn_buf_free(&cmd);
+    cn_node_propose(s->node, cmd->p, cmd->len, cb, ctx);
 }
 
 static void publish(struct server *s);
@@ -162,18 +142,15 @@ static void version_done(void *ctx, int rc, const struct cn_store_result *res)
 /* The leader records the cluster version once (etcd's leader decides it). */
 static void publish_version(struct server *s)
 {
-    size_t len;
-    if (s->version_inflight || s->node == NULL ||
-        cn_store_peek(s->store, CN_NS_SYS, "/version", &len) != NULL)
-        return;
+    if (s->version_inflight || s->node == NULL || cn_members_has_version(s->store)) return;
     struct cn_node_status st;
     cn_node_get_status(s->node, &st);
     if (st.leader != st.id) return;
-    struct cn_buf v = CN_BUF_INIT;
-    cn_buf_appends(&v, CLUSTER_VERSION);
+    struct cn_buf cmd = CN_BUF_INIT;
+    cn_members_cmd_version(&cmd, CLUSTER_VERSION, cn_clock_real_ns());
     s->version_inflight = true;
-    propose_sys(s, CN_OP_SET, "/version", &v, version_done, s);
-    cn_buf_free(&v);
+    propose_record(s, &cmd, version_done, s);
+    cn_buf_free(&cmd);
 }
 
 static void attr_done(void *ctx, int rc, const struct cn_store_result *res)
@@ -200,21 +177,16 @@ static void publish_retry(uv_timer_t *t)
 static void publish(struct server *s)
 {
     if (s->stopping || s->node == NULL) return;
-    char key[96];
-    struct cn_buf v = CN_BUF_INIT;
-    snprintf(key, sizeof(key), "/members/%" PRIx64 "/attributes", s->boot.member_id);
-    cn_buf_appends(&v, "{\"name\":");
-    cn_json_strz(&v, s->cfg.name);
-    cn_buf_appends(&v, ",\"clientURLs\":");
-    urls_json(&v, &s->cfg.advertise_client);
-    cn_buf_putc(&v, '}');
-    size_t len;
-    const char *cur = cn_store_peek(s->store, CN_NS_SYS, key, &len);
-    if (cur == NULL || len != v.len || memcmp(cur, v.p, len) != 0)
-        propose_sys(s, CN_OP_SET, key, &v, attr_done, s);
-    else
+    const struct cn_url_list *cu = &s->cfg.advertise_client;
+    if (cn_members_attributes_equal(s->store, s->boot.member_id, s->cfg.name, cu->raw, cu->n)) {
         s->attr_published = true;
-    cn_buf_free(&v);
+    } else {
+        struct cn_buf cmd = CN_BUF_INIT;
+        cn_members_cmd_publish(&cmd, s->boot.member_id, s->cfg.name, cu->raw, cu->n,
+                               cn_clock_real_ns());
+        propose_record(s, &cmd, attr_done, s);
+        cn_buf_free(&cmd);
+    }
     publish_version(s);
 }
 
@@ -342,49 +314,25 @@ static void on_signal(uv_signal_t *h, int signum)
 
 /* ---- start-up ----------------------------------------------------------------------------- */
 
+static size_t seeds_of(const struct cn_config *cfg, struct cn_cluster_seed *seeds)
+{
+    for (size_t i = 0; i < cfg->ninitial; i++) {
+        const struct cn_initial_member *m = &cfg->initial[i];
+        seeds[i] = (struct cn_cluster_seed){m->name, m->peer_urls.n, m->peer_urls.raw, m->id};
+    }
+    return cfg->ninitial;
+}
+
 static int check_bootstrap(const struct cn_config *cfg)
 {
-    const struct cn_initial_member *me = NULL;
-    for (size_t i = 0; i < cfg->ninitial; i++)
-        if (strcmp(cfg->initial[i].name, cfg->name) == 0) me = &cfg->initial[i];
-    if (me == NULL) {
-        fprintf(stderr,
-                "cairn: couldn't find local name \"%s\" in the initial cluster configuration\n",
-                cfg->name);
+    struct cn_cluster_seed seeds[CN_MAX_MEMBERS];
+    size_t n = seeds_of(cfg, seeds);
+    char err[1024];
+    const struct cn_url_list *adv = &cfg->initial_advertise_peer;
+    if (cn_cluster_check_initial(seeds, n, cfg->name, adv->raw, adv->n, err, sizeof(err)) != 0) {
+        fprintf(stderr, "cairn: %s\n", err);
         return -1;
     }
-    /* etcd: the advertised peer URLs, sorted, must equal this name's URLs in the cluster map. */
-    bool same = me->peer_urls.n == cfg->initial_advertise_peer.n;
-    for (size_t i = 0; same && i < me->peer_urls.n; i++) {
-        bool found = false;
-        for (size_t j = 0; j < cfg->initial_advertise_peer.n; j++)
-            if (strcmp(me->peer_urls.raw[i], cfg->initial_advertise_peer.raw[j]) == 0) found = true;
-        same = found;
-    }
-    if (!same) {
-        struct cn_buf b = CN_BUF_INIT;
-        for (size_t i = 0; i < cfg->initial_advertise_peer.n; i++)
-            cn_buf_appendf(&b, "%s%s", i ? "," : "", cfg->initial_advertise_peer.raw[i]);
-        fprintf(stderr,
-                "cairn: --initial-cluster must include %s=%s given "
-                "--initial-advertise-peer-urls=%s\n",
-                cfg->name, b.p ? b.p : "", b.p ? b.p : "");
-        cn_buf_free(&b);
-        return -1;
-    }
-    /* etcd: every peer URL belongs to one member */
-    for (size_t i = 0; i < cfg->ninitial; i++)
-        for (size_t k = 0; k < cfg->initial[i].peer_urls.n; k++)
-            for (size_t j = 0; j <= i; j++)
-                for (size_t l = 0; l < cfg->initial[j].peer_urls.n; l++) {
-                    if (j == i && l >= k) break;
-                    if (strcmp(cfg->initial[i].peer_urls.raw[k],
-                               cfg->initial[j].peer_urls.raw[l]) == 0) {
-                        fprintf(stderr, "cairn: initial cluster has duplicate url %s\n",
-                                cfg->initial[i].peer_urls.raw[k]);
-                        return -1;
-                    }
-                }
     return 0;
 }
 
@@ -417,22 +365,6 @@ static int peer_http_get(void *ctx, const char *path, struct cn_buf *body)
 
 static void start_open(struct server *s);
 
-static bool same_urls(json_t *arr, const struct cn_url_list *l)
-{
-    if (!json_is_array(arr) || json_array_size(arr) != l->n) return false;
-    for (size_t i = 0; i < l->n; i++) {
-        bool found = false;
-        size_t k;
-        json_t *v;
-        json_array_foreach(arr, k, v)
-        {
-            if (json_is_string(v) && strcmp(json_string_value(v), l->raw[i]) == 0) found = true;
-        }
-        if (!found) return false;
-    }
-    return true;
-}
-
 static void join_next(struct server *s);
 
 /* etcd's GetClusterFromRemotePeers + ValidateClusterAndAssignIDs: the remote member list must
@@ -443,52 +375,38 @@ static void join_answer(struct cn_http_client_req *req, int rc,
     (void)req;
     struct server *s = ctx;
     if (s->stopping) return;
-    json_t *arr = NULL;
-    if (rc == 0 && resp->status == 200)
-        arr = json_loadb(resp->body.p ? resp->body.p : "", resp->body.len, 0, NULL);
-    if (!json_is_array(arr)) {
-        json_decref(arr);
+    struct cn_member_list remote;
+    char err[256];
+    if (rc != 0 || resp->status != 200 ||
+        cn_member_list_parse(resp->body, CN_MEMBER_LIST_PEER, &remote, err,
+                             sizeof(err)) != 0) {
         join_next(s);
         return;
     }
     struct cn_str cid = cn_http_client_resp_header(resp, "X-Etcd-Cluster-ID");
     char cids[32] = "";
     if (cid.p) snprintf(cids, sizeof(cids), "%.*s", (int)(cid.len > 20 ? 20 : cid.len), cid.p);
-    const char *err = NULL;
-    if (json_array_size(arr) != s->cfg.ninitial) err = "member count is unequal";
+    struct cn_cluster_seed seeds[CN_MAX_MEMBERS];
+    size_t n = seeds_of(&s->cfg, seeds);
     uint64_t self = 0;
-    s->nmembers = 0;
-    for (size_t i = 0; err == NULL && i < s->cfg.ninitial; i++) {
-        const struct cn_initial_member *im = &s->cfg.initial[i];
-        size_t k;
-        json_t *m;
-        bool matched = false;
-        json_array_foreach(arr, k, m)
-        {
-            if (!same_urls(json_object_get(m, "peerURLs"), &im->peer_urls)) continue;
-            const char *ids = json_string_value(json_object_get(m, "id"));
-            uint64_t id = ids ? strtoull(ids, NULL, 16) : 0;
-            if (id == 0) continue;
-            matched = true;
-            struct cn_node_member *nm = &s->members[s->nmembers];
-            nm->id = id;
-            nm->npeer = im->peer_urls.n;
-            for (size_t u = 0; u < im->peer_urls.n; u++)
-                s->member_urls[s->nmembers][u] = im->peer_urls.raw[u];
-            nm->peer_urls = s->member_urls[s->nmembers];
-            s->nmembers++;
-            if (strcmp(im->name, s->cfg.name) == 0) self = id;
-        }
-        if (!matched) err = "unmatched member while checking PeerURLs";
+    rc = cn_cluster_match_remote(seeds, n, s->cfg.name, &remote, &self, err, sizeof(err));
+    cn_member_list_free(&remote);
+    if (rc == 0 && *cids == '\0') {
+        snprintf(err, sizeof(err), "the cluster does not list this member");
+        rc = -1;
     }
-    json_decref(arr);
-    if (err == NULL && (self == 0 || *cids == '\0')) err = "the cluster does not list this member";
-    if (err) {
+    if (rc != 0) {
         fprintf(stderr, "cairn: error validating peerURLs %s: %s\n", cids, err);
         CN_LOGE("server", "cannot join the cluster err=\"%s\"", err);
         s->exit_code = 1;
         shutdown_server(s, "join failed");
         return;
+    }
+    s->nmembers = n;
+    for (size_t i = 0; i < n; i++) {
+        s->members[i].id = seeds[i].id;
+        s->members[i].npeer = seeds[i].n_peer;
+        s->members[i].peer_urls = seeds[i].peer_urls;
     }
     s->nopt.member_id = self;
     s->nopt.cluster_id = strtoull(cids, NULL, 16);
@@ -712,7 +630,7 @@ static void set_members(struct server *s)
         s->members[i].peer_urls = s->cfg.initial[i].peer_urls.raw;
     }
     s->nmembers = s->cfg.ninitial;
-    s->nopt.cluster_id = cn_config_cluster_id(ids, s->cfg.ninitial);
+    s->nopt.cluster_id = cn_cluster_id(ids, s->cfg.ninitial);
     s->nopt.members = s->members;
     s->nopt.nmembers = s->nmembers;
 }
@@ -826,8 +744,8 @@ static void start_discovery(struct server *s)
     struct cn_discovery_opts o = {
         .url = s->cfg.discovery,
         .proxy = s->cfg.discovery_proxy,
-        .self_id = cn_config_member_id(s->cfg.initial_advertise_peer.raw,
-                                       s->cfg.initial_advertise_peer.n, s->cfg.discovery, 0),
+        .self_id = cn_cluster_member_id(s->cfg.initial_advertise_peer.raw,
+                                        s->cfg.initial_advertise_peer.n, s->cfg.discovery, 0),
         .self_reg = reg.p ? reg.p : "",
         .name = s->cfg.name,
     };

@@ -1,4 +1,4 @@
-/* Unit tests for src/config: etcd's id formulas, flag syntax, env fallback and validation. */
+/* Unit tests for src/config: flag syntax, env fallback and validation. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,20 +8,6 @@
 #include <cmocka.h>
 
 #include "config/config.h"
-
-static void ids_match_etcd(void **state)
-{
-    /* Observed on etcd 3.4.23 (spec etcd-cluster.md §3). */
-    char *urls[] = {"http://127.0.0.1:23801"};
-    uint64_t id = cn_config_member_id(urls, 1, "etcd-cluster", 0);
-    assert_true(id == 0xbdae9bbc11dd390dULL);
-    assert_true(cn_config_cluster_id(&id, 1) == 0xd1cfaf999eb97a2aULL);
-    char *durls[] = {"http://127.0.0.1:23803"};
-    assert_true(cn_config_member_id(durls, 1,
-                                    "http://127.0.0.1:23791/v2/keys/_etcd/registry/"
-                                    "6c007a14875d53d9bf0ef5a6fc0257c8",
-                                    0) == 0xfda44dfd8f42170eULL);
-}
 
 static int load(struct cn_config *cfg, char **argv, char **envp)
 {
@@ -90,7 +76,6 @@ static void bad_values(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(ids_match_etcd),
         cmocka_unit_test(flags_and_env),
         cmocka_unit_test(bad_values),
     };

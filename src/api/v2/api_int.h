@@ -60,12 +60,15 @@ void cn_api_keys(struct cn_api *api, struct cn_http_req *req, struct cn_str rest
 const char *cn_api_node_cause(int rc);
 /* The discovery service's routes; false when the path is not one of them. */
 bool cn_api_discovery(struct cn_api *api, struct cn_http_req *req);
-/* misc.c */
+/* members.c */
 void cn_api_members(struct cn_api *api, struct cn_http_req *req, struct cn_str rest);
 void cn_api_machines(struct cn_api *api, struct cn_http_req *req);
+/* stats.c */
 void cn_api_stats(struct cn_api *api, struct cn_http_req *req, struct cn_str which);
 void cn_api_version(struct cn_api *api, struct cn_http_req *req);
+/* health.c */
 void cn_api_health(struct cn_api *api, struct cn_http_req *req);
+/* metrics.c */
 void cn_api_metrics(struct cn_api *api, struct cn_http_req *req);
 
 #endif
