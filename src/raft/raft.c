@@ -314,8 +314,7 @@ int cn_raft_step(struct cn_raft *r, const struct cn_raft_msg *m)
         } else {
             return 0;
         }
-        /* fall through to follower handling */
-        /* FALLTHROUGH */
+        __attribute__((fallthrough)); /* to follower handling */
     case CN_RAFT_FOLLOWER:
         switch (m->type) {
         case CN_RAFT_MSG_APP:
