@@ -24,7 +24,8 @@ static int open_in_root(const struct ci_root *r, const char *rel, int flags)
 {
     struct open_how how;
     memset(&how, 0, sizeof(how));
-    how.flags = (uint64_t)(flags | O_CLOEXEC);
+    /* open(2) flags are a bit set: zero-extend them, never sign-extend */
+    how.flags = (__u64)(unsigned)(flags | O_CLOEXEC);
     how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
     long fd = syscall(SYS_openat2, r->fd, *rel ? rel : ".", &how, sizeof(how));
     return fd < 0 ? -errno : (int)fd;

@@ -694,10 +694,12 @@ int cn_http_client_request(struct cn_http_client *cl, const struct cn_http_clien
     cn_buf_reserve(b, 256 + o->body_len);
     cn_buf_appends(b, o->method);
     cn_buf_putc(b, ' ');
-    if (o->proxy && *o->proxy)
-        cn_buf_append(b, o->url,
-                      u.field_data[UF_HOST].off + u.field_data[UF_HOST].len +
-                          ((u.field_set & (1 << UF_PORT)) ? 1 + u.field_data[UF_PORT].len : 0));
+    if (o->proxy && *o->proxy) {
+        /* through a proxy the request line carries the absolute URL up to the port */
+        size_t end = (size_t)u.field_data[UF_HOST].off + u.field_data[UF_HOST].len;
+        if (u.field_set & (1 << UF_PORT)) end += 1 + (size_t)u.field_data[UF_PORT].len;
+        cn_buf_append(b, o->url, end);
+    }
     if (u.field_set & (1 << UF_PATH))
         cn_buf_append(b, o->url + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
     else

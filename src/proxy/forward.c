@@ -217,7 +217,7 @@ static void on_done(struct cn_http_client_req *creq, int rc, const struct cn_htt
     x->up = NULL;
     switch (x->mode) {
     case X_QUEUED:
-        CN_ASSERT(!"member answer for a queued request");
+        CN_ASSERT(false && "member answer for a queued request");
         break;
     case X_WAIT:
         CN_ASSERT(rc != 0); /* on_head runs before any success */
