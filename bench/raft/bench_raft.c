@@ -17,13 +17,13 @@
 
 static unsigned long long n_allocs;
 
-static void *countMalloc(size_t n)
+static void *count_malloc(size_t n)
 {
     n_allocs++;
     return malloc(n);
 }
 
-static void *countRealloc(void *p, size_t n)
+static void *count_realloc(void *p, size_t n)
 {
     n_allocs++;
     return realloc(p, n);
@@ -68,7 +68,7 @@ int main(int argc, char **argv)
     unsigned long long total = argc > 1 ? strtoull(argv[1], NULL, 10) : 2000000;
     unsigned batch = argc > 2 ? (unsigned)strtoul(argv[2], NULL, 10) : 64;
     size_t payload = argc > 3 ? strtoul(argv[3], NULL, 10) : 128;
-    struct cn_alloc_hooks hooks = {countMalloc, countRealloc, free};
+    struct cn_alloc_hooks hooks = {count_malloc, count_realloc, free};
     cn_alloc_set_hooks(&hooks);
     cn_log_init();
 

@@ -15,36 +15,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *p = (const char *)data;
 
     struct ci_report r = {NULL, 0, 0};
-    ci_validate(p, size, &r);
+    cn_cloudinit_validate(p, size, &r);
     struct cn_buf out = CN_BUF_INIT;
-    ci_report_format(&r, &out);
-    ci_report_free(&r);
+    cn_cloudinit_report_format(&r, &out);
+    cn_cloudinit_report_free(&r);
 
     struct ci_subst s = {"203.0.113.1", "10.0.0.4", "", NULL};
     struct cn_buf text = CN_BUF_INIT;
-    ci_substitute(p, size, &s, &text);
+    cn_cloudinit_substitute(p, size, &s, &text);
     const char *tp = text.p ? text.p : "";
-    if (ci_classify(tp, text.len) == CI_CLOUD_CONFIG) {
+    if (cn_cloudinit_classify(tp, text.len) == CI_CLOUD_CONFIG) {
         struct ci_node *tree = NULL;
         struct ci_yaml_error e;
-        if (ci_yaml_parse(tp, text.len, &tree, &e) == 0) {
-            struct ci_obj *cfg = ci_decode(tree);
+        if (cn_cloudinit_yaml_parse(tp, text.len, &tree, &e) == 0) {
+            struct ci_obj *cfg = cn_cloudinit_decode(tree);
             size_t bad;
-            (void)ci_decode_write_files(cfg, &bad); /* either outcome is fine here */
-            const struct ci_obj *co = ci_sub(cfg, CC_COREOS);
+            (void)cn_cloudinit_decode_write_files(cfg, &bad); /* either outcome is fine here */
+            const struct ci_obj *co = cn_cloudinit_sub(cfg, CC_COREOS);
             for (int i = CO_ETCD; i <= CO_LOCKSMITH; i++)
-                if (i != CO_FLANNEL) ci_render_dropin(ci_sub(co, i), &out);
-            ci_render_flannel(ci_sub(co, CO_FLANNEL), &out);
-            ci_render_oem_release(ci_sub(co, CO_OEM), &out);
-            ci_render_update_conf(ci_sub(co, CO_UPDATE), tp, text.len, &out);
-            ci_obj_free(cfg);
+                if (i != CO_FLANNEL) cn_cloudinit_render_dropin(cn_cloudinit_sub(co, i), &out);
+            cn_cloudinit_render_flannel(cn_cloudinit_sub(co, CO_FLANNEL), &out);
+            cn_cloudinit_render_oem_release(cn_cloudinit_sub(co, CO_OEM), &out);
+            cn_cloudinit_render_update_conf(cn_cloudinit_sub(co, CO_UPDATE), tp, text.len, &out);
+            cn_cloudinit_obj_free(cfg);
         }
-        ci_node_free(tree);
+        cn_cloudinit_node_free(tree);
     }
     struct ci_metadata md = {NULL, NULL};
-    (void)ci_waagent_parse(p, size, &md); /* XML errors are expected */
-    ci_metadata_free(&md);
-    bool changed = ci_render_environment(&s, p, size, true, &out);
+    (void)cn_cloudinit_waagent_parse(p, size, &md); /* XML errors are expected */
+    cn_cloudinit_metadata_free(&md);
+    bool changed = cn_cloudinit_render_environment(&s, p, size, true, &out);
     (void)changed;
     cn_buf_free(&text);
     cn_buf_free(&out);

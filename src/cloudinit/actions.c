@@ -50,8 +50,8 @@ static int run(const char *const *argv, const char *stdin_data)
     return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : CN_ERR_IO;
 }
 
-int ci_action(const struct ci_actions *a, const char *logline, const char *const *argv,
-              const char *stdin_data)
+int cn_cloudinit_action(const struct ci_actions *a, const char *logline, const char *const *argv,
+                        const char *stdin_data)
 {
     if (a->logpath) return append_line(a->logpath, logline);
     int rc = run(argv, stdin_data);

@@ -29,33 +29,34 @@ struct ci_subst {
     const char *private_ipv6;
 };
 
-bool ci_is_cloud_config(const char *p, size_t len);
-bool ci_is_script(const char *p, size_t len);
-bool ci_is_ignition(const char *p, size_t len);
+bool cn_cloudinit_is_cloud_config(const char *p, size_t len);
+bool cn_cloudinit_is_script(const char *p, size_t len);
+bool cn_cloudinit_is_ignition(const char *p, size_t len);
 /* Classification as Apply does it (2.1 table). */
-enum ci_class ci_classify(const char *p, size_t len);
+enum ci_class cn_cloudinit_classify(const char *p, size_t len);
 /* If p starts with the gzip magic, decompresses it into out and returns 0, or a negative code
  * (out then empty). Otherwise copies p into out and returns 0. */
-int ci_gunzip_payload(const char *p, size_t len, struct cn_buf *out);
+int cn_cloudinit_gunzip_payload(const char *p, size_t len, struct cn_buf *out);
 /* Spec 4: appends the substituted text to out. */
-void ci_substitute(const char *p, size_t len, const struct ci_subst *s, struct cn_buf *out);
+void cn_cloudinit_substitute(const char *p, size_t len, const struct ci_subst *s,
+                             struct cn_buf *out);
 
 /* ---- codec.c: base64, gzip, Go-style quoting, path cleaning ---- */
 
 /* Go's base64.StdEncoding: padding required, \r and \n ignored. 0 or CN_ERR_PARSE. */
-int ci_base64_decode(const char *p, size_t len, struct cn_buf *out);
+int cn_cloudinit_base64_decode(const char *p, size_t len, struct cn_buf *out);
 /* A gzip member: the header must be valid (CN_ERR_PARSE otherwise); errors in the deflate body
  * are ignored and what was inflated so far is kept, as Go's reader + ReadFrom did. */
-int ci_gzip_decode(const char *p, size_t len, size_t max_out, struct cn_buf *out);
+int cn_cloudinit_gzip_decode(const char *p, size_t len, size_t max_out, struct cn_buf *out);
 /* write_files decoding (7.3). 0, CN_ERR_PARSE (bad data) or CN_ERR_INVAL (unknown encoding). */
-int ci_decode_content(const char *p, size_t len, const char *enc, size_t enc_len,
-                      struct cn_buf *out);
+int cn_cloudinit_decode_content(const char *p, size_t len, const char *enc, size_t enc_len,
+                                struct cn_buf *out);
 /* Go's %q. */
-void ci_quote(struct cn_buf *b, const char *p, size_t len);
+void cn_cloudinit_quote(struct cn_buf *b, const char *p, size_t len);
 /* Go's path.Clean. Returns a new string. */
-char *ci_path_clean(const char *p, size_t len);
+char *cn_cloudinit_path_clean(const char *p, size_t len);
 /* Go's path.Dir (cleaned). Returns a new string. */
-char *ci_path_dir(const char *p, size_t len);
+char *cn_cloudinit_path_dir(const char *p, size_t len);
 
 /* ---- yamltree.c: libyaml -> tree with implicit types and line numbers (spec 5, 6.7) ---- */
 
@@ -82,11 +83,12 @@ struct ci_yaml_error {
 
 /* Parses the first document of p. *out is NULL when the document is empty or its top level is
  * not a mapping. Returns 0, or CN_ERR_PARSE with err filled in (6.3). */
-int ci_yaml_parse(const char *p, size_t len, struct ci_node **out, struct ci_yaml_error *err);
-void ci_node_free(struct ci_node *n);
+int cn_cloudinit_yaml_parse(const char *p, size_t len, struct ci_node **out,
+                            struct ci_yaml_error *err);
+void cn_cloudinit_node_free(struct ci_node *n);
 /* First child whose normalised name is name, or NULL. */
-const struct ci_node *ci_node_child(const struct ci_node *n, const char *name);
-bool ci_node_is_scalar(const struct ci_node *n);
+const struct ci_node *cn_cloudinit_node_child(const struct ci_node *n, const char *name);
+bool cn_cloudinit_node_is_scalar(const struct ci_node *n);
 
 /* ---- schema.c: the key schema (spec 7) ---- */
 
@@ -117,9 +119,11 @@ struct ci_schema {
     size_t nfields;
 };
 
-extern const struct ci_schema ci_schema_config, ci_schema_coreos, ci_schema_etcd, ci_schema_etcd2,
-    ci_schema_fleet, ci_schema_flannel, ci_schema_locksmith, ci_schema_update, ci_schema_oem,
-    ci_schema_unit, ci_schema_dropin, ci_schema_file, ci_schema_user;
+extern const struct ci_schema cn_cloudinit_schema_config, cn_cloudinit_schema_coreos,
+    cn_cloudinit_schema_etcd, cn_cloudinit_schema_etcd2, cn_cloudinit_schema_fleet,
+    cn_cloudinit_schema_flannel, cn_cloudinit_schema_locksmith, cn_cloudinit_schema_update,
+    cn_cloudinit_schema_oem, cn_cloudinit_schema_unit, cn_cloudinit_schema_dropin,
+    cn_cloudinit_schema_file, cn_cloudinit_schema_user;
 
 /* Field indexes, in table order. */
 enum { CC_SSH_KEYS, CC_COREOS, CC_WRITE_FILES, CC_HOSTNAME, CC_USERS, CC_MANAGE_ETC_HOSTS };
@@ -148,11 +152,11 @@ enum {
 };
 
 /* Index of key (normalised) in s, or -1. */
-int ci_schema_find(const struct ci_schema *s, const char *key);
+int cn_cloudinit_schema_find(const struct ci_schema *s, const char *key);
 /* Validator's type name: string int bool float64 struct []string []struct. */
-const char *ci_type_name(enum ci_type t);
+const char *cn_cloudinit_type_name(enum ci_type t);
 /* Rule match on a value's text; false for text holding a NUL. */
-bool ci_rule_match(const char *rule, const char *p, size_t len);
+bool cn_cloudinit_rule_match(const char *rule, const char *p, size_t len);
 
 /* ---- decode.c: the strong view (spec 5.5-5.8) ---- */
 
@@ -177,12 +181,12 @@ struct ci_obj {
 };
 
 /* Decodes tree (may be NULL) against the top-level schema. Never fails. */
-struct ci_obj *ci_decode(const struct ci_node *tree);
-void ci_obj_free(struct ci_obj *o);
+struct ci_obj *cn_cloudinit_decode(const struct ci_node *tree);
+void cn_cloudinit_obj_free(struct ci_obj *o);
 /* Decodes each write_files content with its encoding (7.3); 0 or CN_ERR_PARSE/CN_ERR_INVAL with
  * *bad_index set. */
-int ci_decode_write_files(struct ci_obj *cfg, size_t *bad_index);
-static inline struct ci_obj *ci_sub(const struct ci_obj *o, int idx)
+int cn_cloudinit_decode_write_files(struct ci_obj *cfg, size_t *bad_index);
+static inline struct ci_obj *cn_cloudinit_sub(const struct ci_obj *o, int idx)
 {
     return o->v[idx].obj;
 }
@@ -202,12 +206,12 @@ struct ci_report {
     size_t n, cap;
 };
 
-void ci_validate(const char *p, size_t len, struct ci_report *r);
-void ci_report_free(struct ci_report *r);
+void cn_cloudinit_validate(const char *p, size_t len, struct ci_report *r);
+void cn_cloudinit_report_free(struct ci_report *r);
 /* "line N: kind: msg\n" for each entry. */
-void ci_report_format(const struct ci_report *r, struct cn_buf *out);
+void cn_cloudinit_report_format(const struct ci_report *r, struct cn_buf *out);
 /* Go's url.ParseRequestURI acceptance (6.4 rule 1). */
-bool ci_request_uri_valid(const char *p, size_t len);
+bool cn_cloudinit_request_uri_valid(const char *p, size_t len);
 
 /* ---- fsroot.c: confinement under --root and atomic writes ---- */
 
@@ -216,29 +220,29 @@ struct ci_root {
     char *path;
 };
 
-int ci_root_open(struct ci_root *r, const char *path);
-void ci_root_close(struct ci_root *r);
+int cn_cloudinit_root_open(struct ci_root *r, const char *path);
+void cn_cloudinit_root_close(struct ci_root *r);
 /* Every path below is relative to the root (a leading '/' is allowed; '..' cannot leave the
  * root; symlinks resolve as if the root were '/'). */
 /* Writes data atomically: temp file in the target's directory (created 0755 as needed),
  * fchmod(mode), optional chown, fsync, rename, fsync of the directory. */
-int ci_write_file(struct ci_root *r, const char *path, const void *data, size_t len, unsigned mode,
-                  const char *owner);
+int cn_cloudinit_write_file(struct ci_root *r, const char *path, const void *data, size_t len,
+                            unsigned mode, const char *owner);
 /* Reads a whole file (<= CI_MAX_READ). CN_ERR_NOT_FOUND / -errno. */
-int ci_read_file(struct ci_root *r, const char *path, struct cn_buf *out);
-bool ci_path_exists(struct ci_root *r, const char *path);
+int cn_cloudinit_read_file(struct ci_root *r, const char *path, struct cn_buf *out);
+bool cn_cloudinit_path_exists(struct ci_root *r, const char *path);
 /* mkdir -p with mode for each created directory. */
-int ci_mkdirs(struct ci_root *r, const char *path, unsigned mode);
+int cn_cloudinit_mkdirs(struct ci_root *r, const char *path, unsigned mode);
 /* Removes whatever is at path (a directory recursively); missing is fine. */
-int ci_remove(struct ci_root *r, const char *path);
-int ci_symlink(struct ci_root *r, const char *target, const char *path);
+int cn_cloudinit_remove(struct ci_root *r, const char *path);
+int cn_cloudinit_symlink(struct ci_root *r, const char *target, const char *path);
 /* 8.11 unmask: removes path if it (followed) is an empty regular file or a char device, or is a
  * symlink to /dev/null. */
-int ci_unmask(struct ci_root *r, const char *path);
+int cn_cloudinit_unmask(struct ci_root *r, const char *path);
 /* Sorted names of non-hidden regular files in dir; caller frees each and the array. */
-int ci_list_dir(struct ci_root *r, const char *dir, char ***names, size_t *n);
+int cn_cloudinit_list_dir(struct ci_root *r, const char *dir, char ***names, size_t *n);
 /* st_size / st_mode of a file (followed); -errno. */
-int ci_stat(struct ci_root *r, const char *path, long long *size, unsigned *mode);
+int cn_cloudinit_stat(struct ci_root *r, const char *path, long long *size, unsigned *mode);
 
 /* ---- actions.c: systemctl, useradd, chpasswd, hostnamectl or the action log (8.12) ---- */
 
@@ -248,8 +252,8 @@ struct ci_actions {
 };
 
 /* argv-style operation; the log line is the words joined by spaces. stdin_data may be NULL. */
-int ci_action(const struct ci_actions *a, const char *logline, const char *const *argv,
-              const char *stdin_data);
+int cn_cloudinit_action(const struct ci_actions *a, const char *logline, const char *const *argv,
+                        const char *stdin_data);
 
 /* ---- apply.c: applying a configuration (spec 8) ---- */
 
@@ -264,17 +268,17 @@ struct ci_apply_opts {
 };
 
 /* Runs 8.0 steps 1-8 on cfg (never NULL; empty for rejected data). 0 or negative. */
-int ci_apply(const struct ci_apply_opts *o, const struct ci_obj *cfg);
+int cn_cloudinit_apply(const struct ci_apply_opts *o, const struct ci_obj *cfg);
 /* Renderers (render.c), exposed for unit tests. Each appends to out. */
-void ci_render_dropin(const struct ci_obj *section, struct cn_buf *out);
-int ci_render_update_conf(const struct ci_obj *update, const char *base, size_t base_len,
-                          struct cn_buf *out);
-void ci_render_oem_release(const struct ci_obj *oem, struct cn_buf *out);
-void ci_render_flannel(const struct ci_obj *flannel, struct cn_buf *out);
+void cn_cloudinit_render_dropin(const struct ci_obj *section, struct cn_buf *out);
+int cn_cloudinit_render_update_conf(const struct ci_obj *update, const char *base, size_t base_len,
+                                    struct cn_buf *out);
+void cn_cloudinit_render_oem_release(const struct ci_obj *oem, struct cn_buf *out);
+void cn_cloudinit_render_flannel(const struct ci_obj *flannel, struct cn_buf *out);
 /* Returns true if the merged text differs from old. */
-bool ci_render_environment(const struct ci_subst *s, const char *old, size_t old_len, bool exists,
-                           struct cn_buf *out);
-void ci_format_float(double f, struct cn_buf *out);
+bool cn_cloudinit_render_environment(const struct ci_subst *s, const char *old, size_t old_len,
+                                     bool exists, struct cn_buf *out);
+void cn_cloudinit_format_float(double f, struct cn_buf *out);
 
 /* ---- datasource.c (spec 3) ---- */
 
@@ -283,12 +287,12 @@ struct ci_metadata {
 };
 
 /* 0 / CN_ERR_NOT_FOUND (not available) / other errors. */
-int ci_ds_file(const char *path, struct cn_buf *userdata);
-int ci_ds_waagent(const char *dir, struct cn_buf *userdata, struct ci_metadata *md);
+int cn_cloudinit_ds_file(const char *path, struct cn_buf *userdata);
+int cn_cloudinit_ds_waagent(const char *dir, struct cn_buf *userdata, struct ci_metadata *md);
 /* SharedConfig.xml parsing: 0 or CN_ERR_PARSE. */
-int ci_waagent_parse(const char *p, size_t len, struct ci_metadata *md);
-void ci_metadata_free(struct ci_metadata *md);
+int cn_cloudinit_waagent_parse(const char *p, size_t len, struct ci_metadata *md);
+void cn_cloudinit_metadata_free(struct ci_metadata *md);
 /* Reads a regular file with a size cap; CN_ERR_NOT_FOUND if missing, CN_ERR_TOO_LARGE. */
-int ci_read_host_file(const char *path, size_t max, struct cn_buf *out);
+int cn_cloudinit_read_host_file(const char *path, size_t max, struct cn_buf *out);
 
 #endif

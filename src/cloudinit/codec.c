@@ -17,7 +17,7 @@ static int b64_val(unsigned char c)
     return -1;
 }
 
-int ci_base64_decode(const char *p, size_t len, struct cn_buf *out)
+int cn_cloudinit_base64_decode(const char *p, size_t len, struct cn_buf *out)
 {
     unsigned char q[4];
     size_t nq = 0;
@@ -79,7 +79,7 @@ static size_t gzip_header_len(const unsigned char *p, size_t len)
     return off;
 }
 
-int ci_gzip_decode(const char *p, size_t len, size_t max_out, struct cn_buf *out)
+int cn_cloudinit_gzip_decode(const char *p, size_t len, size_t max_out, struct cn_buf *out)
 {
     size_t hl = gzip_header_len((const unsigned char *)p, len);
     if (hl == 0) return CN_ERR_PARSE;
@@ -116,22 +116,24 @@ int ci_gzip_decode(const char *p, size_t len, size_t max_out, struct cn_buf *out
     return rc;
 }
 
-int ci_decode_content(const char *p, size_t len, const char *enc, size_t enc_len,
-                      struct cn_buf *out)
+int cn_cloudinit_decode_content(const char *p, size_t len, const char *enc, size_t enc_len,
+                                struct cn_buf *out)
 {
     struct cn_str e = cn_str_make(enc, enc_len);
     if (enc_len == 0) {
         cn_buf_append(out, p, len);
         return 0;
     }
-    if (cn_str_eqz(e, "b64") || cn_str_eqz(e, "base64")) return ci_base64_decode(p, len, out);
+    if (cn_str_eqz(e, "b64") || cn_str_eqz(e, "base64"))
+        return cn_cloudinit_base64_decode(p, len, out);
     if (cn_str_eqz(e, "gz") || cn_str_eqz(e, "gzip"))
-        return ci_gzip_decode(p, len, CI_MAX_DECODED, out);
+        return cn_cloudinit_gzip_decode(p, len, CI_MAX_DECODED, out);
     if (cn_str_eqz(e, "gz+base64") || cn_str_eqz(e, "gzip+base64") || cn_str_eqz(e, "gz+b64") ||
         cn_str_eqz(e, "gzip+b64")) {
         struct cn_buf tmp = CN_BUF_INIT;
-        int rc = ci_base64_decode(p, len, &tmp);
-        if (rc == 0) rc = ci_gzip_decode(tmp.p ? tmp.p : "", tmp.len, CI_MAX_DECODED, out);
+        int rc = cn_cloudinit_base64_decode(p, len, &tmp);
+        if (rc == 0)
+            rc = cn_cloudinit_gzip_decode(tmp.p ? tmp.p : "", tmp.len, CI_MAX_DECODED, out);
         cn_buf_free(&tmp);
         return rc;
     }
@@ -166,7 +168,7 @@ static size_t utf8_len(const unsigned char *p, size_t len)
     return n;
 }
 
-void ci_quote(struct cn_buf *b, const char *p, size_t len)
+void cn_cloudinit_quote(struct cn_buf *b, const char *p, size_t len)
 {
     cn_buf_putc(b, '"');
     for (size_t i = 0; i < len; i++) {
@@ -219,7 +221,7 @@ void ci_quote(struct cn_buf *b, const char *p, size_t len)
     cn_buf_putc(b, '"');
 }
 
-char *ci_path_clean(const char *p, size_t len)
+char *cn_cloudinit_path_clean(const char *p, size_t len)
 {
     if (len == 0) return cn_xstrdup(".");
     bool rooted = p[0] == '/';
@@ -258,10 +260,10 @@ char *ci_path_clean(const char *p, size_t len)
     return out;
 }
 
-char *ci_path_dir(const char *p, size_t len)
+char *cn_cloudinit_path_dir(const char *p, size_t len)
 {
     size_t i = len;
     while (i > 0 && p[i - 1] != '/')
         i--;
-    return ci_path_clean(p, i);
+    return cn_cloudinit_path_clean(p, i);
 }

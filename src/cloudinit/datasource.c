@@ -14,7 +14,7 @@
 #include "common/err.h"
 #include "common/log.h"
 
-int ci_read_host_file(const char *path, size_t max, struct cn_buf *out)
+int cn_cloudinit_read_host_file(const char *path, size_t max, struct cn_buf *out)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return errno == ENOENT ? CN_ERR_NOT_FOUND : -errno;
@@ -33,9 +33,9 @@ int ci_read_host_file(const char *path, size_t max, struct cn_buf *out)
     return rc;
 }
 
-int ci_ds_file(const char *path, struct cn_buf *userdata)
+int cn_cloudinit_ds_file(const char *path, struct cn_buf *userdata)
 {
-    return ci_read_host_file(path, CI_MAX_USERDATA, userdata);
+    return cn_cloudinit_read_host_file(path, CI_MAX_USERDATA, userdata);
 }
 
 /* ---- SharedConfig.xml ---- */
@@ -327,7 +327,7 @@ static char *split_host(const char *hp)
     return cn_xstrndup(hp, (size_t)(colon - hp));
 }
 
-int ci_waagent_parse(const char *p, size_t len, struct ci_metadata *md)
+int cn_cloudinit_waagent_parse(const char *p, size_t len, struct ci_metadata *md)
 {
     struct xstate x = {p, len, 0, NULL, NULL, 0};
     int rc = xml_scan(&x);
@@ -359,14 +359,14 @@ int ci_waagent_parse(const char *p, size_t len, struct ci_metadata *md)
     return rc;
 }
 
-void ci_metadata_free(struct ci_metadata *md)
+void cn_cloudinit_metadata_free(struct ci_metadata *md)
 {
     cn_free(md->public_ipv4);
     cn_free(md->private_ipv4);
     md->public_ipv4 = md->private_ipv4 = NULL;
 }
 
-int ci_ds_waagent(const char *dir, struct cn_buf *userdata, struct ci_metadata *md)
+int cn_cloudinit_ds_waagent(const char *dir, struct cn_buf *userdata, struct ci_metadata *md)
 {
     struct cn_buf path = CN_BUF_INIT, xml = CN_BUF_INIT;
     struct stat st;
@@ -378,10 +378,10 @@ int ci_ds_waagent(const char *dir, struct cn_buf *userdata, struct ci_metadata *
     }
     cn_buf_reset(&path);
     cn_buf_appendf(&path, "%s/SharedConfig.xml", dir);
-    rc = ci_read_host_file(path.p, CI_MAX_READ, &xml);
+    rc = cn_cloudinit_read_host_file(path.p, CI_MAX_READ, &xml);
     if (rc == CN_ERR_NOT_FOUND) rc = 0;
     if (rc == 0 && xml.len > 0) {
-        rc = ci_waagent_parse(xml.p, xml.len, md);
+        rc = cn_cloudinit_waagent_parse(xml.p, xml.len, md);
         if (rc != 0) {
             CN_LOGE("cloudinit", "parsing SharedConfig.xml failed path=%s", path.p);
             goto out;
@@ -391,7 +391,7 @@ int ci_ds_waagent(const char *dir, struct cn_buf *userdata, struct ci_metadata *
     }
     cn_buf_reset(&path);
     cn_buf_appendf(&path, "%s/CustomData", dir);
-    rc = ci_read_host_file(path.p, CI_MAX_USERDATA, userdata);
+    rc = cn_cloudinit_read_host_file(path.p, CI_MAX_USERDATA, userdata);
     if (rc == CN_ERR_NOT_FOUND) rc = 0;
 out:
     cn_buf_free(&path);

@@ -24,7 +24,7 @@ static void decode_field(const struct ci_field *f, struct ci_val *v, const struc
 {
     switch (f->type) {
     case CI_T_STR:
-        if (ci_node_is_scalar(n)) {
+        if (cn_cloudinit_node_is_scalar(n)) {
             cn_free(v->s);
             v->s = cn_xmemdup(n->text, n->text_len + 1);
             v->len = n->text_len;
@@ -49,7 +49,7 @@ static void decode_field(const struct ci_field *f, struct ci_val *v, const struc
         v->f = n->kind == CI_FLOAT ? n->fval : n->kind == CI_INT ? (double)n->ival : 0;
         break;
     case CI_T_STRUCT:
-        ci_obj_free(v->obj);
+        cn_cloudinit_obj_free(v->obj);
         v->obj = n->kind == CI_MAP ? decode_obj(f->sub, n) : obj_new(f->sub);
         break;
     case CI_T_STRLIST:
@@ -72,7 +72,7 @@ static void decode_field(const struct ci_field *f, struct ci_val *v, const struc
         break;
     case CI_T_STRUCTLIST:
         for (size_t i = 0; i < v->n; i++)
-            ci_obj_free(v->items[i]);
+            cn_cloudinit_obj_free(v->items[i]);
         cn_free(v->items);
         v->items = NULL;
         v->n = 0;
@@ -94,26 +94,26 @@ static struct ci_obj *decode_obj(const struct ci_schema *s, const struct ci_node
     struct ci_obj *o = obj_new(s);
     /* Keys in document order, so the last of two spellings of one key wins. */
     for (size_t i = 0; n && i < n->nkids; i++) {
-        int idx = ci_schema_find(s, n->kids[i]->name);
+        int idx = cn_cloudinit_schema_find(s, n->kids[i]->name);
         if (idx >= 0) decode_field(&s->fields[idx], &o->v[idx], n->kids[i]);
     }
     return o;
 }
 
-struct ci_obj *ci_decode(const struct ci_node *tree)
+struct ci_obj *cn_cloudinit_decode(const struct ci_node *tree)
 {
-    return decode_obj(&ci_schema_config, tree);
+    return decode_obj(&cn_cloudinit_schema_config, tree);
 }
 
-void ci_obj_free(struct ci_obj *o)
+void cn_cloudinit_obj_free(struct ci_obj *o)
 {
     if (o == NULL) return;
     for (size_t i = 0; i < o->schema->nfields; i++) {
         struct ci_val *v = &o->v[i];
         cn_free(v->s);
-        ci_obj_free(v->obj);
+        cn_cloudinit_obj_free(v->obj);
         for (size_t j = 0; j < v->n; j++) {
-            if (v->items) ci_obj_free(v->items[j]);
+            if (v->items) cn_cloudinit_obj_free(v->items[j]);
             if (v->strs) cn_free(v->strs[j]);
         }
         cn_free(v->items);
@@ -124,14 +124,14 @@ void ci_obj_free(struct ci_obj *o)
     cn_free(o);
 }
 
-int ci_decode_write_files(struct ci_obj *cfg, size_t *bad_index)
+int cn_cloudinit_decode_write_files(struct ci_obj *cfg, size_t *bad_index)
 {
     struct ci_val *wf = &cfg->v[CC_WRITE_FILES];
     for (size_t i = 0; i < wf->n; i++) {
         struct ci_obj *f = wf->items[i];
         struct cn_buf out = CN_BUF_INIT;
-        int rc = ci_decode_content(f->v[WF_CONTENT].s, f->v[WF_CONTENT].len, f->v[WF_ENCODING].s,
-                                   f->v[WF_ENCODING].len, &out);
+        int rc = cn_cloudinit_decode_content(f->v[WF_CONTENT].s, f->v[WF_CONTENT].len,
+                                             f->v[WF_ENCODING].s, f->v[WF_ENCODING].len, &out);
         if (rc != 0) {
             cn_buf_free(&out);
             *bad_index = i;

@@ -24,7 +24,8 @@ static int open_in_root(const struct ci_root *r, const char *rel, int flags)
 {
     struct open_how how;
     memset(&how, 0, sizeof(how));
-    how.flags = (uint64_t)(flags | O_CLOEXEC);
+    /* open(2) flags are a bit set: zero-extend them, never sign-extend */
+    how.flags = (__u64)(unsigned)(flags | O_CLOEXEC);
     how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
     long fd = syscall(SYS_openat2, r->fd, *rel ? rel : ".", &how, sizeof(how));
     return fd < 0 ? -errno : (int)fd;
@@ -37,7 +38,7 @@ static char *rel_clean(const char *path)
     char *tmp = cn_xmalloc(len + 2);
     tmp[0] = '/';
     memcpy(tmp + 1, path, len + 1);
-    char *c = ci_path_clean(tmp, len + 1);
+    char *c = cn_cloudinit_path_clean(tmp, len + 1);
     cn_free(tmp);
     memmove(c, c + 1, strlen(c)); /* drop the leading '/' */
     return c;
@@ -87,7 +88,7 @@ static int open_dir(const struct ci_root *r, const char *rel, bool create, unsig
     return rc;
 }
 
-int ci_root_open(struct ci_root *r, const char *path)
+int cn_cloudinit_root_open(struct ci_root *r, const char *path)
 {
     int fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return -errno;
@@ -104,7 +105,7 @@ int ci_root_open(struct ci_root *r, const char *path)
     return 0;
 }
 
-void ci_root_close(struct ci_root *r)
+void cn_cloudinit_root_close(struct ci_root *r)
 {
     if (r->fd >= 0) close(r->fd);
     r->fd = -1;
@@ -122,7 +123,7 @@ static int lookup_id(struct ci_root *r, const char *file, const char *name, long
         return 0;
     }
     struct cn_buf b = CN_BUF_INIT;
-    int rc = ci_read_file(r, file, &b);
+    int rc = cn_cloudinit_read_file(r, file, &b);
     size_t nlen = strlen(name);
     if (rc == 0) {
         rc = CN_ERR_NOT_FOUND;
@@ -185,8 +186,8 @@ static int write_all(int fd, const char *p, size_t len)
     return 0;
 }
 
-int ci_write_file(struct ci_root *r, const char *path, const void *data, size_t len, unsigned mode,
-                  const char *owner)
+int cn_cloudinit_write_file(struct ci_root *r, const char *path, const void *data, size_t len,
+                            unsigned mode, const char *owner)
 {
     char *rel = rel_clean(path);
     const char *base = split_base(rel);
@@ -243,7 +244,7 @@ out:
     return rc;
 }
 
-int ci_read_file(struct ci_root *r, const char *path, struct cn_buf *out)
+int cn_cloudinit_read_file(struct ci_root *r, const char *path, struct cn_buf *out)
 {
     char *rel = rel_clean(path);
     int fd = open_in_root(r, rel, O_RDONLY | O_NONBLOCK);
@@ -265,7 +266,7 @@ int ci_read_file(struct ci_root *r, const char *path, struct cn_buf *out)
     return rc;
 }
 
-int ci_stat(struct ci_root *r, const char *path, long long *size, unsigned *mode)
+int cn_cloudinit_stat(struct ci_root *r, const char *path, long long *size, unsigned *mode)
 {
     char *rel = rel_clean(path);
     int fd = open_in_root(r, rel, O_PATH);
@@ -281,12 +282,12 @@ int ci_stat(struct ci_root *r, const char *path, long long *size, unsigned *mode
     return rc;
 }
 
-bool ci_path_exists(struct ci_root *r, const char *path)
+bool cn_cloudinit_path_exists(struct ci_root *r, const char *path)
 {
-    return ci_stat(r, path, NULL, NULL) == 0;
+    return cn_cloudinit_stat(r, path, NULL, NULL) == 0;
 }
 
-int ci_mkdirs(struct ci_root *r, const char *path, unsigned mode)
+int cn_cloudinit_mkdirs(struct ci_root *r, const char *path, unsigned mode)
 {
     char *rel = rel_clean(path);
     int fd = open_dir(r, rel, true, mode);
@@ -319,7 +320,7 @@ static int remove_at(int dfd, const char *name, unsigned depth)
     return rc;
 }
 
-int ci_remove(struct ci_root *r, const char *path)
+int cn_cloudinit_remove(struct ci_root *r, const char *path)
 {
     char *rel = rel_clean(path);
     const char *base = split_base(rel);
@@ -337,7 +338,7 @@ int ci_remove(struct ci_root *r, const char *path)
     return rc;
 }
 
-int ci_symlink(struct ci_root *r, const char *target, const char *path)
+int cn_cloudinit_symlink(struct ci_root *r, const char *target, const char *path)
 {
     char *rel = rel_clean(path);
     const char *base = split_base(rel);
@@ -351,7 +352,7 @@ int ci_symlink(struct ci_root *r, const char *target, const char *path)
     return rc;
 }
 
-int ci_unmask(struct ci_root *r, const char *path)
+int cn_cloudinit_unmask(struct ci_root *r, const char *path)
 {
     char *rel = rel_clean(path);
     char *full = cn_xstrdup(rel);
@@ -389,7 +390,7 @@ static int cmp_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int ci_list_dir(struct ci_root *r, const char *dir, char ***names, size_t *n)
+int cn_cloudinit_list_dir(struct ci_root *r, const char *dir, char ***names, size_t *n)
 {
     *names = NULL;
     *n = 0;

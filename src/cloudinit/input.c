@@ -12,12 +12,12 @@ static size_t first_line_len(const char *p, size_t len)
     return nl ? (size_t)(nl - p) : len;
 }
 
-bool ci_is_script(const char *p, size_t len)
+bool cn_cloudinit_is_script(const char *p, size_t len)
 {
     return first_line_len(p, len) >= 2 && p[0] == '#' && p[1] == '!';
 }
 
-bool ci_is_cloud_config(const char *p, size_t len)
+bool cn_cloudinit_is_cloud_config(const char *p, size_t len)
 {
     size_t n = first_line_len(p, len);
     /* Go trimmed with unicode.IsSpace; the ASCII ones plus NEL and NBSP in UTF-8. */
@@ -36,7 +36,7 @@ bool ci_is_cloud_config(const char *p, size_t len)
 
 /* Go's json.Unmarshal into {ignitionVersion *int; ignition {version *string}}: field names
  * match case-insensitively, any type mismatch fails the whole decode. */
-bool ci_is_ignition(const char *p, size_t len)
+bool cn_cloudinit_is_ignition(const char *p, size_t len)
 {
     json_t *root = json_loadb(p, len, 0, NULL);
     if (root == NULL) return false;
@@ -73,19 +73,19 @@ bool ci_is_ignition(const char *p, size_t len)
     return ok && found;
 }
 
-enum ci_class ci_classify(const char *p, size_t len)
+enum ci_class cn_cloudinit_classify(const char *p, size_t len)
 {
     if (len == 0) return CI_EMPTY;
-    if (ci_is_script(p, len)) return CI_SCRIPT;
-    if (ci_is_cloud_config(p, len)) return CI_CLOUD_CONFIG;
-    if (ci_is_ignition(p, len)) return CI_IGNITION;
+    if (cn_cloudinit_is_script(p, len)) return CI_SCRIPT;
+    if (cn_cloudinit_is_cloud_config(p, len)) return CI_CLOUD_CONFIG;
+    if (cn_cloudinit_is_ignition(p, len)) return CI_IGNITION;
     return CI_UNKNOWN;
 }
 
-int ci_gunzip_payload(const char *p, size_t len, struct cn_buf *out)
+int cn_cloudinit_gunzip_payload(const char *p, size_t len, struct cn_buf *out)
 {
     if (len >= 2 && (unsigned char)p[0] == 0x1f && (unsigned char)p[1] == 0x8b)
-        return ci_gzip_decode(p, len, CI_MAX_USERDATA, out);
+        return cn_cloudinit_gzip_decode(p, len, CI_MAX_USERDATA, out);
     cn_buf_append(out, p, len);
     return 0;
 }
@@ -127,7 +127,8 @@ static void subst_one(struct cn_buf *in, const char *tok, const char *val)
     *in = b;
 }
 
-void ci_substitute(const char *p, size_t len, const struct ci_subst *s, struct cn_buf *out)
+void cn_cloudinit_substitute(const char *p, size_t len, const struct ci_subst *s,
+                             struct cn_buf *out)
 {
     struct cn_buf t = CN_BUF_INIT;
     cn_buf_append(&t, p, len);

@@ -118,18 +118,18 @@ static int run_script(struct ci_root *root, const struct ci_actions *act, const 
     char base[32];
     snprintf(base, sizeof(base), "%016llx", (unsigned long long)h);
     cn_buf_appendf(&path, "/%s/scripts/%s", workspace, base);
-    char *clean = ci_path_clean(path.p, path.len);
+    char *clean = cn_cloudinit_path_clean(path.p, path.len);
     cn_buf_appendf(&unit, "coreos-cloudinit-%s.service", base);
     cn_buf_appendf(&un, "/%s/scripts/unit-name", workspace);
-    int rc = ci_write_file(root, clean, text, len, 0744, NULL);
-    if (rc == 0) rc = ci_write_file(root, un.p, unit.p, unit.len, 0644, NULL);
+    int rc = cn_cloudinit_write_file(root, clean, text, len, 0744, NULL);
+    if (rc == 0) rc = cn_cloudinit_write_file(root, un.p, unit.p, unit.len, 0644, NULL);
     if (rc == 0) {
         struct cn_buf full = CN_BUF_INIT, unitarg = CN_BUF_INIT;
         cn_buf_appendf(&full, "%s%s", strcmp(act->root, "/") ? act->root : "", clean);
         cn_buf_appendf(&unitarg, "--unit=%s", unit.p);
         cn_buf_appendf(&line, "run-script %s", clean);
         const char *argv[] = {"systemd-run", unitarg.p, "/bin/bash", full.p, NULL};
-        rc = ci_action(act, line.p, argv, NULL);
+        rc = cn_cloudinit_action(act, line.p, argv, NULL);
         cn_buf_free(&full);
         cn_buf_free(&unitarg);
     }
@@ -157,7 +157,7 @@ int main(int argc, char **argv)
     /* Spec 3.3: file, then waagent; the first available one, no retries. */
     int src = -1;
     if (o.from_file) {
-        rc = ci_ds_file(o.from_file, &raw);
+        rc = cn_cloudinit_ds_file(o.from_file, &raw);
         if (rc != CN_ERR_NOT_FOUND) src = 0;
     }
     if (src < 0 && o.from_waagent) {
@@ -169,7 +169,7 @@ int main(int argc, char **argv)
             meta_wanted = true;
             struct cn_buf custom = CN_BUF_INIT;
             snprintf(prov, sizeof(prov), "%s/CustomData", o.from_waagent);
-            rc = ci_read_host_file(prov, CI_MAX_USERDATA, &raw);
+            rc = cn_cloudinit_read_host_file(prov, CI_MAX_USERDATA, &raw);
             if (rc == CN_ERR_NOT_FOUND) rc = 0;
             cn_buf_free(&custom);
         }
@@ -185,7 +185,7 @@ int main(int argc, char **argv)
         cn_buf_reset(&raw);
         failure = true;
     }
-    rc = ci_gunzip_payload(raw.p ? raw.p : "", raw.len, &ud);
+    rc = cn_cloudinit_gunzip_payload(raw.p ? raw.p : "", raw.len, &ud);
     if (rc != 0) {
         CN_LOGE(MOD, "Failed decompressing user-data from datasource, continuing err=%s",
                 cn_strerror(rc));
@@ -195,29 +195,29 @@ int main(int argc, char **argv)
     const char *udp = ud.p ? ud.p : "";
 
     struct ci_report rep = {NULL, 0, 0};
-    ci_validate(udp, ud.len, &rep);
+    cn_cloudinit_validate(udp, ud.len, &rep);
     if (o.validate) {
         struct cn_buf out = CN_BUF_INIT;
-        ci_report_format(&rep, &out);
+        cn_cloudinit_report_format(&rep, &out);
         fwrite(out.p ? out.p : "", 1, out.len, stdout);
         cn_buf_free(&out);
         rc = rep.n ? 1 : 0;
-        ci_report_free(&rep);
+        cn_cloudinit_report_free(&rep);
         goto out;
     }
     for (size_t i = 0; i < rep.n; i++) {
         static const char *const kinds[] = {"error", "warning", "info"};
         CN_LOGW(MOD, "line %d: %s: %s", rep.e[i].line, kinds[rep.e[i].kind], rep.e[i].msg);
     }
-    ci_report_free(&rep);
+    cn_cloudinit_report_free(&rep);
 
     if (meta_wanted) {
         struct cn_buf x = CN_BUF_INIT;
         char path[4096];
         snprintf(path, sizeof(path), "%s/SharedConfig.xml", o.from_waagent);
-        rc = ci_read_host_file(path, CI_MAX_READ, &x);
+        rc = cn_cloudinit_read_host_file(path, CI_MAX_READ, &x);
         if (rc == CN_ERR_NOT_FOUND) rc = 0;
-        if (rc == 0 && x.len) rc = ci_waagent_parse(x.p, x.len, &md);
+        if (rc == 0 && x.len) rc = cn_cloudinit_waagent_parse(x.p, x.len, &md);
         cn_buf_free(&x);
         if (rc != 0) {
             CN_LOGE(MOD, "Failed fetching meta-data from datasource err=%s", cn_strerror(rc));
@@ -231,12 +231,12 @@ int main(int argc, char **argv)
         pick(NULL, "COREOS_PUBLIC_IPV6"),
         pick(NULL, "COREOS_PRIVATE_IPV6"),
     };
-    ci_substitute(udp, ud.len, &subst, &text);
+    cn_cloudinit_substitute(udp, ud.len, &subst, &text);
     const char *tp = text.p ? text.p : "";
 
     struct ci_node *tree = NULL;
     bool is_script = false;
-    switch (ci_classify(tp, text.len)) {
+    switch (cn_cloudinit_classify(tp, text.len)) {
     case CI_EMPTY:
         break;
     case CI_SCRIPT:
@@ -252,39 +252,39 @@ int main(int argc, char **argv)
         break;
     case CI_CLOUD_CONFIG: {
         struct ci_yaml_error yerr;
-        if (ci_yaml_parse(tp, text.len, &tree, &yerr) != 0) {
+        if (cn_cloudinit_yaml_parse(tp, text.len, &tree, &yerr) != 0) {
             CN_LOGE(MOD, "Failed to parse user-data: line %d: %s", yerr.line, yerr.msg);
             failure = true;
         }
         break;
     }
     }
-    struct ci_obj *cfg = ci_decode(tree);
-    ci_node_free(tree);
+    struct ci_obj *cfg = cn_cloudinit_decode(tree);
+    cn_cloudinit_node_free(tree);
     size_t bad;
-    int drc = ci_decode_write_files(cfg, &bad);
+    int drc = cn_cloudinit_decode_write_files(cfg, &bad);
     if (drc != 0) {
         CN_LOGE(MOD,
                 "Failed to parse user-data: write_files entry cannot be decoded index=%zu "
                 "err=%s",
                 bad, cn_strerror(drc));
-        ci_obj_free(cfg);
-        cfg = ci_decode(NULL);
+        cn_cloudinit_obj_free(cfg);
+        cfg = cn_cloudinit_decode(NULL);
         failure = true;
     }
 
     struct ci_root root = {-1, NULL};
-    rc = ci_root_open(&root, o.root);
+    rc = cn_cloudinit_root_open(&root, o.root);
     if (rc != 0) {
         CN_LOGE(MOD, "cannot open root root=%s err=%s", o.root, cn_strerror(rc));
-        ci_obj_free(cfg);
+        cn_cloudinit_obj_free(cfg);
         rc = 1;
         goto out;
     }
     struct ci_actions act = {o.root, o.logpath};
     struct ci_apply_opts ao = {&root, &act, &subst, o.ssh_key_name, NULL, NULL, 0};
-    rc = ci_apply(&ao, cfg);
-    ci_obj_free(cfg);
+    rc = cn_cloudinit_apply(&ao, cfg);
+    cn_cloudinit_obj_free(cfg);
     if (rc != 0) {
         CN_LOGE(MOD, "Failed to apply cloud-config err=%s", cn_strerror(rc));
         rc = 1;
@@ -293,9 +293,9 @@ int main(int argc, char **argv)
     } else {
         rc = failure && !o.ignore_failure ? 1 : 0;
     }
-    ci_root_close(&root);
+    cn_cloudinit_root_close(&root);
 out:
-    ci_metadata_free(&md);
+    cn_cloudinit_metadata_free(&md);
     cn_buf_free(&raw);
     cn_buf_free(&ud);
     cn_buf_free(&text);

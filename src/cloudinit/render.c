@@ -11,7 +11,7 @@
 
 /* Go's %v for float64: the shortest digits that read back to f; strconv's 'g' with shortest
  * precision uses the exponent form when exp < -4 || exp >= 6. */
-void ci_format_float(double f, struct cn_buf *out)
+void cn_cloudinit_format_float(double f, struct cn_buf *out)
 {
     if (isnan(f)) {
         cn_buf_appends(out, "NaN");
@@ -65,7 +65,7 @@ void ci_format_float(double f, struct cn_buf *out)
     }
 }
 
-void ci_render_dropin(const struct ci_obj *o, struct cn_buf *out)
+void cn_cloudinit_render_dropin(const struct ci_obj *o, struct cn_buf *out)
 {
     bool any = false;
     for (size_t i = 0; i < o->schema->nfields; i++) {
@@ -87,13 +87,13 @@ void ci_render_dropin(const struct ci_obj *o, struct cn_buf *out)
         else if (f->type == CI_T_INT)
             cn_buf_appendf(out, "%lld", v->i);
         else
-            ci_format_float(v->f, out);
+            cn_cloudinit_format_float(v->f, out);
         cn_buf_appends(out, "\"\n");
     }
 }
 
-int ci_render_update_conf(const struct ci_obj *u, const char *base, size_t base_len,
-                          struct cn_buf *out)
+int cn_cloudinit_render_update_conf(const struct ci_obj *u, const char *base, size_t base_len,
+                                    struct cn_buf *out)
 {
     /* Sorted by name: the order unused settings are appended in. */
     static const struct {
@@ -134,22 +134,22 @@ int ci_render_update_conf(const struct ci_obj *u, const char *base, size_t base_
     return 0;
 }
 
-void ci_render_oem_release(const struct ci_obj *o, struct cn_buf *out)
+void cn_cloudinit_render_oem_release(const struct ci_obj *o, struct cn_buf *out)
 {
     cn_buf_appends(out, "ID=");
     cn_buf_append(out, o->v[OEM_ID].s, o->v[OEM_ID].len);
     cn_buf_appends(out, "\nVERSION_ID=");
     cn_buf_append(out, o->v[OEM_VERSION_ID].s, o->v[OEM_VERSION_ID].len);
     cn_buf_appends(out, "\nNAME=");
-    ci_quote(out, o->v[OEM_NAME].s, o->v[OEM_NAME].len);
+    cn_cloudinit_quote(out, o->v[OEM_NAME].s, o->v[OEM_NAME].len);
     cn_buf_appends(out, "\nHOME_URL=");
-    ci_quote(out, o->v[OEM_HOME_URL].s, o->v[OEM_HOME_URL].len);
+    cn_cloudinit_quote(out, o->v[OEM_HOME_URL].s, o->v[OEM_HOME_URL].len);
     cn_buf_appends(out, "\nBUG_REPORT_URL=");
-    ci_quote(out, o->v[OEM_BUG_REPORT_URL].s, o->v[OEM_BUG_REPORT_URL].len);
+    cn_cloudinit_quote(out, o->v[OEM_BUG_REPORT_URL].s, o->v[OEM_BUG_REPORT_URL].len);
     cn_buf_putc(out, '\n');
 }
 
-void ci_render_flannel(const struct ci_obj *o, struct cn_buf *out)
+void cn_cloudinit_render_flannel(const struct ci_obj *o, struct cn_buf *out)
 {
     bool first = true;
     for (size_t i = 0; i < o->schema->nfields; i++) {
@@ -162,8 +162,8 @@ void ci_render_flannel(const struct ci_obj *o, struct cn_buf *out)
     }
 }
 
-bool ci_render_environment(const struct ci_subst *s, const char *old, size_t old_len, bool exists,
-                           struct cn_buf *out)
+bool cn_cloudinit_render_environment(const struct ci_subst *s, const char *old, size_t old_len,
+                                     bool exists, struct cn_buf *out)
 {
     /* Sorted by name. */
     struct {

@@ -176,14 +176,14 @@ static const struct ci_field dropin_fields[] = {
     {"content", CI_T_STR, NULL, NULL, NULL, NULL},
 };
 
-SCHEMA(ci_schema_etcd, "etcd", etcd_fields);
-SCHEMA(ci_schema_etcd2, "etcd2", etcd2_fields);
-SCHEMA(ci_schema_fleet, "fleet", fleet_fields);
-SCHEMA(ci_schema_flannel, "flannel", flannel_fields);
-SCHEMA(ci_schema_locksmith, "locksmith", locksmith_fields);
-SCHEMA(ci_schema_update, "update", update_fields);
-SCHEMA(ci_schema_oem, "oem", oem_fields);
-SCHEMA(ci_schema_dropin, "drop_ins", dropin_fields);
+SCHEMA(cn_cloudinit_schema_etcd, "etcd", etcd_fields);
+SCHEMA(cn_cloudinit_schema_etcd2, "etcd2", etcd2_fields);
+SCHEMA(cn_cloudinit_schema_fleet, "fleet", fleet_fields);
+SCHEMA(cn_cloudinit_schema_flannel, "flannel", flannel_fields);
+SCHEMA(cn_cloudinit_schema_locksmith, "locksmith", locksmith_fields);
+SCHEMA(cn_cloudinit_schema_update, "update", update_fields);
+SCHEMA(cn_cloudinit_schema_oem, "oem", oem_fields);
+SCHEMA(cn_cloudinit_schema_dropin, "drop_ins", dropin_fields);
 
 static const struct ci_field unit_fields[] = {
     {"name", CI_T_STR, NULL, NULL, NULL, NULL},
@@ -194,9 +194,9 @@ static const struct ci_field unit_fields[] = {
     {"command", CI_T_STR, NULL,
      "^(start|stop|restart|reload|try-restart|reload-or-restart|reload-or-try-restart)$", NULL,
      NULL},
-    {"drop_ins", CI_T_STRUCTLIST, NULL, NULL, NULL, &ci_schema_dropin},
+    {"drop_ins", CI_T_STRUCTLIST, NULL, NULL, NULL, &cn_cloudinit_schema_dropin},
 };
-SCHEMA(ci_schema_unit, "units", unit_fields);
+SCHEMA(cn_cloudinit_schema_unit, "units", unit_fields);
 
 static const struct ci_field file_fields[] = {
     {"encoding", CI_T_STR, NULL,
@@ -206,7 +206,7 @@ static const struct ci_field file_fields[] = {
     {"path", CI_T_STR, NULL, NULL, NULL, NULL},
     {"permissions", CI_T_STR, NULL, "^0?[0-7]{3,4}$", NULL, NULL},
 };
-SCHEMA(ci_schema_file, "write_files", file_fields);
+SCHEMA(cn_cloudinit_schema_file, "write_files", file_fields);
 
 static const struct ci_field user_fields[] = {
     {"name", CI_T_STR, NULL, NULL, NULL, NULL},
@@ -225,38 +225,38 @@ static const struct ci_field user_fields[] = {
     {"no_log_init", CI_T_BOOL, NULL, NULL, NULL, NULL},
     {"shell", CI_T_STR, NULL, NULL, NULL, NULL},
 };
-SCHEMA(ci_schema_user, "users", user_fields);
+SCHEMA(cn_cloudinit_schema_user, "users", user_fields);
 
 static const struct ci_field coreos_fields[] = {
-    {"etcd", CI_T_STRUCT, NULL, NULL, NULL, &ci_schema_etcd},
-    {"etcd2", CI_T_STRUCT, NULL, NULL, NULL, &ci_schema_etcd2},
-    {"flannel", CI_T_STRUCT, NULL, NULL, NULL, &ci_schema_flannel},
-    {"fleet", CI_T_STRUCT, NULL, NULL, NULL, &ci_schema_fleet},
-    {"locksmith", CI_T_STRUCT, NULL, NULL, NULL, &ci_schema_locksmith},
-    {"oem", CI_T_STRUCT, NULL, NULL, NULL, &ci_schema_oem},
-    {"update", CI_T_STRUCT, NULL, NULL, NULL, &ci_schema_update},
-    {"units", CI_T_STRUCTLIST, NULL, NULL, NULL, &ci_schema_unit},
+    {"etcd", CI_T_STRUCT, NULL, NULL, NULL, &cn_cloudinit_schema_etcd},
+    {"etcd2", CI_T_STRUCT, NULL, NULL, NULL, &cn_cloudinit_schema_etcd2},
+    {"flannel", CI_T_STRUCT, NULL, NULL, NULL, &cn_cloudinit_schema_flannel},
+    {"fleet", CI_T_STRUCT, NULL, NULL, NULL, &cn_cloudinit_schema_fleet},
+    {"locksmith", CI_T_STRUCT, NULL, NULL, NULL, &cn_cloudinit_schema_locksmith},
+    {"oem", CI_T_STRUCT, NULL, NULL, NULL, &cn_cloudinit_schema_oem},
+    {"update", CI_T_STRUCT, NULL, NULL, NULL, &cn_cloudinit_schema_update},
+    {"units", CI_T_STRUCTLIST, NULL, NULL, NULL, &cn_cloudinit_schema_unit},
 };
-SCHEMA(ci_schema_coreos, "coreos", coreos_fields);
+SCHEMA(cn_cloudinit_schema_coreos, "coreos", coreos_fields);
 
 static const struct ci_field config_fields[] = {
     {"ssh_authorized_keys", CI_T_STRLIST, NULL, NULL, NULL, NULL},
-    {"coreos", CI_T_STRUCT, NULL, NULL, NULL, &ci_schema_coreos},
-    {"write_files", CI_T_STRUCTLIST, NULL, NULL, NULL, &ci_schema_file},
+    {"coreos", CI_T_STRUCT, NULL, NULL, NULL, &cn_cloudinit_schema_coreos},
+    {"write_files", CI_T_STRUCTLIST, NULL, NULL, NULL, &cn_cloudinit_schema_file},
     {"hostname", CI_T_STR, NULL, NULL, NULL, NULL},
-    {"users", CI_T_STRUCTLIST, NULL, NULL, NULL, &ci_schema_user},
+    {"users", CI_T_STRUCTLIST, NULL, NULL, NULL, &cn_cloudinit_schema_user},
     {"manage_etc_hosts", CI_T_STR, NULL, NULL, NULL, NULL},
 };
-SCHEMA(ci_schema_config, "", config_fields);
+SCHEMA(cn_cloudinit_schema_config, "", config_fields);
 
-int ci_schema_find(const struct ci_schema *s, const char *key)
+int cn_cloudinit_schema_find(const struct ci_schema *s, const char *key)
 {
     for (size_t i = 0; i < s->nfields; i++)
         if (strcmp(s->fields[i].key, key) == 0) return (int)i;
     return -1;
 }
 
-const char *ci_type_name(enum ci_type t)
+const char *cn_cloudinit_type_name(enum ci_type t)
 {
     switch (t) {
     case CI_T_STR:
@@ -277,7 +277,7 @@ const char *ci_type_name(enum ci_type t)
     return "?";
 }
 
-bool ci_rule_match(const char *rule, const char *p, size_t len)
+bool cn_cloudinit_rule_match(const char *rule, const char *p, size_t len)
 {
     if (memchr(p, '\0', len) != NULL) return false;
     regex_t re;

@@ -88,7 +88,7 @@ static bool authority_ok(const char *p, size_t len)
     return escapes_ok(p, hostend);
 }
 
-bool ci_request_uri_valid(const char *p, size_t len)
+bool cn_cloudinit_request_uri_valid(const char *p, size_t len)
 {
     if (len == 0) return false;
     if (len == 1 && p[0] == '*') return true;
@@ -129,29 +129,29 @@ bool ci_request_uri_valid(const char *p, size_t len)
 
 static void rule_discovery(const struct ci_node *root, struct ci_report *r)
 {
-    const struct ci_node *c =
-        ci_node_child(ci_node_child(ci_node_child(root, "coreos"), "etcd"), "discovery");
+    const struct ci_node *c = cn_cloudinit_node_child(
+        cn_cloudinit_node_child(cn_cloudinit_node_child(root, "coreos"), "etcd"), "discovery");
     if (!present(c)) return;
     struct cn_str s = go_string(c);
-    if (!ci_request_uri_valid(s.p, s.len))
+    if (!cn_cloudinit_request_uri_valid(s.p, s.len))
         addz(r, c->line, CI_E_WARNING, "discovery URL is not valid");
 }
 
 static void rule_encoding(const struct ci_node *root, struct ci_report *r)
 {
-    const struct ci_node *wf = ci_node_child(root, "write_files");
+    const struct ci_node *wf = cn_cloudinit_node_child(root, "write_files");
     for (size_t i = 0; wf && i < wf->nkids; i++) {
-        const struct ci_node *e = ci_node_child(wf->kids[i], "encoding");
+        const struct ci_node *e = cn_cloudinit_node_child(wf->kids[i], "encoding");
         if (!present(e)) continue;
-        const struct ci_node *c = ci_node_child(wf->kids[i], "content");
+        const struct ci_node *c = cn_cloudinit_node_child(wf->kids[i], "content");
         struct cn_str cs = go_string(c), es = go_string(e);
         struct cn_buf out = CN_BUF_INIT;
-        int rc = ci_decode_content(cs.p, cs.len, es.p, es.len, &out);
+        int rc = cn_cloudinit_decode_content(cs.p, cs.len, es.p, es.len, &out);
         cn_buf_free(&out);
         if (rc == 0) continue;
         struct cn_buf m = CN_BUF_INIT;
         cn_buf_appends(&m, "content cannot be decoded as ");
-        ci_quote(&m, es.p, es.len);
+        cn_cloudinit_quote(&m, es.p, es.len);
         add(r, c ? c->line : 0, CI_E_ERROR, &m);
     }
 }
@@ -182,26 +182,26 @@ static void check_structure(const struct ci_node *n, enum ci_type t, const struc
     if (!compatible(n->kind, t)) {
         struct cn_buf m = CN_BUF_INIT;
         cn_buf_appends(&m, "incorrect type for ");
-        ci_quote(&m, n->name, strlen(n->name));
-        cn_buf_appendf(&m, " (want %s)", ci_type_name(t));
+        cn_cloudinit_quote(&m, n->name, strlen(n->name));
+        cn_buf_appendf(&m, " (want %s)", cn_cloudinit_type_name(t));
         add(r, n->line, CI_E_WARNING, &m);
         return;
     }
     if (t == CI_T_STRUCT) {
         for (size_t i = 0; i < n->nkids; i++) {
             const struct ci_node *k = n->kids[i];
-            int idx = ci_schema_find(sub, k->name);
+            int idx = cn_cloudinit_schema_find(sub, k->name);
             struct cn_buf m = CN_BUF_INIT;
             if (idx < 0) {
                 cn_buf_appends(&m, "unrecognized key ");
-                ci_quote(&m, k->name, strlen(k->name));
+                cn_cloudinit_quote(&m, k->name, strlen(k->name));
                 add(r, k->line, CI_E_WARNING, &m);
                 continue;
             }
             const struct ci_field *f = &sub->fields[idx];
             if (f->deprecated) {
                 cn_buf_appends(&m, "deprecated key ");
-                ci_quote(&m, k->name, strlen(k->name));
+                cn_cloudinit_quote(&m, k->name, strlen(k->name));
                 cn_buf_appendf(&m, " (%s)", f->deprecated);
                 add(r, k->line, CI_E_WARNING, &m);
             }
@@ -218,8 +218,8 @@ static void check_validity(const struct ci_node *n, const struct ci_field *f, en
                            const struct ci_schema *sub, struct ci_report *r)
 {
     /* [R] 6.6: null (and, as Go crashed there too, non-scalar) values skip the rule. */
-    if (f && f->rule && ci_node_is_scalar(n) && n->text_len > 0 &&
-        !ci_rule_match(f->rule, n->text, n->text_len)) {
+    if (f && f->rule && cn_cloudinit_node_is_scalar(n) && n->text_len > 0 &&
+        !cn_cloudinit_rule_match(f->rule, n->text, n->text_len)) {
         struct cn_buf m = CN_BUF_INIT;
         cn_buf_appends(&m, "invalid value ");
         cn_buf_append(&m, n->text, n->text_len);
@@ -227,7 +227,7 @@ static void check_validity(const struct ci_node *n, const struct ci_field *f, en
     }
     if (t == CI_T_STRUCT) {
         for (size_t i = 0; i < n->nkids; i++) {
-            int idx = ci_schema_find(sub, n->kids[i]->name);
+            int idx = cn_cloudinit_schema_find(sub, n->kids[i]->name);
             if (idx < 0) continue;
             const struct ci_field *cf = &sub->fields[idx];
             check_validity(n->kids[i], cf, cf->type, cf->sub, r);
@@ -240,43 +240,44 @@ static void check_validity(const struct ci_node *n, const struct ci_field *f, en
 
 static void rule_write_files_path(const struct ci_node *root, struct ci_report *r)
 {
-    const struct ci_node *wf = ci_node_child(root, "write_files");
+    const struct ci_node *wf = cn_cloudinit_node_child(root, "write_files");
     for (size_t i = 0; wf && i < wf->nkids; i++) {
-        const struct ci_node *c = ci_node_child(wf->kids[i], "path");
+        const struct ci_node *c = cn_cloudinit_node_child(wf->kids[i], "path");
         if (!present(c)) continue;
         struct cn_str s = go_string(c);
-        char *d = ci_path_dir(s.p, s.len);
+        char *d = cn_cloudinit_path_dir(s.p, s.len);
         if (strncmp(d, "/usr", 4) == 0)
             addz(r, c->line, CI_E_ERROR, "file cannot be written to a read-only filesystem");
         cn_free(d);
     }
 }
 
-void ci_validate(const char *p, size_t len, struct ci_report *r)
+void cn_cloudinit_validate(const char *p, size_t len, struct ci_report *r)
 {
-    if (len == 0 || ci_is_script(p, len) || ci_is_ignition(p, len)) return;
-    if (!ci_is_cloud_config(p, len)) {
+    if (len == 0 || cn_cloudinit_is_script(p, len) || cn_cloudinit_is_ignition(p, len)) return;
+    if (!cn_cloudinit_is_cloud_config(p, len)) {
         addz(r, 1, CI_E_ERROR, "must be \"#cloud-config\" or begin with \"#!\"");
         return;
     }
     struct ci_node *root = NULL;
     struct ci_yaml_error yerr;
-    if (ci_yaml_parse(p, len, &root, &yerr) != 0) {
+    if (cn_cloudinit_yaml_parse(p, len, &root, &yerr) != 0) {
         addz(r, yerr.line, CI_E_ERROR, yerr.msg);
         return;
     }
     if (root == NULL) return;
     rule_discovery(root, r);
     rule_encoding(root, r);
-    check_structure(root, CI_T_STRUCT, &ci_schema_config, r);
-    check_validity(root, NULL, CI_T_STRUCT, &ci_schema_config, r);
+    check_structure(root, CI_T_STRUCT, &cn_cloudinit_schema_config, r);
+    check_validity(root, NULL, CI_T_STRUCT, &cn_cloudinit_schema_config, r);
     rule_write_files_path(root, r);
-    const struct ci_node *wf = ci_node_child(ci_node_child(root, "coreos"), "write_files");
+    const struct ci_node *wf =
+        cn_cloudinit_node_child(cn_cloudinit_node_child(root, "coreos"), "write_files");
     if (present(wf)) addz(r, wf->line, CI_E_INFO, "write_files doesn't belong under coreos");
-    ci_node_free(root);
+    cn_cloudinit_node_free(root);
 }
 
-void ci_report_free(struct ci_report *r)
+void cn_cloudinit_report_free(struct ci_report *r)
 {
     for (size_t i = 0; i < r->n; i++)
         cn_free(r->e[i].msg);
@@ -285,7 +286,7 @@ void ci_report_free(struct ci_report *r)
     r->n = r->cap = 0;
 }
 
-void ci_report_format(const struct ci_report *r, struct cn_buf *out)
+void cn_cloudinit_report_format(const struct ci_report *r, struct cn_buf *out)
 {
     static const char *const kinds[] = {"error", "warning", "info"};
     for (size_t i = 0; i < r->n; i++)

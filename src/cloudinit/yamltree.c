@@ -175,7 +175,7 @@ static struct ci_node *build(struct build *b, yaml_node_t *yn, unsigned depth, i
         n->kind = CI_STR;
         if (tag && strcmp(tag, "tag:yaml.org,2002:binary") == 0) {
             struct cn_buf d = CN_BUF_INIT;
-            if (ci_base64_decode(v, len, &d) != 0) *err = 1;
+            if (cn_cloudinit_base64_decode(v, len, &d) != 0) *err = 1;
             n->text = cn_buf_steal(&d, &n->text_len);
         } else {
             n->text = cn_xstrndup(v, len);
@@ -221,7 +221,7 @@ static struct ci_node *build(struct build *b, yaml_node_t *yn, unsigned depth, i
             bool replaced = false;
             for (size_t i = 0; i < n->nkids; i++) {
                 if (strcmp(n->kids[i]->key, v->key) == 0) {
-                    ci_node_free(n->kids[i]);
+                    cn_cloudinit_node_free(n->kids[i]);
                     n->kids[i] = v;
                     replaced = true;
                     break;
@@ -301,7 +301,8 @@ static void assign_names(struct ci_node *n)
     }
 }
 
-int ci_yaml_parse(const char *p, size_t len, struct ci_node **out, struct ci_yaml_error *err)
+int cn_cloudinit_yaml_parse(const char *p, size_t len, struct ci_node **out,
+                            struct ci_yaml_error *err)
 {
     *out = NULL;
     yaml_parser_t parser;
@@ -325,7 +326,7 @@ int ci_yaml_parse(const char *p, size_t len, struct ci_node **out, struct ci_yam
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
     if (b.too_big || binerr) {
-        ci_node_free(root);
+        cn_cloudinit_node_free(root);
         err->line = 1;
         snprintf(err->msg, sizeof(err->msg), "%s",
                  binerr ? "!!binary value contains invalid base64 data"
@@ -333,7 +334,7 @@ int ci_yaml_parse(const char *p, size_t len, struct ci_node **out, struct ci_yam
         return CN_ERR_PARSE;
     }
     if (root == NULL || root->kind != CI_MAP) {
-        ci_node_free(root);
+        cn_cloudinit_node_free(root);
         return 0;
     }
     root->name = cn_xstrdup("");
@@ -360,11 +361,11 @@ int ci_yaml_parse(const char *p, size_t len, struct ci_node **out, struct ci_yam
     return 0;
 }
 
-void ci_node_free(struct ci_node *n)
+void cn_cloudinit_node_free(struct ci_node *n)
 {
     if (n == NULL) return;
     for (size_t i = 0; i < n->nkids; i++)
-        ci_node_free(n->kids[i]);
+        cn_cloudinit_node_free(n->kids[i]);
     cn_free(n->kids);
     cn_free(n->text);
     cn_free(n->key);
@@ -372,7 +373,7 @@ void ci_node_free(struct ci_node *n)
     cn_free(n);
 }
 
-const struct ci_node *ci_node_child(const struct ci_node *n, const char *name)
+const struct ci_node *cn_cloudinit_node_child(const struct ci_node *n, const char *name)
 {
     if (n == NULL) return NULL;
     for (size_t i = 0; i < n->nkids; i++)
@@ -380,7 +381,7 @@ const struct ci_node *ci_node_child(const struct ci_node *n, const char *name)
     return NULL;
 }
 
-bool ci_node_is_scalar(const struct ci_node *n)
+bool cn_cloudinit_node_is_scalar(const struct ci_node *n)
 {
     return n->kind == CI_STR || n->kind == CI_INT || n->kind == CI_FLOAT || n->kind == CI_BOOL;
 }

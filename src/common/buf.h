@@ -30,7 +30,8 @@ void cn_buf_append(struct cn_buf *b, const void *p, size_t n);
 void cn_buf_appends(struct cn_buf *b, const char *z);
 void cn_buf_putc(struct cn_buf *b, char c);
 void cn_buf_appendf(struct cn_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void cn_buf_vappendf(struct cn_buf *b, const char *fmt, va_list ap);
+void cn_buf_vappendf(struct cn_buf *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 void cn_buf_append_u64(struct cn_buf *b, uint64_t v); /* decimal */
 /* Writes v in decimal with a NUL into out (at least 21 bytes); returns the length. */
 size_t cn_u64_to_str(char *out, uint64_t v);

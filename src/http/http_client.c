@@ -214,7 +214,7 @@ static void resp_reset(struct cn_http_client_req *r)
 struct cn_str cn_http_client_resp_header(const struct cn_http_client_resp *resp, const char *name)
 {
     for (size_t i = 0; i < resp->nheaders; i++) {
-        if (cn_http_name_eq(resp->headers[i].name, name)) return resp->headers[i].value;
+        if (cn_http__name_eq(resp->headers[i].name, name)) return resp->headers[i].value;
     }
     return CN_STR_NULL;
 }
@@ -613,7 +613,7 @@ static void req_start(struct cn_http_client_req *r)
 
 struct cn_http_client *cn_http_client_new(uv_loop_t *loop)
 {
-    cn_http_ignore_sigpipe();
+    cn_http__ignore_sigpipe();
     struct cn_http_client *cl = CN_NEW(struct cn_http_client);
     cl->loop = loop;
     cn_list_init(&cl->reqs);
@@ -626,7 +626,7 @@ struct cn_http_client *cn_http_client_new(uv_loop_t *loop)
 static bool has_header(const struct cn_http_client_opts *o, const char *name)
 {
     for (size_t i = 0; i < o->nheaders; i++) {
-        if (cn_http_name_eq(cn_str_c(o->headers[i].name), name)) return true;
+        if (cn_http__name_eq(cn_str_c(o->headers[i].name), name)) return true;
     }
     return false;
 }
@@ -643,8 +643,8 @@ int cn_http_client_request(struct cn_http_client *cl, const struct cn_http_clien
         return CN_ERR_INVAL;
     struct cn_str scheme =
         cn_str_make(o->url + u.field_data[UF_SCHEMA].off, u.field_data[UF_SCHEMA].len);
-    if (cn_http_name_eq(scheme, "https")) return -EPROTONOSUPPORT;
-    if (!cn_http_name_eq(scheme, "http")) return CN_ERR_INVAL;
+    if (cn_http__name_eq(scheme, "https")) return -EPROTONOSUPPORT;
+    if (!cn_http__name_eq(scheme, "http")) return CN_ERR_INVAL;
     struct cn_str host = cn_str_make(o->url + u.field_data[UF_HOST].off, u.field_data[UF_HOST].len);
     if (host.len == 0 || host.len >= 256) return CN_ERR_INVAL;
 
@@ -694,10 +694,12 @@ int cn_http_client_request(struct cn_http_client *cl, const struct cn_http_clien
     cn_buf_reserve(b, 256 + o->body_len);
     cn_buf_appends(b, o->method);
     cn_buf_putc(b, ' ');
-    if (o->proxy && *o->proxy)
-        cn_buf_append(b, o->url,
-                      u.field_data[UF_HOST].off + u.field_data[UF_HOST].len +
-                          ((u.field_set & (1 << UF_PORT)) ? 1 + u.field_data[UF_PORT].len : 0));
+    if (o->proxy && *o->proxy) {
+        /* through a proxy the request line carries the absolute URL up to the port */
+        size_t end = (size_t)u.field_data[UF_HOST].off + u.field_data[UF_HOST].len;
+        if (u.field_set & (1 << UF_PORT)) end += 1 + (size_t)u.field_data[UF_PORT].len;
+        cn_buf_append(b, o->url, end);
+    }
     if (u.field_set & (1 << UF_PATH))
         cn_buf_append(b, o->url + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
     else
@@ -715,7 +717,7 @@ int cn_http_client_request(struct cn_http_client *cl, const struct cn_http_clien
     for (size_t i = 0; i < o->nheaders; i++) {
         cn_buf_appends(b, o->headers[i].name);
         cn_buf_append(b, ": ", 2);
-        cn_http_put_value(b, o->headers[i].value);
+        cn_http__put_value(b, o->headers[i].value);
         cn_buf_append(b, "\r\n", 2);
     }
     if (o->body_len > 0 || strcmp(o->method, "PUT") == 0 || strcmp(o->method, "POST") == 0) {

@@ -341,7 +341,7 @@ static int on_headers_complete(http_parser *p)
     if (has_body && !r->http10 && cn_list_empty(&c->queue) && !c->writing && c->wout.len == 0) {
         req_fix(r);
         struct cn_str expect = cn_http_req_header(&r->pub, "Expect");
-        if (expect.p && cn_http_name_eq(expect, "100-continue")) {
+        if (expect.p && cn_http__name_eq(expect, "100-continue")) {
             /* curl waits a second for this before it sends a body; nothing is ahead of this
              * request on the wire, so it may go now. */
             static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -589,16 +589,16 @@ static void head_begin(struct conn *c, struct req *r, int status, const char *ct
     r->close = r->close || !r->pub.keep_alive || (c->no_more && r->link.next == &c->queue);
     cn_buf_reserve(b, 256);
     cn_buf_append(b, "HTTP/1.1 ", 9);
-    cn_http_put_status(b, status);
+    cn_http__put_status(b, status);
     if (ctype) {
         cn_buf_append(b, "Content-Type: ", 14);
-        cn_http_put_value(b, ctype);
+        cn_http__put_value(b, ctype);
         cn_buf_append(b, "\r\n", 2);
     }
     for (size_t i = 0; i < nhdrs; i++) {
         cn_buf_appends(b, hdrs[i].name);
         cn_buf_append(b, ": ", 2);
-        cn_http_put_value(b, hdrs[i].value);
+        cn_http__put_value(b, hdrs[i].value);
         cn_buf_append(b, "\r\n", 2);
     }
     if (r->extra.len) cn_buf_append(b, r->extra.p, r->extra.len);
@@ -614,7 +614,7 @@ void cn_http_req_add_header(struct cn_http_req *req, const char *name, const cha
     struct req *r = (struct req *)req;
     cn_buf_appends(&r->extra, name);
     cn_buf_append(&r->extra, ": ", 2);
-    cn_http_put_value(&r->extra, value);
+    cn_http__put_value(&r->extra, value);
     cn_buf_append(&r->extra, "\r\n", 2);
 }
 
@@ -722,7 +722,7 @@ static void conn_refuse(struct conn *c, int status)
     r->close = true;
     cn_buf_reset(&r->out);
     cn_buf_append(&r->out, "HTTP/1.1 ", 9);
-    cn_http_put_status(&r->out, status);
+    cn_http__put_status(&r->out, status);
     cn_buf_appendf(&r->out,
                    "Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"
                    "Content-Length: %d\r\n\r\n%s",
@@ -1014,7 +1014,7 @@ struct cn_http_server *cn_http_server_new(uv_loop_t *loop, const struct cn_http_
                                           cn_http_handler handler, cn_http_too_large_cb too_large,
                                           void *ctx)
 {
-    cn_http_ignore_sigpipe();
+    cn_http__ignore_sigpipe();
     struct cn_http_server *srv = CN_NEW(struct cn_http_server);
     srv->loop = loop;
     if (limits) srv->limits = *limits;

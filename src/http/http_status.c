@@ -143,7 +143,7 @@ static char lower(char c)
     return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
 }
 
-bool cn_http_name_eq(struct cn_str a, const char *z)
+bool cn_http__name_eq(struct cn_str a, const char *z)
 {
     size_t i = 0;
     for (; i < a.len; i++) {
@@ -155,12 +155,12 @@ bool cn_http_name_eq(struct cn_str a, const char *z)
 struct cn_str cn_http_req_header(const struct cn_http_req *req, const char *name)
 {
     for (size_t i = 0; i < req->nheaders; i++) {
-        if (cn_http_name_eq(req->headers[i].name, name)) return req->headers[i].value;
+        if (cn_http__name_eq(req->headers[i].name, name)) return req->headers[i].value;
     }
     return CN_STR_NULL;
 }
 
-void cn_http_put_status(struct cn_buf *b, int status)
+void cn_http__put_status(struct cn_buf *b, int status)
 {
     if (status < 100 || status > 999) status = 500;
     char num[4] = {(char)('0' + status / 100), (char)('0' + status / 10 % 10),
@@ -176,7 +176,7 @@ void cn_http_put_status(struct cn_buf *b, int status)
     cn_buf_append(b, "\r\n", 2);
 }
 
-void cn_http_put_value(struct cn_buf *b, const char *z)
+void cn_http__put_value(struct cn_buf *b, const char *z)
 {
     size_t n = strlen(z);
     size_t k = strcspn(z, "\r\n");
@@ -188,7 +188,7 @@ void cn_http_put_value(struct cn_buf *b, const char *z)
         cn_buf_putc(b, (z[i] == '\r' || z[i] == '\n') ? ' ' : z[i]);
 }
 
-void cn_http_ignore_sigpipe(void)
+void cn_http__ignore_sigpipe(void)
 {
     static bool done;
     if (done) return;

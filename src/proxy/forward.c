@@ -6,7 +6,7 @@
  * Design notes
  *
  * States of an exchange (x->mode):
- *   X_QUEUED  waiting for the first membership refresh      -> X_WAIT (cn_proxy_run_queued)
+ *   X_QUEUED  waiting for the first membership refresh      -> X_WAIT (cn_proxy__run_queued)
  *   X_WAIT    a member request is in flight, nothing sent   -> X_BUFFER or X_STREAM (on_head),
  *             back; a failure moves on to the next endpoint    or answered 502/503 (on_done)
  *   X_BUFFER  the member's body has a Content-Length: it is gathered and relayed with the same
@@ -148,7 +148,7 @@ static void on_abort(struct cn_http_req *req, void *ctx)
 
 static void finish_error(struct proxy_exchange *x, int status, const char *msg, bool close_after)
 {
-    cn_proxy_error(x->req, status, msg, close_after);
+    cn_proxy__error(x->req, status, msg, close_after);
     x->req = NULL;
     xfree(x);
 }
@@ -203,7 +203,7 @@ static void on_chunk(struct cn_http_client_req *creq, const void *data, size_t l
             cn_http_stream_backlog(x->req));
     cn_http_client_cancel(x->up);
     x->up = NULL;
-    cn_proxy_count_handled(x->p, x->slot, x->status);
+    cn_proxy__count_handled(x->p, x->slot, x->status);
     cn_http_stream_end(x->req);
     x->req = NULL;
     xfree(x);
@@ -217,7 +217,7 @@ static void on_done(struct cn_http_client_req *creq, int rc, const struct cn_htt
     x->up = NULL;
     switch (x->mode) {
     case X_QUEUED:
-        CN_ASSERT(!"member answer for a queued request");
+        CN_ASSERT(false && "member answer for a queued request");
         break;
     case X_WAIT:
         CN_ASSERT(rc != 0); /* on_head runs before any success */
@@ -228,8 +228,8 @@ static void on_done(struct cn_http_client_req *creq, int rc, const struct cn_htt
         /* etcd: "proxy: failed to direct request to %s: %v", then ep.Failed() */
         CN_LOGW("proxy", "failed to direct request endpoint=%s err=\"%s\"", x->cur,
                 cn_strerror(rc));
-        cn_proxy_count_dropped(p, x->slot, DROP_FAILED_SENDING);
-        cn_proxy_endpoint_failed(p, x->cur, rc);
+        cn_proxy__count_dropped(p, x->slot, DROP_FAILED_SENDING);
+        cn_proxy__endpoint_failed(p, x->cur, rc);
         attempt(x);
         return;
     case X_BUFFER:
@@ -242,11 +242,11 @@ static void on_done(struct cn_http_client_req *creq, int rc, const struct cn_htt
              * did handle the request, so it is not sent elsewhere */
             CN_LOGW("proxy", "member response failed endpoint=%s err=\"%s\"", x->cur,
                     cn_strerror(rc));
-            cn_proxy_count_dropped(p, x->slot, DROP_FAILED_RESPONSE);
+            cn_proxy__count_dropped(p, x->slot, DROP_FAILED_RESPONSE);
             finish_error(x, 502, "proxy: member response failed", true);
             return;
         }
-        cn_proxy_count_handled(p, x->slot, x->status);
+        cn_proxy__count_handled(p, x->slot, x->status);
         /* for HEAD the body is never read, only its length is announced */
         cn_http_respond(x->req, x->status, NULL, x->rhdrs, x->nrhdrs, x->body.p ? x->body.p : "",
                         x->req->method == CN_HTTP_HEAD ? (size_t)x->body_len : x->body.len, false);
@@ -257,7 +257,7 @@ static void on_done(struct cn_http_client_req *creq, int rc, const struct cn_htt
         if (rc != 0 && rc != CN_ERR_CANCELED)
             CN_LOGI("proxy", "member stream ended early endpoint=%s err=\"%s\"", x->cur,
                     cn_strerror(rc));
-        cn_proxy_count_handled(p, x->slot, x->status);
+        cn_proxy__count_handled(p, x->slot, x->status);
         cn_http_stream_end(x->req);
         x->req = NULL;
         xfree(x);
@@ -301,13 +301,13 @@ static void attempt(struct proxy_exchange *x)
         }
         CN_LOGW("proxy", "failed to direct request endpoint=%s err=\"%s\"", x->cur,
                 cn_strerror(rc));
-        cn_proxy_count_dropped(p, x->slot, DROP_FAILED_SENDING);
-        cn_proxy_endpoint_failed(p, x->cur, rc);
+        cn_proxy__count_dropped(p, x->slot, DROP_FAILED_SENDING);
+        cn_proxy__endpoint_failed(p, x->cur, rc);
     }
     char msg[96];
     snprintf(msg, sizeof(msg), "proxy: unable to get response from %zu endpoint(s)", x->ncand);
     CN_LOGW("proxy", "%s", msg);
-    cn_proxy_count_dropped(p, x->slot, DROP_FAILED_RESPONSE);
+    cn_proxy__count_dropped(p, x->slot, DROP_FAILED_RESPONSE);
     finish_error(x, 502, msg, false);
 }
 
@@ -322,22 +322,22 @@ static void dispatch(struct proxy_exchange *x)
         p->nexchanges++;
     }
     x->mode = X_WAIT;
-    x->ncand = cn_proxy_pick(p, &x->cands, x->cand_off, PROXY_MAX_URLS);
+    x->ncand = cn_proxy__pick(p, &x->cands, x->cand_off, PROXY_MAX_URLS);
     if (x->ncand == 0) {
         /* etcd: 503 "proxy: zero endpoints currently available" */
         CN_LOGW("proxy", "zero endpoints currently available");
-        cn_proxy_count_dropped(p, x->slot, DROP_ZERO_ENDPOINTS);
+        cn_proxy__count_dropped(p, x->slot, DROP_ZERO_ENDPOINTS);
         finish_error(x, 503, "proxy: zero endpoints currently available", false);
         return;
     }
     attempt(x);
 }
 
-void cn_proxy_forward(struct cn_proxy *p, struct cn_http_req *req, int slot)
+void cn_proxy__forward(struct cn_proxy *p, struct cn_http_req *req, int slot)
 {
     if (!p->refreshed && p->nqueued >= PROXY_MAX_QUEUED) {
-        cn_proxy_error(req, 503, "proxy: zero endpoints currently available", false);
-        cn_proxy_count_dropped(p, slot, DROP_ZERO_ENDPOINTS);
+        cn_proxy__error(req, 503, "proxy: zero endpoints currently available", false);
+        cn_proxy__count_dropped(p, slot, DROP_ZERO_ENDPOINTS);
         return;
     }
     struct proxy_exchange *x = CN_NEW(struct proxy_exchange);
@@ -369,7 +369,7 @@ void cn_proxy_forward(struct cn_proxy *p, struct cn_http_req *req, int slot)
     dispatch(x);
 }
 
-void cn_proxy_run_queued(struct cn_proxy *p)
+void cn_proxy__run_queued(struct cn_proxy *p)
 {
     struct cn_list *it, *tmp;
     CN_LIST_FOREACH(it, tmp, &p->queued) {
@@ -377,7 +377,7 @@ void cn_proxy_run_queued(struct cn_proxy *p)
     }
 }
 
-void cn_proxy_fail_queued(struct cn_proxy *p)
+void cn_proxy__fail_queued(struct cn_proxy *p)
 {
     struct cn_list *it, *tmp;
     CN_LIST_FOREACH(it, tmp, &p->queued) {

@@ -31,14 +31,14 @@
 
 /* ---- URL lists ----------------------------------------------------------------------------- */
 
-void cn_proxy_urls_free(struct proxy_urls *u)
+void cn_proxy__urls_free(struct proxy_urls *u)
 {
     for (size_t i = 0; i < u->n; i++)
         cn_free(u->v[i]);
     u->n = 0;
 }
 
-int cn_proxy_urls_add(struct proxy_urls *u, const char *z, size_t len)
+int cn_proxy__urls_add(struct proxy_urls *u, const char *z, size_t len)
 {
     while (len > 0 && z[len - 1] == '/')
         len--;
@@ -183,7 +183,7 @@ static int read_cluster_file(struct cn_proxy *p, char *err, size_t errlen)
             rc = CN_ERR_PARSE;
             break;
         }
-        if (cn_proxy_urls_add(&p->peers, z, len) != 0) break; /* more than we keep */
+        if (cn_proxy__urls_add(&p->peers, z, len) != 0) break; /* more than we keep */
     }
     if (rc == 0) cn_buf_append(&p->cluster_json, b.p, b.len);
     json_decref(root);
@@ -191,8 +191,8 @@ static int read_cluster_file(struct cn_proxy *p, char *err, size_t errlen)
     return rc;
 }
 
-int cn_proxy_init_peers(struct cn_proxy *p, const struct cn_config *cfg,
-                        const char *const *peer_urls, size_t npeer, char *err, size_t errlen)
+int cn_proxy__init_peers(struct cn_proxy *p, const struct cn_config *cfg,
+                         const char *const *peer_urls, size_t npeer, char *err, size_t errlen)
 {
     struct cn_buf dir = CN_BUF_INIT;
     cn_buf_appendf(&dir, "%s/proxy", cfg->data_dir);
@@ -215,7 +215,7 @@ int cn_proxy_init_peers(struct cn_proxy *p, const struct cn_config *cfg,
                 snprintf(err, errlen, "bad peer URL %s: %s", peer_urls[i], why);
                 return CN_ERR_INVAL;
             }
-            (void)cn_proxy_urls_add(&p->peers, peer_urls[i], len); /* full: keep the first */
+            (void)cn_proxy__urls_add(&p->peers, peer_urls[i], len); /* full: keep the first */
         }
     } else if ((rc = read_cluster_file(p, err, errlen)) == 0) {
         source = "cluster file";
@@ -232,7 +232,7 @@ int cn_proxy_init_peers(struct cn_proxy *p, const struct cn_config *cfg,
                              why);
                     return CN_ERR_INVAL;
                 }
-                (void)cn_proxy_urls_add(&p->peers, l->raw[j], len); /* full: keep the first */
+                (void)cn_proxy__urls_add(&p->peers, l->raw[j], len); /* full: keep the first */
             }
         }
     }
@@ -268,7 +268,7 @@ static void add_urls(char *const *urls, size_t n, struct proxy_urls *out, const 
             CN_LOGW("proxy", "skipping member URL kind=%s err=\"%s\"", what, why);
             continue;
         }
-        if (cn_proxy_urls_add(out, urls[i], len) != 0) return;
+        if (cn_proxy__urls_add(out, urls[i], len) != 0) return;
     }
 }
 
@@ -302,11 +302,11 @@ static void refresh_finished(struct cn_proxy *p)
 {
     uint64_t wait = p->t.refresh_interval_ms;
     if (wait < MIN_REFRESH_MS) wait = MIN_REFRESH_MS;
-    if (wait >= DEFAULT_REFRESH_MS && cn_proxy_available(p) == 0) wait = FAST_REFRESH_MS;
+    if (wait >= DEFAULT_REFRESH_MS && cn_proxy__available(p) == 0) wait = FAST_REFRESH_MS;
     uv_timer_start(&p->refresh_timer, on_refresh_timer, wait, 0);
     if (!p->refreshed) {
         p->refreshed = true;
-        cn_proxy_run_queued(p);
+        cn_proxy__run_queued(p);
     }
 }
 
@@ -332,16 +332,16 @@ static void refresh_done(struct cn_http_client_req *creq, int rc,
     /* logged now: peer points into p->peers, which the new list replaces below */
     CN_LOGD("proxy", "members refreshed peer=%s members=%d", peer, n);
     if (n > 0) { /* etcd keeps its endpoints when the answer lists no member */
-        cn_proxy_set_endpoints(p, &clients);
+        cn_proxy__set_endpoints(p, &clients);
         if (peers.n > 0) {
-            cn_proxy_urls_free(&p->peers);
+            cn_proxy__urls_free(&p->peers);
             p->peers = peers;
             peers.n = 0;
             (void)write_cluster_file(p); /* logged inside; the old file stays usable */
         }
     }
-    cn_proxy_urls_free(&clients);
-    cn_proxy_urls_free(&peers);
+    cn_proxy__urls_free(&clients);
+    cn_proxy__urls_free(&peers);
     refresh_finished(p);
 }
 
@@ -373,13 +373,13 @@ static void refresh_try(struct cn_proxy *p)
     refresh_finished(p);
 }
 
-void cn_proxy_refresh_start(struct cn_proxy *p)
+void cn_proxy__refresh_start(struct cn_proxy *p)
 {
     p->refresh_i = 0;
     refresh_try(p);
 }
 
-void cn_proxy_refresh_stop(struct cn_proxy *p)
+void cn_proxy__refresh_stop(struct cn_proxy *p)
 {
     uv_timer_stop(&p->refresh_timer);
     if (p->refresh_req) {

@@ -50,7 +50,7 @@ static void local_respond(struct cn_http_req *req, int status, const char *ctype
     cn_http_respond(req, status, ctype, h, n, body, len, close_after);
 }
 
-void cn_proxy_error(struct cn_http_req *req, int status, const char *msg, bool close_after)
+void cn_proxy__error(struct cn_http_req *req, int status, const char *msg, bool close_after)
 {
     /* etcd: httptypes.HTTPError.WriteTo, json.Marshal without a trailing newline */
     struct cn_buf b = CN_BUF_INIT;
@@ -103,7 +103,7 @@ static void config_handler(struct cn_proxy *p, struct cn_http_req *req)
 
 /* ---- metrics ------------------------------------------------------------------------------- */
 
-int cn_proxy_method_slot(struct cn_proxy *p, struct cn_str name)
+int cn_proxy__method_slot(struct cn_proxy *p, struct cn_str name)
 {
     for (size_t i = 0; i < p->nmethods; i++)
         if (cn_str_eqz(name, p->method_names[i])) return (int)i;
@@ -115,12 +115,12 @@ int cn_proxy_method_slot(struct cn_proxy *p, struct cn_str name)
     return (int)p->nmethods++;
 }
 
-void cn_proxy_count_dropped(struct cn_proxy *p, int slot, enum proxy_drop why)
+void cn_proxy__count_dropped(struct cn_proxy *p, int slot, enum proxy_drop why)
 {
     p->dropped[slot][why]++;
 }
 
-void cn_proxy_count_handled(struct cn_proxy *p, int slot, int status)
+void cn_proxy__count_handled(struct cn_proxy *p, int slot, int status)
 {
     for (size_t i = 0; i < p->nhandled; i++) {
         if (p->handled[i].method == slot && p->handled[i].status == status) {
@@ -172,7 +172,7 @@ static void metrics_handler(struct cn_proxy *p, struct cn_http_req *req)
 
 /* ---- endpoints ----------------------------------------------------------------------------- */
 
-size_t cn_proxy_available(const struct cn_proxy *p)
+size_t cn_proxy__available(const struct cn_proxy *p)
 {
     uint64_t now = uv_now(p->loop);
     size_t n = 0;
@@ -181,7 +181,7 @@ size_t cn_proxy_available(const struct cn_proxy *p)
     return n;
 }
 
-size_t cn_proxy_pick(struct cn_proxy *p, struct cn_buf *out, size_t *off, size_t max)
+size_t cn_proxy__pick(struct cn_proxy *p, struct cn_buf *out, size_t *off, size_t max)
 {
     if (p->neps == 0) return 0;
     uint64_t now = uv_now(p->loop);
@@ -198,7 +198,7 @@ size_t cn_proxy_pick(struct cn_proxy *p, struct cn_buf *out, size_t *off, size_t
     return n;
 }
 
-void cn_proxy_endpoint_failed(struct cn_proxy *p, const char *url, int rc)
+void cn_proxy__endpoint_failed(struct cn_proxy *p, const char *url, int rc)
 {
     uint64_t now = uv_now(p->loop);
     for (size_t i = 0; i < p->neps; i++) {
@@ -213,7 +213,7 @@ void cn_proxy_endpoint_failed(struct cn_proxy *p, const char *url, int rc)
     }
 }
 
-void cn_proxy_set_endpoints(struct cn_proxy *p, const struct proxy_urls *urls)
+void cn_proxy__set_endpoints(struct cn_proxy *p, const struct proxy_urls *urls)
 {
     struct proxy_endpoint next[PROXY_MAX_URLS];
     size_t n = 0;
@@ -262,13 +262,13 @@ static void handle(struct cn_http_req *req, void *ctx)
         config_handler(p, req);
         return;
     }
-    int slot = cn_proxy_method_slot(p, req->method_name);
+    int slot = cn_proxy__method_slot(p, req->method_name);
     p->requests[slot]++;
     if (p->stopping) {
-        cn_proxy_error(req, 503, "proxy: shutting down", true);
+        cn_proxy__error(req, 503, "proxy: shutting down", true);
         return;
     }
-    cn_proxy_forward(p, req, slot);
+    cn_proxy__forward(p, req, slot);
 }
 
 static void handle_closed(void *ctx)
@@ -277,7 +277,7 @@ static void handle_closed(void *ctx)
     if (--p->open_handles > 0) return;
     void (*cb)(void *) = p->stop_cb;
     void *cb_ctx = p->stop_ctx;
-    cn_proxy_urls_free(&p->peers);
+    cn_proxy__urls_free(&p->peers);
     for (size_t i = 0; i < p->neps; i++)
         cn_free(p->eps[i].url);
     cn_buf_free(&p->cluster_json);
@@ -299,9 +299,9 @@ void cn_proxy_stop(struct cn_proxy *p, void (*cb)(void *ctx), void *ctx)
     p->stop_cb = cb;
     p->stop_ctx = ctx;
     CN_LOGN("proxy", "stopping inflight=%zu", p->nexchanges + p->nqueued);
-    cn_proxy_refresh_stop(p);
+    cn_proxy__refresh_stop(p);
     uv_close((uv_handle_t *)&p->refresh_timer, timer_closed);
-    cn_proxy_fail_queued(p);
+    cn_proxy__fail_queued(p);
     cn_http_server_close(p->http, handle_closed, p);
     cn_http_client_close(p->client, handle_closed, p);
 }
@@ -329,9 +329,9 @@ int cn_proxy_start(uv_loop_t *loop, const struct cn_config *cfg, const char *con
     cn_list_init(&p->exchanges);
     cn_list_init(&p->queued);
 
-    int rc = cn_proxy_init_peers(p, cfg, peer_urls, npeer, err, errlen);
+    int rc = cn_proxy__init_peers(p, cfg, peer_urls, npeer, err, errlen);
     if (rc != 0) {
-        cn_proxy_urls_free(&p->peers);
+        cn_proxy__urls_free(&p->peers);
         cn_buf_free(&p->cluster_json);
         cn_free(p->cors);
         cn_free(p->cluster_path);
@@ -368,7 +368,7 @@ int cn_proxy_start(uv_loop_t *loop, const struct cn_config *cfg, const char *con
             "started mode=%s peers=%zu failure_wait_ms=%" PRIu64 " refresh_interval_ms=%" PRIu64,
             p->readonly ? "readonly" : "on", p->peers.n, p->t.failure_wait_ms,
             p->t.refresh_interval_ms);
-    cn_proxy_refresh_start(p);
+    cn_proxy__refresh_start(p);
     *out = p;
     return 0;
 }

@@ -96,36 +96,36 @@ struct cn_proxy {
 };
 
 /* ---- proxy.c ---- */
-int cn_proxy_method_slot(struct cn_proxy *p, struct cn_str name);
-void cn_proxy_count_dropped(struct cn_proxy *p, int slot, enum proxy_drop why);
-void cn_proxy_count_handled(struct cn_proxy *p, int slot, int status);
+int cn_proxy__method_slot(struct cn_proxy *p, struct cn_str name);
+void cn_proxy__count_dropped(struct cn_proxy *p, int slot, enum proxy_drop why);
+void cn_proxy__count_handled(struct cn_proxy *p, int slot, int status);
 /* Appends the URLs of the available endpoints to out (NUL-separated, offsets in off), starting
  * with the next one in round-robin order; returns how many. */
-size_t cn_proxy_pick(struct cn_proxy *p, struct cn_buf *out, size_t *off, size_t max);
+size_t cn_proxy__pick(struct cn_proxy *p, struct cn_buf *out, size_t *off, size_t max);
 /* Quarantines an endpoint for failure_wait_ms (no-op if it is gone or already out). */
-void cn_proxy_endpoint_failed(struct cn_proxy *p, const char *url, int rc);
-size_t cn_proxy_available(const struct cn_proxy *p);
+void cn_proxy__endpoint_failed(struct cn_proxy *p, const char *url, int rc);
+size_t cn_proxy__available(const struct cn_proxy *p);
 /* Answers locally with a JSON {"message": ...} body as etcd's httptypes.HTTPError does. */
-void cn_proxy_error(struct cn_http_req *req, int status, const char *msg, bool close_after);
+void cn_proxy__error(struct cn_http_req *req, int status, const char *msg, bool close_after);
 /* Replaces the endpoints with urls (quarantine kept for URLs that stay). */
-void cn_proxy_set_endpoints(struct cn_proxy *p, const struct proxy_urls *urls);
+void cn_proxy__set_endpoints(struct cn_proxy *p, const struct proxy_urls *urls);
 
 /* ---- members.c ---- */
-void cn_proxy_urls_free(struct proxy_urls *u);
+void cn_proxy__urls_free(struct proxy_urls *u);
 /* Adds a copy of z (trailing '/' dropped) unless present; CN_ERR_TOO_LARGE when full. */
-int cn_proxy_urls_add(struct proxy_urls *u, const char *z, size_t len);
+int cn_proxy__urls_add(struct proxy_urls *u, const char *z, size_t len);
 /* Chooses the initial peer URLs (see cn_proxy_start) and writes the cluster file. */
-int cn_proxy_init_peers(struct cn_proxy *p, const struct cn_config *cfg,
-                        const char *const *peer_urls, size_t npeer, char *err, size_t errlen);
-void cn_proxy_refresh_start(struct cn_proxy *p);
-void cn_proxy_refresh_stop(struct cn_proxy *p);
+int cn_proxy__init_peers(struct cn_proxy *p, const struct cn_config *cfg,
+                         const char *const *peer_urls, size_t npeer, char *err, size_t errlen);
+void cn_proxy__refresh_start(struct cn_proxy *p);
+void cn_proxy__refresh_stop(struct cn_proxy *p);
 
 /* ---- forward.c ---- */
 /* The http server's handler for everything that is forwarded. */
-void cn_proxy_forward(struct cn_proxy *p, struct cn_http_req *req, int slot);
+void cn_proxy__forward(struct cn_proxy *p, struct cn_http_req *req, int slot);
 /* Starts the requests queued before the first refresh ended. */
-void cn_proxy_run_queued(struct cn_proxy *p);
+void cn_proxy__run_queued(struct cn_proxy *p);
 /* Stop: answers queued requests with 503. */
-void cn_proxy_fail_queued(struct cn_proxy *p);
+void cn_proxy__fail_queued(struct cn_proxy *p);
 
 #endif

@@ -3,7 +3,7 @@
 #include "common/log.h"
 #include "raft_int.h"
 
-static uint64_t nextRandom(struct cn_raft *r)
+static uint64_t next_random(struct cn_raft *r)
 {
     /* splitmix64 */
     uint64_t z = (r->rng += 0x9E3779B97F4A7C15ull);
@@ -12,23 +12,23 @@ static uint64_t nextRandom(struct cn_raft *r)
     return z ^ (z >> 31);
 }
 
-void electionResetTimeout(struct cn_raft *r)
+void cn_raft__election_reset_timeout(struct cn_raft *r)
 {
     unsigned t = r->cfg.election_ticks;
-    r->randomized_timeout = t + (unsigned)(nextRandom(r) % t);
+    r->randomized_timeout = t + (unsigned)(next_random(r) % t);
 }
 
-bool electionPromotable(const struct cn_raft *r)
+bool cn_raft__election_promotable(const struct cn_raft *r)
 {
-    return !r->removed && confHasVoter(&r->conf, r->id);
+    return !r->removed && cn_raft__conf_has_voter(&r->conf, r->id);
 }
 
-unsigned electionQuorum(const struct cn_raft *r)
+unsigned cn_raft__election_quorum(const struct cn_raft *r)
 {
     return r->conf.n_voters / 2 + 1;
 }
 
-static void checkQuorum(struct cn_raft *r)
+static void check_quorum(struct cn_raft *r)
 {
     unsigned active = 0;
     for (unsigned i = 0; i < r->n_prs; i++) {
@@ -37,22 +37,22 @@ static void checkQuorum(struct cn_raft *r)
         if (pr->id == r->id || pr->recent_active) active++;
         pr->recent_active = false;
     }
-    if (active < electionQuorum(r)) {
+    if (active < cn_raft__election_quorum(r)) {
         TRACE(r, "check-quorum failed active=%u: stepping down", active);
-        raftBecomeFollower(r, r->term, CN_RAFT_NONE);
+        cn_raft__become_follower(r, r->term, CN_RAFT_NONE);
     }
 }
 
-void electionTick(struct cn_raft *r)
+void cn_raft__election_tick(struct cn_raft *r)
 {
     if (r->role != CN_RAFT_LEADER) {
         r->election_elapsed++;
         /* a member that may not campaign (learner, removed, or not yet aware it was promoted)
          * lets its timer run on: restarting it would renew the lease on a leader it no
          * longer hears from, and it would ignore the votes that could elect a new one */
-        if (r->election_elapsed >= r->randomized_timeout && electionPromotable(r)) {
+        if (r->election_elapsed >= r->randomized_timeout && cn_raft__election_promotable(r)) {
             r->election_elapsed = 0;
-            electionCampaign(r, r->cfg.pre_vote, false);
+            cn_raft__election_campaign(r, r->cfg.pre_vote, false);
         }
         return;
     }
@@ -63,24 +63,24 @@ void electionTick(struct cn_raft *r)
         /* a snapshot that got lost is sent again after an election timeout */
         if (pr->state == PR_SNAPSHOT && ++pr->snap_ticks >= r->cfg.election_ticks) {
             pr->pending_snap = 0; /* not known to have arrived: probe from match */
-            progressBecomeProbe(pr);
+            cn_raft__progress_become_probe(pr);
         }
     }
     if (r->election_elapsed >= r->cfg.election_ticks) {
         r->election_elapsed = 0;
         if (r->cfg.check_quorum) {
-            checkQuorum(r);
+            check_quorum(r);
             if (r->role != CN_RAFT_LEADER) return;
         }
-        transferTick(r);
+        cn_raft__transfer_tick(r);
     }
     if (r->heartbeat_elapsed >= r->cfg.heartbeat_ticks) {
         r->heartbeat_elapsed = 0;
-        replicationHeartbeat(r, r->read_seq);
+        cn_raft__replication_heartbeat(r, r->read_seq);
     }
 }
 
-static bool recordVote(uint64_t *v, unsigned *n, uint64_t id)
+static bool record_vote(uint64_t *v, unsigned *n, uint64_t id)
 {
     for (unsigned i = 0; i < *n; i++)
         if (v[i] == id) return false;
@@ -90,30 +90,30 @@ static bool recordVote(uint64_t *v, unsigned *n, uint64_t id)
 
 static void tally(struct cn_raft *r)
 {
-    unsigned q = electionQuorum(r);
+    unsigned q = cn_raft__election_quorum(r);
     if (r->n_granted >= q) {
         if (r->role == CN_RAFT_PRE_CANDIDATE) {
-            electionCampaign(r, false, false);
+            cn_raft__election_campaign(r, false, false);
         } else {
-            raftBecomeLeader(r);
+            cn_raft__become_leader(r);
         }
     } else if (r->n_rejected >= q) {
-        raftBecomeFollower(r, r->term, CN_RAFT_NONE);
+        cn_raft__become_follower(r, r->term, CN_RAFT_NONE);
     }
 }
 
-void electionCampaign(struct cn_raft *r, bool pre, bool transfer)
+void cn_raft__election_campaign(struct cn_raft *r, bool pre, bool transfer)
 {
     uint64_t term;
     uint8_t type;
     /* keep the timeout and lead reset as a follower does, then take the candidate role */
     if (pre) {
-        raftBecomeFollower(r, r->term, CN_RAFT_NONE);
+        cn_raft__become_follower(r, r->term, CN_RAFT_NONE);
         r->role = CN_RAFT_PRE_CANDIDATE;
         term = r->term + 1;
         type = CN_RAFT_MSG_PREVOTE;
     } else {
-        raftBecomeFollower(r, r->term + 1, CN_RAFT_NONE);
+        cn_raft__become_follower(r, r->term + 1, CN_RAFT_NONE);
         r->role = CN_RAFT_CANDIDATE;
         r->vote = r->id;
         term = r->term;
@@ -121,23 +121,23 @@ void electionCampaign(struct cn_raft *r, bool pre, bool transfer)
     }
     TRACE(r, "campaign pre=%d transfer=%d", pre, transfer);
     r->n_granted = r->n_rejected = 0;
-    recordVote(r->votes_granted, &r->n_granted, r->id);
-    if (r->n_granted >= electionQuorum(r)) {
+    record_vote(r->votes_granted, &r->n_granted, r->id);
+    if (r->n_granted >= cn_raft__election_quorum(r)) {
         tally(r);
         return;
     }
     for (uint32_t i = 0; i < r->conf.n_voters; i++) {
         uint64_t id = r->conf.voters[i];
         if (id == r->id) continue;
-        struct cn_raft_msg *m = raftSend(r, type, id);
+        struct cn_raft_msg *m = cn_raft__send(r, type, id);
         m->term = term;
-        m->index = logLastIndex(&r->log);
-        m->log_term = logLastTerm(&r->log);
+        m->index = cn_raft__log_last_index(&r->log);
+        m->log_term = cn_raft__log_last_term(&r->log);
         if (transfer) m->flags |= CN_RAFT_FLAG_TRANSFER;
     }
 }
 
-void electionOnVoteRequest(struct cn_raft *r, const struct cn_raft_msg *m)
+void cn_raft__election_on_vote_request(struct cn_raft *r, const struct cn_raft_msg *m)
 {
     bool pre = m->type == CN_RAFT_MSG_PREVOTE;
     /* we may vote again for whom we voted; a fresh vote only without a leader this term; a
@@ -147,10 +147,10 @@ void electionOnVoteRequest(struct cn_raft *r, const struct cn_raft_msg *m)
     /* the candidate's membership is not checked: a member that is behind may not know yet that
      * the candidate was promoted, and refusing would stall elections; a removed member is
      * kept out by the leases and told by the leader (raft.c) */
-    bool grant =
-        can_vote && (logIsUpToDate(&r->log, m->index, m->log_term) || r->cfg.unsafe_vote_any_log);
+    bool grant = can_vote && (cn_raft__log_is_up_to_date(&r->log, m->index, m->log_term) ||
+                              r->cfg.unsafe_vote_any_log);
     struct cn_raft_msg *out =
-        raftSend(r, pre ? CN_RAFT_MSG_PREVOTE_RESP : CN_RAFT_MSG_VOTE_RESP, m->from);
+        cn_raft__send(r, pre ? CN_RAFT_MSG_PREVOTE_RESP : CN_RAFT_MSG_VOTE_RESP, m->from);
     if (grant) {
         out->term = m->term;
         if (!pre) {
@@ -164,19 +164,19 @@ void electionOnVoteRequest(struct cn_raft *r, const struct cn_raft_msg *m)
           (unsigned long long)m->from);
 }
 
-void electionOnVoteResponse(struct cn_raft *r, const struct cn_raft_msg *m)
+void cn_raft__election_on_vote_response(struct cn_raft *r, const struct cn_raft_msg *m)
 {
     bool pre = m->type == CN_RAFT_MSG_PREVOTE_RESP;
     if (pre ? r->role != CN_RAFT_PRE_CANDIDATE : r->role != CN_RAFT_CANDIDATE) return;
-    if (!confHasVoter(&r->conf, m->from)) return;
+    if (!cn_raft__conf_has_voter(&r->conf, m->from)) return;
     if (m->flags & CN_RAFT_FLAG_REJECT) {
         for (unsigned i = 0; i < r->n_granted; i++)
             if (r->votes_granted[i] == m->from) return;
-        recordVote(r->votes_rejected, &r->n_rejected, m->from);
+        record_vote(r->votes_rejected, &r->n_rejected, m->from);
     } else {
         for (unsigned i = 0; i < r->n_rejected; i++)
             if (r->votes_rejected[i] == m->from) return;
-        recordVote(r->votes_granted, &r->n_granted, m->from);
+        record_vote(r->votes_granted, &r->n_granted, m->from);
     }
     tally(r);
 }
@@ -184,8 +184,8 @@ void electionOnVoteResponse(struct cn_raft *r, const struct cn_raft_msg *m)
 void cn_raft_campaign(struct cn_raft *r)
 {
     CN_ASSERT(r->loaded && !r->ready_out);
-    if (r->role == CN_RAFT_LEADER || !electionPromotable(r)) return;
-    electionCampaign(r, r->cfg.pre_vote, false);
+    if (r->role == CN_RAFT_LEADER || !cn_raft__election_promotable(r)) return;
+    cn_raft__election_campaign(r, r->cfg.pre_vote, false);
 }
 
 void cn_raft_leader_unreachable(struct cn_raft *r, uint64_t id)
@@ -197,5 +197,5 @@ void cn_raft_leader_unreachable(struct cn_raft *r, uint64_t id)
      * random part of one election timeout instead of a whole one. */
     r->lead = CN_RAFT_NONE;
     if (r->election_elapsed < r->cfg.election_ticks) r->election_elapsed = r->cfg.election_ticks;
-    electionResetTimeout(r);
+    cn_raft__election_reset_timeout(r);
 }

@@ -6,32 +6,32 @@
 #include "common/log.h"
 #include "raft_int.h"
 
-uint64_t logLastIndex(const struct raft_log *l)
+uint64_t cn_raft__log_last_index(const struct raft_log *l)
 {
     return l->snap_index + l->n;
 }
 
-uint64_t logLastTerm(const struct raft_log *l)
+uint64_t cn_raft__log_last_term(const struct raft_log *l)
 {
     return l->n ? l->ents[l->n - 1].term : l->snap_term;
 }
 
-uint64_t logTerm(const struct raft_log *l, uint64_t index)
+uint64_t cn_raft__log_term(const struct raft_log *l, uint64_t index)
 {
     if (index == l->snap_index) return l->snap_term;
-    if (index < l->snap_index || index > logLastIndex(l)) return 0;
+    if (index < l->snap_index || index > cn_raft__log_last_index(l)) return 0;
     return l->ents[index - l->snap_index - 1].term;
 }
 
-bool logMatchTerm(const struct raft_log *l, uint64_t index, uint64_t term)
+bool cn_raft__log_match_term(const struct raft_log *l, uint64_t index, uint64_t term)
 {
-    if (index < l->snap_index || index > logLastIndex(l)) return false;
-    return logTerm(l, index) == term;
+    if (index < l->snap_index || index > cn_raft__log_last_index(l)) return false;
+    return cn_raft__log_term(l, index) == term;
 }
 
-struct cn_raft_entry *logEntry(const struct raft_log *l, uint64_t index)
+struct cn_raft_entry *cn_raft__log_entry(const struct raft_log *l, uint64_t index)
 {
-    if (index <= l->snap_index || index > logLastIndex(l)) return NULL;
+    if (index <= l->snap_index || index > cn_raft__log_last_index(l)) return NULL;
     return &l->ents[index - l->snap_index - 1];
 }
 
@@ -42,38 +42,39 @@ static void grow(struct raft_log *l)
     l->ents = cn_xrealloc(l->ents, l->cap * sizeof(*l->ents));
 }
 
-void logAppendOwned(struct raft_log *l, uint64_t term, uint8_t type, void *data, size_t len)
+void cn_raft__log_append_owned(struct raft_log *l, uint64_t term, uint8_t type, void *data,
+                               size_t len)
 {
-    CN_ASSERT(term >= logLastTerm(l));
+    CN_ASSERT(term >= cn_raft__log_last_term(l));
     grow(l);
     struct cn_raft_entry *e = &l->ents[l->n++];
     e->term = term;
-    e->index = logLastIndex(l);
+    e->index = cn_raft__log_last_index(l);
     e->type = type;
     e->len = len;
     e->data = data;
 }
 
-void logAppendCopy(struct raft_log *l, const struct cn_raft_entry *e)
+void cn_raft__log_append_copy(struct raft_log *l, const struct cn_raft_entry *e)
 {
-    CN_ASSERT(e->index == logLastIndex(l) + 1);
+    CN_ASSERT(e->index == cn_raft__log_last_index(l) + 1);
     void *data = e->len ? cn_xmemdup(e->data, e->len) : NULL;
-    logAppendOwned(l, e->term, e->type, data, e->len);
+    cn_raft__log_append_owned(l, e->term, e->type, data, e->len);
 }
 
-void logTruncate(struct raft_log *l, uint64_t from)
+void cn_raft__log_truncate(struct raft_log *l, uint64_t from)
 {
     CN_ASSERT(from > l->snap_index);
-    while (logLastIndex(l) >= from) {
+    while (cn_raft__log_last_index(l) >= from) {
         cn_free(l->ents[l->n - 1].data);
         l->n--;
     }
     if (l->stabled >= from) l->stabled = from - 1;
 }
 
-void logDropPrefix(struct raft_log *l, uint64_t index, uint64_t term)
+void cn_raft__log_drop_prefix(struct raft_log *l, uint64_t index, uint64_t term)
 {
-    CN_ASSERT(index > l->snap_index && index <= logLastIndex(l));
+    CN_ASSERT(index > l->snap_index && index <= cn_raft__log_last_index(l));
     size_t k = (size_t)(index - l->snap_index);
     for (size_t i = 0; i < k; i++)
         cn_free(l->ents[i].data);
@@ -83,7 +84,7 @@ void logDropPrefix(struct raft_log *l, uint64_t index, uint64_t term)
     l->snap_term = term;
 }
 
-void logReset(struct raft_log *l, uint64_t index, uint64_t term)
+void cn_raft__log_reset(struct raft_log *l, uint64_t index, uint64_t term)
 {
     for (size_t i = 0; i < l->n; i++)
         cn_free(l->ents[i].data);
@@ -95,23 +96,23 @@ void logReset(struct raft_log *l, uint64_t index, uint64_t term)
     l->stabled = index;
 }
 
-bool logIsUpToDate(const struct raft_log *l, uint64_t last_index, uint64_t last_term)
+bool cn_raft__log_is_up_to_date(const struct raft_log *l, uint64_t last_index, uint64_t last_term)
 {
-    uint64_t t = logLastTerm(l);
-    return last_term > t || (last_term == t && last_index >= logLastIndex(l));
+    uint64_t t = cn_raft__log_last_term(l);
+    return last_term > t || (last_term == t && last_index >= cn_raft__log_last_index(l));
 }
 
-uint64_t logFindConflictByTerm(const struct raft_log *l, uint64_t index, uint64_t term)
+uint64_t cn_raft__log_find_conflict_by_term(const struct raft_log *l, uint64_t index, uint64_t term)
 {
-    if (index > logLastIndex(l)) index = logLastIndex(l);
+    if (index > cn_raft__log_last_index(l)) index = cn_raft__log_last_index(l);
     while (index > l->snap_index) {
-        if (logTerm(l, index) <= term) return index;
+        if (cn_raft__log_term(l, index) <= term) return index;
         index--;
     }
     return index;
 }
 
-void logFree(struct raft_log *l)
+void cn_raft__log_free(struct raft_log *l)
 {
     for (size_t i = 0; i < l->n; i++)
         cn_free(l->ents[i].data);

@@ -27,43 +27,43 @@ static void del(uint64_t *v, uint32_t *n, uint64_t id)
         }
 }
 
-bool confHasVoter(const struct cn_raft_conf *c, uint64_t id)
+bool cn_raft__conf_has_voter(const struct cn_raft_conf *c, uint64_t id)
 {
     return has(c->voters, c->n_voters, id);
 }
 
-bool confHasLearner(const struct cn_raft_conf *c, uint64_t id)
+bool cn_raft__conf_has_learner(const struct cn_raft_conf *c, uint64_t id)
 {
     return has(c->learners, c->n_learners, id);
 }
 
-bool confHasMember(const struct cn_raft_conf *c, uint64_t id)
+bool cn_raft__conf_has_member(const struct cn_raft_conf *c, uint64_t id)
 {
-    return confHasVoter(c, id) || confHasLearner(c, id);
+    return cn_raft__conf_has_voter(c, id) || cn_raft__conf_has_learner(c, id);
 }
 
-int confApply(struct cn_raft_conf *c, const struct cn_raft_conf_change *cc)
+int cn_raft__conf_apply(struct cn_raft_conf *c, const struct cn_raft_conf_change *cc)
 {
     if (cc->id == CN_RAFT_NONE) return CN_ERR_INVAL;
     switch (cc->op) {
     case CN_RAFT_CONF_ADD_LEARNER:
-        if (confHasMember(c, cc->id)) return CN_ERR_INVAL;
+        if (cn_raft__conf_has_member(c, cc->id)) return CN_ERR_INVAL;
         if (c->n_voters + c->n_learners >= CN_RAFT_MAX_MEMBERS) return CN_ERR_INVAL;
         c->learners[c->n_learners++] = cc->id;
         return 0;
     case CN_RAFT_CONF_PROMOTE:
-        if (!confHasLearner(c, cc->id)) return CN_ERR_INVAL;
+        if (!cn_raft__conf_has_learner(c, cc->id)) return CN_ERR_INVAL;
         del(c->learners, &c->n_learners, cc->id);
         c->voters[c->n_voters++] = cc->id;
         return 0;
     case CN_RAFT_CONF_ADD_VOTER:
-        if (confHasMember(c, cc->id)) return CN_ERR_INVAL;
+        if (cn_raft__conf_has_member(c, cc->id)) return CN_ERR_INVAL;
         if (c->n_voters + c->n_learners >= CN_RAFT_MAX_MEMBERS) return CN_ERR_INVAL;
         c->voters[c->n_voters++] = cc->id;
         return 0;
     case CN_RAFT_CONF_REMOVE:
-        if (!confHasMember(c, cc->id)) return CN_ERR_INVAL;
-        if (confHasVoter(c, cc->id) && c->n_voters == 1) return CN_ERR_INVAL;
+        if (!cn_raft__conf_has_member(c, cc->id)) return CN_ERR_INVAL;
+        if (cn_raft__conf_has_voter(c, cc->id) && c->n_voters == 1) return CN_ERR_INVAL;
         del(c->voters, &c->n_voters, cc->id);
         del(c->learners, &c->n_learners, cc->id);
         return 0;
@@ -74,49 +74,49 @@ int confApply(struct cn_raft_conf *c, const struct cn_raft_conf_change *cc)
 
 /* Applies a conf entry to c. A change that does not fit (it was validated by the leader that
  * proposed it, so only a corrupt entry) is ignored identically on every member. */
-static void applyEntry(struct cn_raft_conf *c, const struct cn_raft_entry *e)
+static void apply_entry(struct cn_raft_conf *c, const struct cn_raft_entry *e)
 {
     struct cn_raft_conf_change cc;
     if (cn_raft_conf_change_decode(e->data, e->len, &cc) != 0) return;
     struct cn_raft_conf tmp = *c;
-    if (confApply(&tmp, &cc) == 0) *c = tmp;
+    if (cn_raft__conf_apply(&tmp, &cc) == 0) *c = tmp;
 }
 
-void membershipOnAppend(struct cn_raft *r, const struct cn_raft_entry *e)
+void cn_raft__membership_on_append(struct cn_raft *r, const struct cn_raft_entry *e)
 {
     if (e->type != CN_RAFT_ENTRY_CONF) return;
-    applyEntry(&r->conf, e);
+    apply_entry(&r->conf, e);
     r->conf_index = e->index;
     TRACE(r, "conf changed at %llu voters=%u learners=%u", (unsigned long long)e->index,
           r->conf.n_voters, r->conf.n_learners);
-    if (r->role == CN_RAFT_LEADER) membershipSyncProgress(r);
+    if (r->role == CN_RAFT_LEADER) cn_raft__membership_sync_progress(r);
 }
 
-void membershipConfAt(const struct cn_raft *r, uint64_t index, struct cn_raft_conf *out)
+void cn_raft__membership_conf_at(const struct cn_raft *r, uint64_t index, struct cn_raft_conf *out)
 {
     *out = r->log.snap_conf;
     for (size_t i = 0; i < r->log.n && r->log.ents[i].index <= index; i++)
-        if (r->log.ents[i].type == CN_RAFT_ENTRY_CONF) applyEntry(out, &r->log.ents[i]);
+        if (r->log.ents[i].type == CN_RAFT_ENTRY_CONF) apply_entry(out, &r->log.ents[i]);
 }
 
-void membershipRecompute(struct cn_raft *r)
+void cn_raft__membership_recompute(struct cn_raft *r)
 {
     r->conf = r->log.snap_conf;
     r->conf_index = 0;
     for (size_t i = 0; i < r->log.n; i++)
         if (r->log.ents[i].type == CN_RAFT_ENTRY_CONF) {
-            applyEntry(&r->conf, &r->log.ents[i]);
+            apply_entry(&r->conf, &r->log.ents[i]);
             r->conf_index = r->log.ents[i].index;
         }
-    if (r->role == CN_RAFT_LEADER) membershipSyncProgress(r);
+    if (r->role == CN_RAFT_LEADER) cn_raft__membership_sync_progress(r);
 }
 
-void membershipSyncProgress(struct cn_raft *r)
+void cn_raft__membership_sync_progress(struct cn_raft *r)
 {
     /* drop members that left (swap with the last slot, keeping each slot's buffers) */
     for (unsigned i = 0; i < r->n_prs;) {
-        if (confHasMember(&r->conf, r->prs[i].id)) {
-            r->prs[i].learner = confHasLearner(&r->conf, r->prs[i].id);
+        if (cn_raft__conf_has_member(&r->conf, r->prs[i].id)) {
+            r->prs[i].learner = cn_raft__conf_has_learner(&r->conf, r->prs[i].id);
             i++;
             continue;
         }
@@ -127,18 +127,18 @@ void membershipSyncProgress(struct cn_raft *r)
         r->n_prs--;
     }
     const struct cn_raft_conf *c = &r->conf;
-    uint64_t next = logLastIndex(&r->log) + 1;
+    uint64_t next = cn_raft__log_last_index(&r->log) + 1;
     for (uint32_t k = 0; k < c->n_voters + c->n_learners; k++) {
         bool learner = k >= c->n_voters;
         uint64_t id = learner ? c->learners[k - c->n_voters] : c->voters[k];
-        if (progressFind(r, id) != NULL) continue;
+        if (cn_raft__progress_find(r, id) != NULL) continue;
         CN_ASSERT(r->n_prs < CN_RAFT_MAX_MEMBERS);
         struct progress *pr = &r->prs[r->n_prs++];
-        progressInit(pr, id, learner, next, r->cfg.max_inflight_msgs);
+        cn_raft__progress_init(pr, id, learner, next, r->cfg.max_inflight_msgs);
         pr->recent_active = true;
         if (id == r->id) {
             pr->match = r->log.stabled;
-            progressBecomeReplicate(pr);
+            cn_raft__progress_become_replicate(pr);
             pr->next = next;
         } else if (r->role == CN_RAFT_LEADER && r->log.n > 0) {
             r->bcast_pending = true;
@@ -146,15 +146,15 @@ void membershipSyncProgress(struct cn_raft *r)
     }
 }
 
-void membershipOnCommit(struct cn_raft *r)
+void cn_raft__membership_on_commit(struct cn_raft *r)
 {
     if (r->conf_index > r->log.committed) return;
-    if (r->role == CN_RAFT_LEADER && !confHasVoter(&r->conf, r->id)) {
+    if (r->role == CN_RAFT_LEADER && !cn_raft__conf_has_voter(&r->conf, r->id)) {
         TRACE(r, "own removal committed: stepping down");
         /* §4.2.2: the commit index reached followers with the next append; tell them now */
-        replicationFlush(r);
-        r->removed = !confHasMember(&r->conf, r->id);
-        raftBecomeFollower(r, r->term, CN_RAFT_NONE);
+        cn_raft__replication_flush(r);
+        r->removed = !cn_raft__conf_has_member(&r->conf, r->id);
+        cn_raft__become_follower(r, r->term, CN_RAFT_NONE);
     }
 }
 
@@ -167,18 +167,18 @@ int cn_raft_propose_conf(struct cn_raft *r, const struct cn_raft_conf_change *cc
     /* one at a time, and only once this leader has committed an entry of its term (the fix
      * to the single-server change bug Ongaro described on raft-dev in 2015) */
     if (r->conf_index > r->log.committed) return -EBUSY;
-    if (logTerm(&r->log, r->log.committed) != r->term) return -EBUSY;
+    if (cn_raft__log_term(&r->log, r->log.committed) != r->term) return -EBUSY;
     /* §4.2.1: a new member first catches up as a learner */
     if (cc->op == CN_RAFT_CONF_ADD_VOTER) return CN_ERR_INVAL;
     struct cn_raft_conf tmp = r->conf;
-    int rc = confApply(&tmp, cc);
+    int rc = cn_raft__conf_apply(&tmp, cc);
     if (rc != 0) return rc;
     struct cn_buf b = CN_BUF_INIT;
     cn_raft_conf_change_encode(cc, &b);
     size_t len = 0;
     void *data = cn_buf_steal(&b, &len);
-    replicationLeaderAppend(r, CN_RAFT_ENTRY_CONF, data, len);
-    if (index) *index = logLastIndex(&r->log);
+    cn_raft__replication_leader_append(r, CN_RAFT_ENTRY_CONF, data, len);
+    if (index) *index = cn_raft__log_last_index(&r->log);
     if (term) *term = r->term;
     return 0;
 }
@@ -201,7 +201,7 @@ int cn_raft_bootstrap_ctx(struct cn_raft *r, const struct cn_raft_conf *conf,
         struct cn_raft_conf_change cc = {
             learner ? CN_RAFT_CONF_ADD_LEARNER : CN_RAFT_CONF_ADD_VOTER,
             learner ? conf->learners[k - conf->n_voters] : conf->voters[k], NULL, 0};
-        if (confApply(&check, &cc) != 0) return CN_ERR_INVAL;
+        if (cn_raft__conf_apply(&check, &cc) != 0) return CN_ERR_INVAL;
     }
     r->term = 1;
     for (uint32_t k = 0; k < conf->n_voters + conf->n_learners; k++) {
@@ -217,14 +217,14 @@ int cn_raft_bootstrap_ctx(struct cn_raft *r, const struct cn_raft_conf *conf,
         cn_raft_conf_change_encode(&cc, &b);
         size_t len = 0;
         void *data = cn_buf_steal(&b, &len);
-        logAppendOwned(&r->log, 1, CN_RAFT_ENTRY_CONF, data, len);
-        membershipOnAppend(r, &r->log.ents[r->log.n - 1]);
+        cn_raft__log_append_owned(&r->log, 1, CN_RAFT_ENTRY_CONF, data, len);
+        cn_raft__membership_on_append(r, &r->log.ents[r->log.n - 1]);
     }
-    r->log.committed = logLastIndex(&r->log);
+    r->log.committed = cn_raft__log_last_index(&r->log);
     return 0;
 }
 
 void cn_raft_conf_at(const struct cn_raft *r, uint64_t index, struct cn_raft_conf *out)
 {
-    membershipConfAt(r, index, out);
+    cn_raft__membership_conf_at(r, index, out);
 }

@@ -7,10 +7,11 @@
 #include "common/log.h"
 #include "raft_int.h"
 
-void progressInit(struct progress *pr, uint64_t id, bool learner, uint64_t next, unsigned ins_cap)
+void cn_raft__progress_init(struct progress *pr, uint64_t id, bool learner, uint64_t next,
+                            unsigned ins_cap)
 {
     if (pr->ins.cap != ins_cap) {
-        progressFree(pr);
+        cn_raft__progress_free(pr);
         pr->ins.cap = ins_cap;
         pr->ins.last = cn_xcalloc(ins_cap, sizeof(uint64_t));
         pr->ins.size = cn_xcalloc(ins_cap, sizeof(size_t));
@@ -32,7 +33,7 @@ void progressInit(struct progress *pr, uint64_t id, bool learner, uint64_t next,
     pr->ins.bytes = 0;
 }
 
-void progressFree(struct progress *pr)
+void cn_raft__progress_free(struct progress *pr)
 {
     cn_free(pr->ins.last);
     cn_free(pr->ins.size);
@@ -51,7 +52,7 @@ static void reset(struct progress *pr, uint8_t state)
     pr->ins.bytes = 0;
 }
 
-void progressBecomeProbe(struct progress *pr)
+void cn_raft__progress_become_probe(struct progress *pr)
 {
     /* After a snapshot, resume right after it (it is known to be there once acked). */
     if (pr->state == PR_SNAPSHOT) {
@@ -64,19 +65,19 @@ void progressBecomeProbe(struct progress *pr)
     }
 }
 
-void progressBecomeReplicate(struct progress *pr)
+void cn_raft__progress_become_replicate(struct progress *pr)
 {
     reset(pr, PR_REPLICATE);
     pr->next = pr->match + 1;
 }
 
-void progressBecomeSnapshot(struct progress *pr, uint64_t snap_index)
+void cn_raft__progress_become_snapshot(struct progress *pr, uint64_t snap_index)
 {
     reset(pr, PR_SNAPSHOT);
     pr->pending_snap = snap_index;
 }
 
-bool progressIsPaused(const struct progress *pr, const struct cn_raft_config *cfg)
+bool cn_raft__progress_is_paused(const struct progress *pr, const struct cn_raft_config *cfg)
 {
     switch (pr->state) {
     case PR_PROBE:
@@ -88,7 +89,7 @@ bool progressIsPaused(const struct progress *pr, const struct cn_raft_config *cf
     }
 }
 
-bool progressMaybeUpdate(struct progress *pr, uint64_t n)
+bool cn_raft__progress_maybe_update(struct progress *pr, uint64_t n)
 {
     bool updated = false;
     if (pr->match < n) {
@@ -100,7 +101,7 @@ bool progressMaybeUpdate(struct progress *pr, uint64_t n)
     return updated;
 }
 
-bool progressMaybeDecrTo(struct progress *pr, uint64_t rejected, uint64_t match_hint)
+bool cn_raft__progress_maybe_decr_to(struct progress *pr, uint64_t rejected, uint64_t match_hint)
 {
     if (pr->state == PR_REPLICATE) {
         /* A rejection of something already matched is a stale, reordered answer. */
@@ -117,7 +118,7 @@ bool progressMaybeDecrTo(struct progress *pr, uint64_t rejected, uint64_t match_
     return true;
 }
 
-void progressSentEntries(struct progress *pr, uint64_t last, size_t bytes)
+void cn_raft__progress_sent_entries(struct progress *pr, uint64_t last, size_t bytes)
 {
     if (pr->state == PR_REPLICATE) {
         struct inflights *in = &pr->ins;
@@ -133,7 +134,7 @@ void progressSentEntries(struct progress *pr, uint64_t last, size_t bytes)
     }
 }
 
-void inflightsFreeLE(struct inflights *in, uint64_t index)
+void cn_raft__inflights_free_le(struct inflights *in, uint64_t index)
 {
     while (in->count > 0 && in->last[in->start] <= index) {
         in->bytes -= in->size[in->start];
@@ -142,7 +143,7 @@ void inflightsFreeLE(struct inflights *in, uint64_t index)
     }
 }
 
-struct progress *progressFind(struct cn_raft *r, uint64_t id)
+struct progress *cn_raft__progress_find(struct cn_raft *r, uint64_t id)
 {
     for (unsigned i = 0; i < r->n_prs; i++)
         if (r->prs[i].id == id) return &r->prs[i];

@@ -31,7 +31,7 @@ const char *cn_raft_role_name(uint8_t role)
     return role <= CN_RAFT_LEADER ? names[role] : "?";
 }
 
-void raftTrace(const struct cn_raft *r, const char *fmt, ...)
+void cn_raft__trace(const struct cn_raft *r, const char *fmt, ...)
 {
     char line[256];
     va_list ap;
@@ -65,12 +65,12 @@ struct cn_raft *cn_raft_new(const struct cn_raft_config *cfg)
 void cn_raft_free(struct cn_raft *r)
 {
     if (r == NULL) return;
-    logFree(&r->log);
+    cn_raft__log_free(&r->log);
     for (unsigned i = 0; i < CN_RAFT_MAX_MEMBERS; i++)
-        progressFree(&r->prs[i]);
-    readQueueFree(&r->reads_wait_commit);
-    readQueueFree(&r->reads_wait_quorum);
-    readQueueFree(&r->reads_wait_apply);
+        cn_raft__progress_free(&r->prs[i]);
+    cn_raft__read_queue_free(&r->reads_wait_commit);
+    cn_raft__read_queue_free(&r->reads_wait_quorum);
+    cn_raft__read_queue_free(&r->reads_wait_apply);
     cn_free(r->msgs);
     cn_free(r->msg_last_term);
     cn_free(r->reads_out);
@@ -91,30 +91,31 @@ int cn_raft_load(struct cn_raft *r, const struct cn_raft_hard_state *hs,
     }
     if (hs->commit > prev && hs->commit > snap->index) return CN_ERR_INVAL;
     r->loaded = true;
-    logReset(&r->log, snap->index, snap->term);
+    cn_raft__log_reset(&r->log, snap->index, snap->term);
     r->log.snap_conf = snap->conf;
     r->conf = snap->conf;
     r->conf_index = 0;
     for (size_t i = 0; i < n; i++) {
-        logAppendCopy(&r->log, &ents[i]);
-        membershipOnAppend(r, &r->log.ents[r->log.n - 1]);
+        cn_raft__log_append_copy(&r->log, &ents[i]);
+        cn_raft__membership_on_append(r, &r->log.ents[r->log.n - 1]);
     }
-    r->log.stabled = logLastIndex(&r->log);
+    r->log.stabled = cn_raft__log_last_index(&r->log);
     r->term = hs->term;
     r->vote = hs->vote;
     /* the commit index is not lost, but entries past the snapshot are applied again */
     r->log.committed = hs->commit > snap->index ? hs->commit : snap->index;
     r->prev_hs = *hs;
     r->prev_hs.commit = r->log.committed;
-    raftBecomeFollower(r, r->term, CN_RAFT_NONE);
+    cn_raft__become_follower(r, r->term, CN_RAFT_NONE);
     TRACE(r, "loaded snap=%llu last=%llu commit=%llu", (unsigned long long)snap->index,
-          (unsigned long long)logLastIndex(&r->log), (unsigned long long)r->log.committed);
+          (unsigned long long)cn_raft__log_last_index(&r->log),
+          (unsigned long long)r->log.committed);
     return 0;
 }
 
 /* ---- role transitions ------------------------------------------------------------------- */
 
-static void resetCommon(struct cn_raft *r, uint64_t term)
+static void reset_common(struct cn_raft *r, uint64_t term)
 {
     if (r->term != term) {
         r->term = term;
@@ -123,48 +124,48 @@ static void resetCommon(struct cn_raft *r, uint64_t term)
     r->lead = CN_RAFT_NONE;
     r->election_elapsed = 0;
     r->heartbeat_elapsed = 0;
-    electionResetTimeout(r);
+    cn_raft__election_reset_timeout(r);
     r->n_granted = r->n_rejected = 0;
     r->transferee = CN_RAFT_NONE;
     r->bcast_pending = false;
     r->uncommitted = 0;
-    readIndexReset(r);
+    cn_raft__read_index_reset(r);
 }
 
-void raftBecomeFollower(struct cn_raft *r, uint64_t term, uint64_t lead)
+void cn_raft__become_follower(struct cn_raft *r, uint64_t term, uint64_t lead)
 {
     bool was_leader = r->role == CN_RAFT_LEADER;
-    resetCommon(r, term);
+    reset_common(r, term);
     r->role = CN_RAFT_FOLLOWER;
     r->lead = lead;
     if (was_leader) TRACE(r, "stepped down");
 }
 
-void raftBecomeLeader(struct cn_raft *r)
+void cn_raft__become_leader(struct cn_raft *r)
 {
     CN_ASSERT(r->role == CN_RAFT_CANDIDATE);
-    resetCommon(r, r->term);
+    reset_common(r, r->term);
     r->role = CN_RAFT_LEADER;
     r->lead = r->id;
     r->n_prs = 0;
-    membershipSyncProgress(r);
-    struct progress *self = progressFind(r, r->id);
+    cn_raft__membership_sync_progress(r);
+    struct progress *self = cn_raft__progress_find(r, r->id);
     if (self != NULL) {
         self->match = r->log.stabled;
-        self->next = logLastIndex(&r->log) + 1;
-        progressBecomeReplicate(self);
+        self->next = cn_raft__log_last_index(&r->log) + 1;
+        cn_raft__progress_become_replicate(self);
     }
     for (unsigned i = 0; i < r->n_prs; i++)
         r->prs[i].recent_active = true;
     /* Thesis §6.4 / §3.6.2: an empty entry of the new term lets the leader commit (and learn
      * the commit index of) everything before it. */
-    replicationLeaderAppend(r, CN_RAFT_ENTRY_NORMAL, NULL, 0);
-    TRACE(r, "became leader last=%llu", (unsigned long long)logLastIndex(&r->log));
+    cn_raft__replication_leader_append(r, CN_RAFT_ENTRY_NORMAL, NULL, 0);
+    TRACE(r, "became leader last=%llu", (unsigned long long)cn_raft__log_last_index(&r->log));
 }
 
 /* ---- messages --------------------------------------------------------------------------- */
 
-struct cn_raft_msg *raftSend(struct cn_raft *r, uint8_t type, uint64_t to)
+struct cn_raft_msg *cn_raft__send(struct cn_raft *r, uint8_t type, uint64_t to)
 {
     if (r->n_msgs == r->cap_msgs) {
         r->cap_msgs = r->cap_msgs ? r->cap_msgs * 2 : 64;
@@ -183,7 +184,7 @@ struct cn_raft_msg *raftSend(struct cn_raft *r, uint8_t type, uint64_t to)
     return m;
 }
 
-static bool validMsg(const struct cn_raft_msg *m)
+static bool valid_msg(const struct cn_raft_msg *m)
 {
     if (m->type < CN_RAFT_MSG_APP || m->type > CN_RAFT_MSG_TYPE_MAX) return false;
     if (m->from == CN_RAFT_NONE) return false;
@@ -200,7 +201,7 @@ static bool validMsg(const struct cn_raft_msg *m)
 int cn_raft_step(struct cn_raft *r, const struct cn_raft_msg *m)
 {
     CN_ASSERT(r->loaded && !r->ready_out);
-    if (!validMsg(m)) return CN_ERR_PROTO;
+    if (!valid_msg(m)) return CN_ERR_PROTO;
     if (m->to != r->id) return CN_ERR_PROTO;
 
     if (m->type == CN_RAFT_MSG_REMOVED) {
@@ -208,16 +209,16 @@ int cn_raft_step(struct cn_raft *r, const struct cn_raft_msg *m)
          * term (a removed member may have a higher term than the cluster) */
         TRACE(r, "removed from the cluster by %llu", (unsigned long long)m->from);
         r->removed = true;
-        if (r->role != CN_RAFT_FOLLOWER) raftBecomeFollower(r, r->term, CN_RAFT_NONE);
+        if (r->role != CN_RAFT_FOLLOWER) cn_raft__become_follower(r, r->term, CN_RAFT_NONE);
         return 0;
     }
-    if (r->role == CN_RAFT_LEADER && !confHasMember(&r->conf, m->from) &&
+    if (r->role == CN_RAFT_LEADER && !cn_raft__conf_has_member(&r->conf, m->from) &&
         r->conf_index <= r->log.committed) {
         /* §4.2.3: a member whose removal is committed learns it here, before any lease or
          * term rule could make us ignore it, and stops campaigning. (While the removal is not
          * committed the message goes through the usual rules: it may carry a higher term
          * that must depose us.) */
-        raftSend(r, CN_RAFT_MSG_REMOVED, m->from);
+        cn_raft__send(r, CN_RAFT_MSG_REMOVED, m->from);
         return 0;
     }
 
@@ -249,7 +250,7 @@ int cn_raft_step(struct cn_raft *r, const struct cn_raft_msg *m)
              * campaigning by resetting their timers round after round. */
             bool keep_timer = !from_leader && r->role != CN_RAFT_LEADER;
             unsigned elapsed = r->election_elapsed, timeout = r->randomized_timeout;
-            raftBecomeFollower(r, m->term, from_leader ? m->from : CN_RAFT_NONE);
+            cn_raft__become_follower(r, m->term, from_leader ? m->from : CN_RAFT_NONE);
             if (keep_timer) {
                 r->election_elapsed = elapsed;
                 r->randomized_timeout = timeout;
@@ -260,9 +261,9 @@ int cn_raft_step(struct cn_raft *r, const struct cn_raft_msg *m)
             (m->type == CN_RAFT_MSG_APP || m->type == CN_RAFT_MSG_HEARTBEAT)) {
             /* a stale leader: tell it our term so it steps down (it may be cut off from
              * everyone else and would otherwise never learn it) */
-            raftSend(r, CN_RAFT_MSG_APP_RESP, m->from);
+            cn_raft__send(r, CN_RAFT_MSG_APP_RESP, m->from);
         } else if (m->type == CN_RAFT_MSG_PREVOTE) {
-            struct cn_raft_msg *out = raftSend(r, CN_RAFT_MSG_PREVOTE_RESP, m->from);
+            struct cn_raft_msg *out = cn_raft__send(r, CN_RAFT_MSG_PREVOTE_RESP, m->from);
             out->flags = CN_RAFT_FLAG_REJECT;
         }
         return 0;
@@ -271,11 +272,11 @@ int cn_raft_step(struct cn_raft *r, const struct cn_raft_msg *m)
     switch (m->type) {
     case CN_RAFT_MSG_VOTE:
     case CN_RAFT_MSG_PREVOTE:
-        electionOnVoteRequest(r, m);
+        cn_raft__election_on_vote_request(r, m);
         return 0;
     case CN_RAFT_MSG_VOTE_RESP:
     case CN_RAFT_MSG_PREVOTE_RESP:
-        electionOnVoteResponse(r, m);
+        cn_raft__election_on_vote_response(r, m);
         return 0;
     default:
         break;
@@ -283,21 +284,21 @@ int cn_raft_step(struct cn_raft *r, const struct cn_raft_msg *m)
 
     switch (r->role) {
     case CN_RAFT_LEADER: {
-        struct progress *pr = progressFind(r, m->from);
+        struct progress *pr = cn_raft__progress_find(r, m->from);
         if (pr == NULL) return 0;
         switch (m->type) {
         case CN_RAFT_MSG_APP_RESP:
             pr->recent_active = true;
-            replicationOnAppendResponse(r, m);
+            cn_raft__replication_on_append_response(r, m);
             break;
         case CN_RAFT_MSG_HEARTBEAT_RESP:
             pr->recent_active = true;
             if (m->ctx > pr->read_seq) pr->read_seq = m->ctx;
-            replicationOnHeartbeatResponse(r, m);
+            cn_raft__replication_on_heartbeat_response(r, m);
             break;
         case CN_RAFT_MSG_READ_INDEX:
             pr->recent_active = true;
-            readIndexRequest(r, m->from, m->ctx);
+            cn_raft__read_index_request(r, m->from, m->ctx);
             break;
         default:
             break; /* APP/HEARTBEAT/SNAP at our own term cannot come from another leader */
@@ -309,37 +310,36 @@ int cn_raft_step(struct cn_raft *r, const struct cn_raft_msg *m)
         if (m->type == CN_RAFT_MSG_APP || m->type == CN_RAFT_MSG_HEARTBEAT ||
             m->type == CN_RAFT_MSG_SNAP) {
             /* someone won this term */
-            raftBecomeFollower(r, m->term, m->from);
+            cn_raft__become_follower(r, m->term, m->from);
         } else {
             return 0;
         }
-        /* fall through to follower handling */
-        /* FALLTHROUGH */
+        __attribute__((fallthrough)); /* to follower handling */
     case CN_RAFT_FOLLOWER:
         switch (m->type) {
         case CN_RAFT_MSG_APP:
             r->election_elapsed = 0;
             r->lead = m->from;
-            replicationOnAppend(r, m);
+            cn_raft__replication_on_append(r, m);
             break;
         case CN_RAFT_MSG_HEARTBEAT:
             r->election_elapsed = 0;
             r->lead = m->from;
-            replicationOnHeartbeat(r, m);
+            cn_raft__replication_on_heartbeat(r, m);
             break;
         case CN_RAFT_MSG_SNAP:
             r->election_elapsed = 0;
             r->lead = m->from;
-            snapshotOnInstall(r, m);
+            cn_raft__snapshot_on_install(r, m);
             break;
         case CN_RAFT_MSG_TIMEOUT_NOW:
-            if (electionPromotable(r)) {
+            if (cn_raft__election_promotable(r)) {
                 TRACE(r, "timeout-now from %llu: campaigning", (unsigned long long)m->from);
-                electionCampaign(r, false, true);
+                cn_raft__election_campaign(r, false, true);
             }
             break;
         case CN_RAFT_MSG_READ_INDEX_RESP:
-            readIndexOnResponse(r, m);
+            cn_raft__read_index_on_response(r, m);
             break;
         default:
             break;
@@ -352,7 +352,7 @@ int cn_raft_step(struct cn_raft *r, const struct cn_raft_msg *m)
 void cn_raft_tick(struct cn_raft *r)
 {
     CN_ASSERT(r->loaded && !r->ready_out);
-    electionTick(r);
+    cn_raft__election_tick(r);
 }
 
 int cn_raft_propose(struct cn_raft *r, const void *data, size_t len, uint64_t *index,
@@ -366,23 +366,23 @@ int cn_raft_propose(struct cn_raft *r, const void *data, size_t len, uint64_t *i
     if (r->uncommitted > 0 && r->uncommitted + len > r->cfg.max_uncommitted_bytes) return -ENOBUFS;
     r->uncommitted += len;
     void *copy = len ? cn_xmemdup(data, len) : NULL;
-    replicationLeaderAppend(r, CN_RAFT_ENTRY_NORMAL, copy, len);
-    if (index) *index = logLastIndex(&r->log);
+    cn_raft__replication_leader_append(r, CN_RAFT_ENTRY_NORMAL, copy, len);
+    if (index) *index = cn_raft__log_last_index(&r->log);
     if (term) *term = r->term;
     return 0;
 }
 
 /* ---- ready / advance -------------------------------------------------------------------- */
 
-static struct cn_raft_hard_state hardState(const struct cn_raft *r)
+static struct cn_raft_hard_state hard_state(const struct cn_raft *r)
 {
     struct cn_raft_hard_state hs = {r->term, r->vote, r->log.committed};
     return hs;
 }
 
-static bool hsChanged(const struct cn_raft *r)
+static bool hs_changed(const struct cn_raft *r)
 {
-    struct cn_raft_hard_state hs = hardState(r);
+    struct cn_raft_hard_state hs = hard_state(r);
     return hs.term != r->prev_hs.term || hs.vote != r->prev_hs.vote ||
            hs.commit != r->prev_hs.commit;
 }
@@ -391,8 +391,8 @@ bool cn_raft_has_ready(struct cn_raft *r)
 {
     CN_ASSERT(r->loaded && !r->ready_out);
     if (r->role == CN_RAFT_LEADER && (r->bcast_pending || r->read_round_pending)) return true;
-    if (r->n_msgs > 0 || r->snap_pending || hsChanged(r)) return true;
-    if (r->log.stabled < logLastIndex(&r->log)) return true;
+    if (r->n_msgs > 0 || r->snap_pending || hs_changed(r)) return true;
+    if (r->log.stabled < cn_raft__log_last_index(&r->log)) return true;
     if (r->log.applied < r->log.committed) return true;
     for (size_t i = 0; i < r->reads_wait_apply.n; i++)
         if (r->reads_wait_apply.v[i].index <= r->log.committed) return true;
@@ -402,12 +402,12 @@ bool cn_raft_has_ready(struct cn_raft *r)
 /* Drops an APP whose entries are no longer what they were when it was queued (the log was
  * truncated or compacted meanwhile) and points the rest at the log. Since a log's prefix is
  * fixed by the term of its last entry (log matching, §3.5), one term check suffices. */
-static bool resolveMsg(struct cn_raft *r, struct cn_raft_msg *m, uint64_t last_term)
+static bool resolve_msg(struct cn_raft *r, struct cn_raft_msg *m, uint64_t last_term)
 {
     if (m->type != CN_RAFT_MSG_APP || m->n_entries == 0) return true;
     uint64_t lo = m->index + 1, hi = m->index + m->n_entries;
-    if (lo <= r->log.snap_index || logTerm(&r->log, hi) != last_term) return false;
-    m->entries = logEntry(&r->log, lo);
+    if (lo <= r->log.snap_index || cn_raft__log_term(&r->log, hi) != last_term) return false;
+    m->entries = cn_raft__log_entry(&r->log, lo);
     return true;
 }
 
@@ -415,26 +415,26 @@ void cn_raft_ready(struct cn_raft *r, struct cn_raft_ready *rd)
 {
     CN_ASSERT(r->loaded && !r->ready_out);
     if (r->role == CN_RAFT_LEADER) {
-        replicationFlush(r);
-        readIndexFlush(r);
+        cn_raft__replication_flush(r);
+        cn_raft__read_index_flush(r);
     }
     r->bcast_pending = false;
     r->read_round_pending = false;
     memset(rd, 0, sizeof(*rd));
     r->ready_out = true;
-    if (hsChanged(r)) {
+    if (hs_changed(r)) {
         rd->has_hard_state = true;
-        rd->hard_state = hardState(r);
+        rd->hard_state = hard_state(r);
     }
     if (r->snap_pending) rd->snapshot = &r->snap_in;
-    uint64_t last = logLastIndex(&r->log);
+    uint64_t last = cn_raft__log_last_index(&r->log);
     if (r->log.stabled < last) {
-        rd->entries = logEntry(&r->log, r->log.stabled + 1);
+        rd->entries = cn_raft__log_entry(&r->log, r->log.stabled + 1);
         rd->n_entries = (size_t)(last - r->log.stabled);
     }
     size_t k = 0;
     for (size_t i = 0; i < r->n_msgs; i++) {
-        if (!resolveMsg(r, &r->msgs[i], r->msg_last_term[i])) continue;
+        if (!resolve_msg(r, &r->msgs[i], r->msg_last_term[i])) continue;
         if (k != i) r->msgs[k] = r->msgs[i];
         k++;
     }
@@ -442,7 +442,7 @@ void cn_raft_ready(struct cn_raft *r, struct cn_raft_ready *rd)
     rd->msgs = r->msgs;
     rd->n_msgs = r->n_msgs;
     if (r->log.applied < r->log.committed) {
-        rd->committed = logEntry(&r->log, r->log.applied + 1);
+        rd->committed = cn_raft__log_entry(&r->log, r->log.applied + 1);
         rd->n_committed = (size_t)(r->log.committed - r->log.applied);
     }
     /* reads become safe once the entries of this batch are applied */
@@ -491,9 +491,9 @@ void cn_raft_advance(struct cn_raft *r, const struct cn_raft_ready *rd)
     r->n_reads_out = 0;
     if (r->role == CN_RAFT_LEADER) {
         /* §10.2.1: the leader's own copy counts once it is durable */
-        struct progress *self = progressFind(r, r->id);
-        if (self != NULL && progressMaybeUpdate(self, r->log.stabled)) {
-            if (replicationMaybeCommit(r)) r->bcast_pending = true;
+        struct progress *self = cn_raft__progress_find(r, r->id);
+        if (self != NULL && cn_raft__progress_maybe_update(self, r->log.stabled)) {
+            if (cn_raft__replication_maybe_commit(r)) r->bcast_pending = true;
         }
     }
 }
@@ -508,7 +508,7 @@ void cn_raft_status(const struct cn_raft *r, struct cn_raft_status *st)
     st->lead = r->lead;
     st->commit = r->log.committed;
     st->applied = r->log.applied;
-    st->last_index = logLastIndex(&r->log);
+    st->last_index = cn_raft__log_last_index(&r->log);
     st->first_index = r->log.snap_index + 1;
     st->removed = r->removed;
     st->conf = r->conf;

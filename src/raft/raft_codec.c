@@ -58,7 +58,7 @@ void cn_raft_msg_encode(const struct cn_raft_msg *m, struct cn_buf *out)
     }
 }
 
-static int readIds(struct cn_rd *rd, uint64_t *ids, uint32_t *n)
+static int read_ids(struct cn_rd *rd, uint64_t *ids, uint32_t *n)
 {
     uint64_t k = cn_rd_uvarint(rd);
     if (k > CN_RAFT_MAX_MEMBERS) return CN_ERR_CORRUPT;
@@ -110,8 +110,8 @@ int cn_raft_msg_decode(const void *p, size_t len, struct cn_raft_msg *m,
     if (m->type == CN_RAFT_MSG_SNAP) {
         m->snap.index = cn_rd_uvarint(&rd);
         m->snap.term = cn_rd_uvarint(&rd);
-        if (readIds(&rd, m->snap.conf.voters, &m->snap.conf.n_voters) != 0 ||
-            readIds(&rd, m->snap.conf.learners, &m->snap.conf.n_learners) != 0)
+        if (read_ids(&rd, m->snap.conf.voters, &m->snap.conf.n_voters) != 0 ||
+            read_ids(&rd, m->snap.conf.learners, &m->snap.conf.n_learners) != 0)
             rd.err = true;
         struct cn_str b = cn_rd_bytes(&rd);
         m->snap_data = b.len ? b.p : NULL;

@@ -2,14 +2,14 @@
  * files (log.c, progress.c, election.c, replication.c, read_index.c, membership.c,
  * transfer.c, snapshot.c, raft.c).
  *
- * Design notes: roles and who moves between them
+ * Design notes: roles and who moves between them (functions named without their cn_raft__)
  *
- *     FOLLOWER --(election timeout, pre_vote)--> PRE_CANDIDATE   electionTick -> electionCampaign
- *     FOLLOWER --(election timeout / TIMEOUT_NOW)--> CANDIDATE   electionCampaign
- *     PRE_CANDIDATE --(pre-vote quorum)--> CANDIDATE             electionRecordVote
- *     CANDIDATE --(vote quorum)--> LEADER                        electionRecordVote
- *     any --(higher term / lost election)--> FOLLOWER            raftBecomeFollower
- *     LEADER --(no quorum heard in an election timeout)--> FOLLOWER   electionTick (check-quorum)
+ *     FOLLOWER --(election timeout, pre_vote)--> PRE_CANDIDATE   election_tick -> election_campaign
+ *     FOLLOWER --(election timeout / TIMEOUT_NOW)--> CANDIDATE   election_campaign
+ *     PRE_CANDIDATE --(pre-vote quorum)--> CANDIDATE             election_on_vote_response
+ *     CANDIDATE --(vote quorum)--> LEADER                        election_on_vote_response
+ *     any --(higher term / lost election)--> FOLLOWER            become_follower
+ *     LEADER --(no quorum heard in an election timeout)--> FOLLOWER   election_tick (check_quorum)
  *
  * Invariants (checked by CN_ASSERT where cheap):
  *   1. log.snap_index <= log.applied <= log.committed <= last index.
@@ -129,110 +129,115 @@ struct cn_raft {
 };
 
 /* ---- raft.c ---- */
-void raftBecomeFollower(struct cn_raft *r, uint64_t term, uint64_t lead);
-void raftBecomeLeader(struct cn_raft *r);
+void cn_raft__become_follower(struct cn_raft *r, uint64_t term, uint64_t lead);
+void cn_raft__become_leader(struct cn_raft *r);
 /* Queues a message; term and from are filled in. Returns the queued message. */
-struct cn_raft_msg *raftSend(struct cn_raft *r, uint8_t type, uint64_t to);
-void raftTrace(const struct cn_raft *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+struct cn_raft_msg *cn_raft__send(struct cn_raft *r, uint8_t type, uint64_t to);
+void cn_raft__trace(const struct cn_raft *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 #define TRACE(r, ...)                                                                              \
     do {                                                                                           \
-        if ((r)->trace) raftTrace((r), __VA_ARGS__);                                               \
+        if ((r)->trace) cn_raft__trace((r), __VA_ARGS__);                                          \
     } while (0)
 
 /* ---- log.c: the in-memory log ---- */
-uint64_t logLastIndex(const struct raft_log *l);
-uint64_t logLastTerm(const struct raft_log *l);
+uint64_t cn_raft__log_last_index(const struct raft_log *l);
+uint64_t cn_raft__log_last_term(const struct raft_log *l);
 /* Term of the entry at index; 0 if unknown (compacted below the snapshot or past the end). */
-uint64_t logTerm(const struct raft_log *l, uint64_t index);
-bool logMatchTerm(const struct raft_log *l, uint64_t index, uint64_t term);
-struct cn_raft_entry *logEntry(const struct raft_log *l, uint64_t index);
+uint64_t cn_raft__log_term(const struct raft_log *l, uint64_t index);
+bool cn_raft__log_match_term(const struct raft_log *l, uint64_t index, uint64_t term);
+struct cn_raft_entry *cn_raft__log_entry(const struct raft_log *l, uint64_t index);
 /* Appends a copy of e (payload copied) at the end; e->index must be last + 1. */
-void logAppendCopy(struct raft_log *l, const struct cn_raft_entry *e);
+void cn_raft__log_append_copy(struct raft_log *l, const struct cn_raft_entry *e);
 /* Takes ownership of data. */
-void logAppendOwned(struct raft_log *l, uint64_t term, uint8_t type, void *data, size_t len);
+void cn_raft__log_append_owned(struct raft_log *l, uint64_t term, uint8_t type, void *data,
+                               size_t len);
 /* Drops entries with index >= from. */
-void logTruncate(struct raft_log *l, uint64_t from);
+void cn_raft__log_truncate(struct raft_log *l, uint64_t from);
 /* Drops entries with index <= index (compaction). */
-void logDropPrefix(struct raft_log *l, uint64_t index, uint64_t term);
+void cn_raft__log_drop_prefix(struct raft_log *l, uint64_t index, uint64_t term);
 /* Resets the log to a snapshot. */
-void logReset(struct raft_log *l, uint64_t index, uint64_t term);
+void cn_raft__log_reset(struct raft_log *l, uint64_t index, uint64_t term);
 /* §3.6.1 / §5.4.1: is (last_term, last_index) at least as up to date as our log? */
-bool logIsUpToDate(const struct raft_log *l, uint64_t last_index, uint64_t last_term);
+bool cn_raft__log_is_up_to_date(const struct raft_log *l, uint64_t last_index, uint64_t last_term);
 /* Largest index <= index whose term <= term (etcd's findConflictByTerm); index if unknown. */
-uint64_t logFindConflictByTerm(const struct raft_log *l, uint64_t index, uint64_t term);
-void logFree(struct raft_log *l);
+uint64_t cn_raft__log_find_conflict_by_term(const struct raft_log *l, uint64_t index,
+                                            uint64_t term);
+void cn_raft__log_free(struct raft_log *l);
 
 /* ---- progress.c ---- */
-void progressInit(struct progress *pr, uint64_t id, bool learner, uint64_t next, unsigned ins_cap);
-void progressFree(struct progress *pr);
-void progressBecomeProbe(struct progress *pr);
-void progressBecomeReplicate(struct progress *pr);
-void progressBecomeSnapshot(struct progress *pr, uint64_t snap_index);
-bool progressIsPaused(const struct progress *pr, const struct cn_raft_config *cfg);
+void cn_raft__progress_init(struct progress *pr, uint64_t id, bool learner, uint64_t next,
+                            unsigned ins_cap);
+void cn_raft__progress_free(struct progress *pr);
+void cn_raft__progress_become_probe(struct progress *pr);
+void cn_raft__progress_become_replicate(struct progress *pr);
+void cn_raft__progress_become_snapshot(struct progress *pr, uint64_t snap_index);
+bool cn_raft__progress_is_paused(const struct progress *pr, const struct cn_raft_config *cfg);
 /* Records an acknowledgement of index n; true if match moved. */
-bool progressMaybeUpdate(struct progress *pr, uint64_t n);
+bool cn_raft__progress_maybe_update(struct progress *pr, uint64_t n);
 /* Handles a rejection of the append at rejected; true if next moved (not stale). */
-bool progressMaybeDecrTo(struct progress *pr, uint64_t rejected, uint64_t match_hint);
-void progressSentEntries(struct progress *pr, uint64_t last, size_t bytes);
-void inflightsFreeLE(struct inflights *in, uint64_t index);
-struct progress *progressFind(struct cn_raft *r, uint64_t id);
+bool cn_raft__progress_maybe_decr_to(struct progress *pr, uint64_t rejected, uint64_t match_hint);
+void cn_raft__progress_sent_entries(struct progress *pr, uint64_t last, size_t bytes);
+void cn_raft__inflights_free_le(struct inflights *in, uint64_t index);
+struct progress *cn_raft__progress_find(struct cn_raft *r, uint64_t id);
 
 /* ---- election.c (thesis §3.4, §6.2, §9.6) ---- */
-void electionResetTimeout(struct cn_raft *r);
-void electionTick(struct cn_raft *r);
-void electionCampaign(struct cn_raft *r, bool pre, bool transfer);
-void electionOnVoteRequest(struct cn_raft *r, const struct cn_raft_msg *m);
-void electionOnVoteResponse(struct cn_raft *r, const struct cn_raft_msg *m);
-bool electionPromotable(const struct cn_raft *r);
-unsigned electionQuorum(const struct cn_raft *r);
+void cn_raft__election_reset_timeout(struct cn_raft *r);
+void cn_raft__election_tick(struct cn_raft *r);
+void cn_raft__election_campaign(struct cn_raft *r, bool pre, bool transfer);
+void cn_raft__election_on_vote_request(struct cn_raft *r, const struct cn_raft_msg *m);
+void cn_raft__election_on_vote_response(struct cn_raft *r, const struct cn_raft_msg *m);
+bool cn_raft__election_promotable(const struct cn_raft *r);
+unsigned cn_raft__election_quorum(const struct cn_raft *r);
 
 /* ---- replication.c (thesis §3.5, §3.6, §10.2) ---- */
-bool replicationSendAppend(struct cn_raft *r, struct progress *pr, bool send_if_empty);
-void replicationFlush(struct cn_raft *r);
-void replicationHeartbeat(struct cn_raft *r, uint64_t ctx);
-bool replicationMaybeCommit(struct cn_raft *r);
-void replicationOnAppend(struct cn_raft *r, const struct cn_raft_msg *m);
-void replicationOnAppendResponse(struct cn_raft *r, const struct cn_raft_msg *m);
-void replicationOnHeartbeat(struct cn_raft *r, const struct cn_raft_msg *m);
-void replicationOnHeartbeatResponse(struct cn_raft *r, const struct cn_raft_msg *m);
-void replicationCommitTo(struct cn_raft *r, uint64_t commit);
+bool cn_raft__replication_send_append(struct cn_raft *r, struct progress *pr, bool send_if_empty);
+void cn_raft__replication_flush(struct cn_raft *r);
+void cn_raft__replication_heartbeat(struct cn_raft *r, uint64_t ctx);
+bool cn_raft__replication_maybe_commit(struct cn_raft *r);
+void cn_raft__replication_on_append(struct cn_raft *r, const struct cn_raft_msg *m);
+void cn_raft__replication_on_append_response(struct cn_raft *r, const struct cn_raft_msg *m);
+void cn_raft__replication_on_heartbeat(struct cn_raft *r, const struct cn_raft_msg *m);
+void cn_raft__replication_on_heartbeat_response(struct cn_raft *r, const struct cn_raft_msg *m);
+void cn_raft__replication_commit_to(struct cn_raft *r, uint64_t commit);
 /* Appends an entry to the leader's log (payload ownership moves in). */
-void replicationLeaderAppend(struct cn_raft *r, uint8_t type, void *data, size_t len);
+void cn_raft__replication_leader_append(struct cn_raft *r, uint8_t type, void *data, size_t len);
 
 /* ---- snapshot.c (thesis chapter 5) ---- */
-void snapshotSend(struct cn_raft *r, struct progress *pr);
-void snapshotOnInstall(struct cn_raft *r, const struct cn_raft_msg *m);
+void cn_raft__snapshot_send(struct cn_raft *r, struct progress *pr);
+void cn_raft__snapshot_on_install(struct cn_raft *r, const struct cn_raft_msg *m);
 
 /* ---- membership.c (thesis §4.1-4.2) ---- */
-bool confHasVoter(const struct cn_raft_conf *c, uint64_t id);
-bool confHasLearner(const struct cn_raft_conf *c, uint64_t id);
-bool confHasMember(const struct cn_raft_conf *c, uint64_t id);
+bool cn_raft__conf_has_voter(const struct cn_raft_conf *c, uint64_t id);
+bool cn_raft__conf_has_learner(const struct cn_raft_conf *c, uint64_t id);
+bool cn_raft__conf_has_member(const struct cn_raft_conf *c, uint64_t id);
 /* Applies a change to c; CN_ERR_INVAL if it does not fit. */
-int confApply(struct cn_raft_conf *c, const struct cn_raft_conf_change *cc);
+int cn_raft__conf_apply(struct cn_raft_conf *c, const struct cn_raft_conf_change *cc);
 /* Called for every appended entry: a conf entry takes effect at once. */
-void membershipOnAppend(struct cn_raft *r, const struct cn_raft_entry *e);
+void cn_raft__membership_on_append(struct cn_raft *r, const struct cn_raft_entry *e);
 /* The log was truncated or reset: recompute conf from the snapshot and the log. */
-void membershipRecompute(struct cn_raft *r);
+void cn_raft__membership_recompute(struct cn_raft *r);
 /* Configuration in force at index (snapshot conf + conf entries <= index). */
-void membershipConfAt(const struct cn_raft *r, uint64_t index, struct cn_raft_conf *out);
+void cn_raft__membership_conf_at(const struct cn_raft *r, uint64_t index, struct cn_raft_conf *out);
 /* Leader: make prs match conf. */
-void membershipSyncProgress(struct cn_raft *r);
+void cn_raft__membership_sync_progress(struct cn_raft *r);
 /* Leader: a removal of ourselves is committed: step down. */
-void membershipOnCommit(struct cn_raft *r);
+void cn_raft__membership_on_commit(struct cn_raft *r);
 
 /* ---- read_index.c (thesis §6.4) ---- */
-void readIndexOnLeaderCommit(struct cn_raft *r);
-void readIndexRequest(struct cn_raft *r, uint64_t from, uint64_t ctx);
-void readIndexOnHeartbeatResponse(struct cn_raft *r);
-void readIndexFlush(struct cn_raft *r);
-void readIndexOnResponse(struct cn_raft *r, const struct cn_raft_msg *m);
-void readIndexReset(struct cn_raft *r);
-void readQueuePush(struct read_queue *q, uint64_t index, uint64_t ctx, uint64_t from, uint64_t seq);
-void readQueueFree(struct read_queue *q);
+void cn_raft__read_index_on_leader_commit(struct cn_raft *r);
+void cn_raft__read_index_request(struct cn_raft *r, uint64_t from, uint64_t ctx);
+void cn_raft__read_index_on_heartbeat_response(struct cn_raft *r);
+void cn_raft__read_index_flush(struct cn_raft *r);
+void cn_raft__read_index_on_response(struct cn_raft *r, const struct cn_raft_msg *m);
+void cn_raft__read_index_reset(struct cn_raft *r);
+void cn_raft__read_queue_push(struct read_queue *q, uint64_t index, uint64_t ctx, uint64_t from,
+                              uint64_t seq);
+void cn_raft__read_queue_free(struct read_queue *q);
 
 /* ---- transfer.c (thesis §3.10) ---- */
-void transferOnProgress(struct cn_raft *r, struct progress *pr);
-void transferTick(struct cn_raft *r);
-void transferAbort(struct cn_raft *r);
+void cn_raft__transfer_on_progress(struct cn_raft *r, struct progress *pr);
+void cn_raft__transfer_tick(struct cn_raft *r);
+void cn_raft__transfer_abort(struct cn_raft *r);
 
 #endif

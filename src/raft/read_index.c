@@ -10,7 +10,8 @@
 #include "common/log.h"
 #include "raft_int.h"
 
-void readQueuePush(struct read_queue *q, uint64_t index, uint64_t ctx, uint64_t from, uint64_t seq)
+void cn_raft__read_queue_push(struct read_queue *q, uint64_t index, uint64_t ctx, uint64_t from,
+                              uint64_t seq)
 {
     if (q->n == q->cap) {
         q->cap = q->cap ? q->cap * 2 : 16;
@@ -23,7 +24,7 @@ void readQueuePush(struct read_queue *q, uint64_t index, uint64_t ctx, uint64_t 
     p->seq = seq;
 }
 
-void readQueueFree(struct read_queue *q)
+void cn_raft__read_queue_free(struct read_queue *q)
 {
     cn_free(q->v);
     q->v = NULL;
@@ -33,57 +34,57 @@ void readQueueFree(struct read_queue *q)
 static void confirm(struct cn_raft *r, const struct pending_read *p)
 {
     if (p->from == r->id) {
-        readQueuePush(&r->reads_wait_apply, p->index, p->ctx, p->from, 0);
+        cn_raft__read_queue_push(&r->reads_wait_apply, p->index, p->ctx, p->from, 0);
     } else {
-        struct cn_raft_msg *m = raftSend(r, CN_RAFT_MSG_READ_INDEX_RESP, p->from);
+        struct cn_raft_msg *m = cn_raft__send(r, CN_RAFT_MSG_READ_INDEX_RESP, p->from);
         m->index = p->index;
         m->ctx = p->ctx;
     }
 }
 
-void readIndexRequest(struct cn_raft *r, uint64_t from, uint64_t ctx)
+void cn_raft__read_index_request(struct cn_raft *r, uint64_t from, uint64_t ctx)
 {
     /* §6.4 step 1: until an entry of its term is committed, a new leader does not know the
      * commit index; the read waits for it */
-    if (logTerm(&r->log, r->log.committed) != r->term) {
-        readQueuePush(&r->reads_wait_commit, 0, ctx, from, 0);
+    if (cn_raft__log_term(&r->log, r->log.committed) != r->term) {
+        cn_raft__read_queue_push(&r->reads_wait_commit, 0, ctx, from, 0);
         return;
     }
     struct pending_read p = {r->log.committed, ctx, from, r->read_seq + 1};
-    if (electionQuorum(r) <= 1) {
+    if (cn_raft__election_quorum(r) <= 1) {
         confirm(r, &p);
         return;
     }
-    readQueuePush(&r->reads_wait_quorum, p.index, p.ctx, p.from, p.seq);
+    cn_raft__read_queue_push(&r->reads_wait_quorum, p.index, p.ctx, p.from, p.seq);
     r->read_round_pending = true;
 }
 
-void readIndexOnLeaderCommit(struct cn_raft *r)
+void cn_raft__read_index_on_leader_commit(struct cn_raft *r)
 {
     struct read_queue q = r->reads_wait_commit;
     r->reads_wait_commit.v = NULL;
     r->reads_wait_commit.n = r->reads_wait_commit.cap = 0;
     for (size_t i = 0; i < q.n; i++)
-        readIndexRequest(r, q.v[i].from, q.v[i].ctx);
+        cn_raft__read_index_request(r, q.v[i].from, q.v[i].ctx);
     /* keep the buffer for next time */
     if (r->reads_wait_commit.v == NULL) {
         q.n = 0;
         r->reads_wait_commit = q;
     } else {
-        readQueueFree(&q);
+        cn_raft__read_queue_free(&q);
     }
 }
 
-void readIndexFlush(struct cn_raft *r)
+void cn_raft__read_index_flush(struct cn_raft *r)
 {
     if (!r->read_round_pending) return;
     r->read_round_pending = false;
     r->read_seq++;
-    replicationHeartbeat(r, r->read_seq);
+    cn_raft__replication_heartbeat(r, r->read_seq);
     r->heartbeat_elapsed = 0;
 }
 
-void readIndexOnHeartbeatResponse(struct cn_raft *r)
+void cn_raft__read_index_on_heartbeat_response(struct cn_raft *r)
 {
     struct read_queue *q = &r->reads_wait_quorum;
     if (q->n == 0) return;
@@ -100,7 +101,7 @@ void readIndexOnHeartbeatResponse(struct cn_raft *r)
             s[j] = s[j - 1];
             s[j - 1] = t;
         }
-    unsigned quorum = electionQuorum(r);
+    unsigned quorum = cn_raft__election_quorum(r);
     if (quorum > n) return;
     uint64_t acked = s[quorum - 1];
     size_t k = 0;
@@ -115,13 +116,13 @@ void readIndexOnHeartbeatResponse(struct cn_raft *r)
     q->n = k;
 }
 
-void readIndexOnResponse(struct cn_raft *r, const struct cn_raft_msg *m)
+void cn_raft__read_index_on_response(struct cn_raft *r, const struct cn_raft_msg *m)
 {
     if (m->flags & CN_RAFT_FLAG_REJECT) return;
-    readQueuePush(&r->reads_wait_apply, m->index, m->ctx, r->id, 0);
+    cn_raft__read_queue_push(&r->reads_wait_apply, m->index, m->ctx, r->id, 0);
 }
 
-void readIndexReset(struct cn_raft *r)
+void cn_raft__read_index_reset(struct cn_raft *r)
 {
     /* unconfirmed reads die with the leadership they were waiting on; confirmed ones stay */
     r->reads_wait_commit.n = 0;
@@ -133,11 +134,11 @@ int cn_raft_read_index(struct cn_raft *r, uint64_t ctx)
 {
     CN_ASSERT(r->loaded && !r->ready_out);
     if (r->role == CN_RAFT_LEADER) {
-        readIndexRequest(r, r->id, ctx);
+        cn_raft__read_index_request(r, r->id, ctx);
         return 0;
     }
     if (r->lead == CN_RAFT_NONE) return CN_ERR_NO_LEADER;
-    struct cn_raft_msg *m = raftSend(r, CN_RAFT_MSG_READ_INDEX, r->lead);
+    struct cn_raft_msg *m = cn_raft__send(r, CN_RAFT_MSG_READ_INDEX, r->lead);
     m->ctx = ctx;
     return 0;
 }

@@ -6,9 +6,9 @@
 #include "common/log.h"
 #include "raft_int.h"
 
-static void sendTimeoutNow(struct cn_raft *r, struct progress *pr)
+static void send_timeout_now(struct cn_raft *r, struct progress *pr)
 {
-    raftSend(r, CN_RAFT_MSG_TIMEOUT_NOW, pr->id);
+    cn_raft__send(r, CN_RAFT_MSG_TIMEOUT_NOW, pr->id);
     TRACE(r, "transfer: timeout-now to %llu", (unsigned long long)pr->id);
 }
 
@@ -16,34 +16,34 @@ int cn_raft_transfer(struct cn_raft *r, uint64_t target)
 {
     CN_ASSERT(r->loaded && !r->ready_out);
     if (r->role != CN_RAFT_LEADER) return CN_ERR_NO_LEADER;
-    if (target == r->id || !confHasVoter(&r->conf, target)) return CN_ERR_INVAL;
-    struct progress *pr = progressFind(r, target);
+    if (target == r->id || !cn_raft__conf_has_voter(&r->conf, target)) return CN_ERR_INVAL;
+    struct progress *pr = cn_raft__progress_find(r, target);
     if (pr == NULL) return CN_ERR_INVAL;
     r->transferee = target;
     r->election_elapsed = 0; /* the transfer gets one full election timeout */
-    if (pr->match == logLastIndex(&r->log)) {
-        sendTimeoutNow(r, pr);
+    if (pr->match == cn_raft__log_last_index(&r->log)) {
+        send_timeout_now(r, pr);
     } else {
         /* appends to it may have been lost: resend from what it acknowledged */
-        if (pr->state == PR_REPLICATE) progressBecomeProbe(pr);
+        if (pr->state == PR_REPLICATE) cn_raft__progress_become_probe(pr);
         r->bcast_pending = true;
     }
     return 0;
 }
 
-void transferOnProgress(struct cn_raft *r, struct progress *pr)
+void cn_raft__transfer_on_progress(struct cn_raft *r, struct progress *pr)
 {
     if (r->role != CN_RAFT_LEADER || r->transferee != pr->id) return;
-    if (pr->match == logLastIndex(&r->log)) sendTimeoutNow(r, pr);
+    if (pr->match == cn_raft__log_last_index(&r->log)) send_timeout_now(r, pr);
 }
 
-void transferTick(struct cn_raft *r)
+void cn_raft__transfer_tick(struct cn_raft *r)
 {
     /* called once per election timeout on the leader */
-    if (r->transferee != CN_RAFT_NONE) transferAbort(r);
+    if (r->transferee != CN_RAFT_NONE) cn_raft__transfer_abort(r);
 }
 
-void transferAbort(struct cn_raft *r)
+void cn_raft__transfer_abort(struct cn_raft *r)
 {
     TRACE(r, "transfer to %llu abandoned", (unsigned long long)r->transferee);
     r->transferee = CN_RAFT_NONE;

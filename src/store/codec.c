@@ -133,14 +133,14 @@ static void save_tree(const struct node *root, struct cn_buf *out)
 {
     uint64_t count = 0;
     /* count first (the record count leads, so a reader knows where the tree ends) */
-    for (const struct node *n = store_avl_first(root->kids); n;) {
+    for (const struct node *n = cn_store__avl_first(root->kids); n;) {
         count++;
         if (n->is_dir && n->kids) {
-            n = store_avl_first(n->kids);
+            n = cn_store__avl_first(n->kids);
             continue;
         }
         while (n != root) {
-            const struct node *nx = store_next_sibling(n);
+            const struct node *nx = cn_store__next_sibling(n);
             if (nx) {
                 n = nx;
                 break;
@@ -150,21 +150,21 @@ static void save_tree(const struct node *root, struct cn_buf *out)
         if (n == root) break;
     }
     cn_buf_put_uvarint(out, count);
-    for (const struct node *n = store_avl_first(root->kids); n;) {
+    for (const struct node *n = cn_store__avl_first(root->kids); n;) {
         uint8_t f = (n->is_dir ? NF_DIR : 0) | (n->expire_ns ? NF_TTL : 0);
         cn_buf_put_uvarint(out, n->depth);
         cn_buf_put_u8(out, f);
-        cn_buf_put_bytes(out, node_name(n), n->name_len);
+        cn_buf_put_bytes(out, cn_store__node_name(n), n->name_len);
         cn_buf_put_uvarint(out, n->created_index);
         cn_buf_put_uvarint(out, n->modified_index);
         if (f & NF_TTL) cn_buf_put_i64(out, n->expire_ns);
-        if (!n->is_dir) cn_buf_put_bytes(out, node_cvalue(n), n->value_len);
+        if (!n->is_dir) cn_buf_put_bytes(out, cn_store__node_cvalue(n), n->value_len);
         if (n->is_dir && n->kids) {
-            n = store_avl_first(n->kids);
+            n = cn_store__avl_first(n->kids);
             continue;
         }
         while (n != root) {
-            const struct node *nx = store_next_sibling(n);
+            const struct node *nx = cn_store__next_sibling(n);
             if (nx) {
                 n = nx;
                 break;
@@ -200,7 +200,7 @@ void cn_store_snapshot_save(const struct cn_store *s, struct cn_buf *out)
     for (size_t i = 0; i < s->hist_n; i++) {
         const struct cn_store_event *ev = s->hist[(s->hist_head + i) % STORE_HIST_CAP];
         cn_buf_put_u8(out, ev->ns);
-        cn_buf_put_u8(out, (uint8_t)store_action_code(ev->action));
+        cn_buf_put_u8(out, (uint8_t)cn_store__action_code(ev->action));
         cn_buf_put_u8(out,
                       (uint8_t)((ev->refresh ? EF_REFRESH : 0) | (ev->has_prev ? EF_HAS_PREV : 0)));
         cn_buf_put_uvarint(out, ev->index);
@@ -252,16 +252,16 @@ static bool load_tree(struct cn_store *t, uint8_t ns, struct cn_rd *r)
             dir = dir->parent;
         }
         /* siblings strictly in name order: the encoding is canonical */
-        if (last && last->parent == dir && store_name_cmp(name.p, name.len, last) <= 0)
+        if (last && last->parent == dir && cn_store__name_cmp(name.p, name.len, last) <= 0)
             return false;
-        struct node *n = store_node_new(name.p, name.len, f & NF_DIR, value.p, value.len, ns);
+        struct node *n = cn_store__node_new(name.p, name.len, f & NF_DIR, value.p, value.len, ns);
         n->created_index = created;
         n->modified_index = modified;
         n->parent = dir;
         n->depth = dir->depth + 1;
-        dir->kids = store_avl_insert(dir->kids, n);
+        dir->kids = cn_store__avl_insert(dir->kids, n);
         if (!n->is_dir) t->nkeys[ns]++;
-        if (expire) store_set_expire(t, n, expire);
+        if (expire) cn_store__set_expire(t, n, expire);
         last = n;
         if (n->is_dir) {
             dir = n;
@@ -298,7 +298,7 @@ static bool load_history(struct cn_store *t, struct cn_rd *r)
     uint64_t prev_index = 0;
     for (uint64_t i = 0; i < n; i++) {
         uint8_t ns = cn_rd_u8(r);
-        const char *action = store_action_name(cn_rd_u8(r));
+        const char *action = cn_store__action_name(cn_rd_u8(r));
         uint8_t f = cn_rd_u8(r);
         uint64_t index = cn_rd_uvarint(r);
         struct cn_str key = cn_rd_bytes(r);
@@ -308,8 +308,8 @@ static bool load_history(struct cn_store *t, struct cn_rd *r)
             return false;
         if (!load_copy(r, &node, t->index)) return false;
         if ((f & EF_HAS_PREV) && !load_copy(r, &prev, t->index)) return false;
-        struct cn_store_event *ev = store_event_alloc(ns, action, index, key.p, key.len, &node,
-                                                      (f & EF_HAS_PREV) ? &prev : NULL);
+        struct cn_store_event *ev = cn_store__event_alloc(ns, action, index, key.p, key.len, &node,
+                                                          (f & EF_HAS_PREV) ? &prev : NULL);
         ev->refresh = f & EF_REFRESH;
         t->hist[t->hist_n++] = ev; /* takes the creation ref */
         prev_index = index;
@@ -362,7 +362,7 @@ int cn_store_snapshot_load(struct cn_store *s, const void *p, size_t len)
     t->heap = heap;
     t->heap_n = heap_n;
     t->heap_cap = heap_cap;
-    store_hist_clear(s);
+    cn_store__hist_clear(s);
     memcpy(s->hist, t->hist, sizeof(s->hist));
     s->hist_head = t->hist_head;
     s->hist_n = t->hist_n;
@@ -372,6 +372,6 @@ int cn_store_snapshot_load(struct cn_store *s, const void *p, size_t len)
     s->last_ev = NULL;
     cn_store_free(t);
 
-    store_hub_end_all(s, true);
+    cn_store__hub_end_all(s, true);
     return 0;
 }

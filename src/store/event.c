@@ -12,14 +12,14 @@ static const char *const action_names[] = {
     NULL, "set", "create", "update", "compareAndSwap", "delete", "compareAndDelete", "expire",
 };
 
-int store_action_code(const char *action)
+int cn_store__action_code(const char *action)
 {
     for (int i = 1; i < (int)(sizeof(action_names) / sizeof(action_names[0])); i++)
         if (action == action_names[i] || strcmp(action, action_names[i]) == 0) return i;
     return 0;
 }
 
-const char *store_action_name(int code)
+const char *cn_store__action_name(int code)
 {
     if (code <= 0 || code >= (int)(sizeof(action_names) / sizeof(action_names[0]))) return NULL;
     return action_names[code];
@@ -52,10 +52,10 @@ static void fill_copy(struct cn_store_node_copy *c, char *key, size_t key_len,
     c->created_index = sp->created_index;
 }
 
-struct cn_store_event *store_event_alloc(uint8_t ns, const char *action, uint64_t index,
-                                         const char *key, size_t key_len,
-                                         const struct store_node_spec *node,
-                                         const struct store_node_spec *prev)
+struct cn_store_event *cn_store__event_alloc(uint8_t ns, const char *action, uint64_t index,
+                                             const char *key, size_t key_len,
+                                             const struct store_node_spec *node,
+                                             const struct store_node_spec *prev)
 {
     size_t extra = key_len + 1;
     if (node->value) extra += node->value_len + 1;
@@ -78,20 +78,21 @@ struct cn_store_event *store_event_alloc(uint8_t ns, const char *action, uint64_
     return ev;
 }
 
-struct cn_store_event *store_event_new(uint8_t ns, const char *action, uint64_t index,
-                                       const char *key, size_t key_len,
-                                       const struct store_node_spec *node, const struct node *prev)
+struct cn_store_event *cn_store__event_new(uint8_t ns, const char *action, uint64_t index,
+                                           const char *key, size_t key_len,
+                                           const struct store_node_spec *node,
+                                           const struct node *prev)
 {
-    if (!prev) return store_event_alloc(ns, action, index, key, key_len, node, NULL);
+    if (!prev) return cn_store__event_alloc(ns, action, index, key, key_len, node, NULL);
     struct store_node_spec ps = {
-        .value = prev->is_dir ? NULL : node_cvalue(prev),
+        .value = prev->is_dir ? NULL : cn_store__node_cvalue(prev),
         .value_len = prev->is_dir ? 0 : prev->value_len,
         .dir = prev->is_dir,
         .expire_ns = prev->expire_ns,
         .modified_index = prev->modified_index,
         .created_index = prev->created_index,
     };
-    return store_event_alloc(ns, action, index, key, key_len, node, &ps);
+    return cn_store__event_alloc(ns, action, index, key, key_len, node, &ps);
 }
 
 void cn_store_event_ref(struct cn_store_event *ev)
@@ -108,7 +109,7 @@ void cn_store_event_unref(struct cn_store_event *ev)
 
 /* ---- JSON ----------------------------------------------------------------------------------- */
 
-void store_json_ttl(struct cn_buf *b, int64_t expire_ns, int64_t now_ns)
+void cn_store__json_ttl(struct cn_buf *b, int64_t expire_ns, int64_t now_ns)
 {
     if (expire_ns == 0) return;
     cn_buf_append(b, ",\"expiration\":\"", 15);
@@ -137,8 +138,8 @@ static void json_indexes(struct cn_buf *b, uint64_t modified, uint64_t created)
 
 /* Every node but the root has a key, and the root always has "dir", so each later field can
  * start with a comma. */
-void store_json_node_open(struct cn_buf *b, const struct node *n, const char *path, size_t plen,
-                          int64_t now_ns)
+void cn_store__json_node_open(struct cn_buf *b, const struct node *n, const char *path, size_t plen,
+                              int64_t now_ns)
 {
     if (plen) {
         cn_buf_append(b, "{\"key\":", 7);
@@ -147,15 +148,15 @@ void store_json_node_open(struct cn_buf *b, const struct node *n, const char *pa
             cn_buf_append(b, ",\"dir\":true", 11);
         } else {
             cn_buf_append(b, ",\"value\":", 9);
-            cn_json_str(b, node_cvalue(n), n->value_len);
+            cn_json_str(b, cn_store__node_cvalue(n), n->value_len);
         }
     } else {
         cn_buf_append(b, "{\"dir\":true", 11);
     }
-    store_json_ttl(b, n->expire_ns, now_ns);
+    cn_store__json_ttl(b, n->expire_ns, now_ns);
 }
 
-void store_json_node_close(struct cn_buf *b, const struct node *n)
+void cn_store__json_node_close(struct cn_buf *b, const struct node *n)
 {
     json_indexes(b, n->modified_index, n->created_index);
     cn_buf_putc(b, '}');
@@ -171,7 +172,7 @@ static void json_copy(struct cn_buf *b, const struct cn_store_node_copy *c, int6
         cn_json_str(b, c->value, c->value_len);
     }
     if (c->dir) cn_buf_append(b, ",\"dir\":true", 11);
-    store_json_ttl(b, c->expire_ns, now_ns);
+    cn_store__json_ttl(b, c->expire_ns, now_ns);
     json_indexes(b, c->modified_index, c->created_index);
     cn_buf_putc(b, '}');
 }

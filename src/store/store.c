@@ -13,7 +13,7 @@ struct cn_store *cn_store_new(void)
 {
     struct cn_store *s = CN_NEW(struct cn_store);
     for (int ns = 0; ns < CN_NS_COUNT; ns++)
-        s->root[ns] = store_node_new("", 0, true, NULL, 0, (uint8_t)ns);
+        s->root[ns] = cn_store__node_new("", 0, true, NULL, 0, (uint8_t)ns);
     cn_buf_init(&s->path);
     cn_buf_init(&s->aux);
     return s;
@@ -22,11 +22,11 @@ struct cn_store *cn_store_new(void)
 void cn_store_free(struct cn_store *s)
 {
     if (!s) return;
-    store_hub_end_all(s, false);
-    store_hist_clear(s);
+    cn_store__hub_end_all(s, false);
+    cn_store__hist_clear(s);
     cn_store_event_unref(s->last_ev);
     for (int ns = 0; ns < CN_NS_COUNT; ns++)
-        store_free_tree_raw(s->root[ns]);
+        cn_store__free_tree_raw(s->root[ns]);
     cn_free(s->heap);
     cn_buf_free(&s->path);
     cn_buf_free(&s->aux);
@@ -106,7 +106,7 @@ static struct node *lookup(struct cn_store *s, uint8_t ns, const char *path, siz
             if (err) set_err(s, err, CN_EC_NOT_DIR, path, st - 1);
             return NULL;
         }
-        struct node *c = store_avl_find(cur->kids, path + st, i - st);
+        struct node *c = cn_store__avl_find(cur->kids, path + st, i - st);
         if (!c) {
             if (err) set_err(s, err, CN_EC_KEY_NOT_FOUND, path, i);
             return NULL;
@@ -128,14 +128,14 @@ static size_t last_slash(const char *path, size_t len)
 static void detach(struct node *n)
 {
     struct node *d = n->parent;
-    d->kids = store_avl_remove(d->kids, node_name(n), n->name_len);
+    d->kids = cn_store__avl_remove(d->kids, cn_store__node_name(n), n->name_len);
 }
 
 static void attach(struct cn_store *s, struct node *d, struct node *n)
 {
     n->parent = d;
     n->depth = d->depth + 1;
-    d->kids = store_avl_insert(d->kids, n);
+    d->kids = cn_store__avl_insert(d->kids, n);
     if (!n->is_dir) s->nkeys[n->ns]++;
 }
 
@@ -152,7 +152,7 @@ static bool value_fits(const struct node *n, size_t vlen)
 static struct node *rewrite_value(struct cn_store *s, struct node *n, const char *v, size_t vlen)
 {
     if (value_fits(n, vlen)) {
-        char *dst = node_value(n);
+        char *dst = cn_store__node_value(n);
         if (vlen && dst != v) memmove(dst, v, vlen);
         dst[vlen] = '\0';
         n->value_len = (uint32_t)vlen;
@@ -162,9 +162,9 @@ static struct node *rewrite_value(struct cn_store *s, struct node *n, const char
     struct node *nn = cn_xmalloc(sizeof(*nn) + n->name_len + 1 + vlen + 1);
     memcpy(nn, n, sizeof(*nn) + n->name_len + 1);
     nn->value_len = nn->value_cap = (uint32_t)vlen;
-    memcpy(node_value(nn), v, vlen);
-    node_value(nn)[vlen] = '\0';
-    store_avl_replace(&n->parent->kids, n, nn);
+    memcpy(cn_store__node_value(nn), v, vlen);
+    cn_store__node_value(nn)[vlen] = '\0';
+    cn_store__avl_replace(&n->parent->kids, n, nn);
     if (nn->heap_idx != STORE_NO_HEAP) s->heap[nn->heap_idx] = nn;
     cn_free(n);
     return nn;
@@ -182,7 +182,7 @@ static void finish(struct cn_store *s, struct cn_store_event *ev, struct cn_stor
 {
     res->ev = ev;
     s->last_ev = ev;
-    store_hub_publish(s, ev);
+    cn_store__hub_publish(s, ev);
 }
 
 /* ---- create / set ------------------------------------------------------------------------- */
@@ -206,7 +206,7 @@ static struct cn_store_event *internal_create(struct cn_store *s, uint8_t ns, co
         size_t st = i;
         while (i < ls && path[i] != '/')
             i++;
-        struct node *c = store_avl_find(d->kids, path + st, i - st);
+        struct node *c = cn_store__avl_find(d->kids, path + st, i - st);
         if (c && !c->is_dir) {
             /* etcd counts a setsFail here on top of the operation's own failure counter */
             s->st.sets_fail++;
@@ -215,7 +215,7 @@ static struct cn_store_event *internal_create(struct cn_store *s, uint8_t ns, co
         }
         if (!c) {
             /* a missing directory has no children, so nothing below can fail any more */
-            c = store_node_new(path + st, i - st, true, NULL, 0, ns);
+            c = cn_store__node_new(path + st, i - st, true, NULL, 0, ns);
             c->created_index = c->modified_index = next;
             attach(s, d, c);
         }
@@ -224,7 +224,7 @@ static struct cn_store_event *internal_create(struct cn_store *s, uint8_t ns, co
     }
     const char *name = path + ls + 1;
     size_t nlen = len - ls - 1;
-    struct node *old = store_avl_find(d->kids, name, nlen);
+    struct node *old = cn_store__avl_find(d->kids, name, nlen);
     if (old && (!replace || old->is_dir)) {
         set_err(s, err, replace ? CN_EC_NOT_FILE : CN_EC_NODE_EXIST, path, len);
         return NULL;
@@ -237,21 +237,21 @@ static struct cn_store_event *internal_create(struct cn_store *s, uint8_t ns, co
         .modified_index = next,
         .created_index = next,
     };
-    struct cn_store_event *ev = store_event_new(ns, action, next, path, len, &spec, old);
+    struct cn_store_event *ev = cn_store__event_new(ns, action, next, path, len, &spec, old);
     if (old && !dir && value_fits(old, vlen)) {
         /* replacing a key by a key: recreate it in place (new createdIndex, as etcd) */
         old->created_index = old->modified_index = next;
         old = rewrite_value(s, old, spec.value, vlen);
-        store_set_expire(s, old, expire);
+        cn_store__set_expire(s, old, expire);
     } else {
         if (old) {
             detach(old);
-            store_destroy_subtree(s, old);
+            cn_store__destroy_subtree(s, old);
         }
-        struct node *n = store_node_new(name, nlen, dir, spec.value, vlen, ns);
+        struct node *n = cn_store__node_new(name, nlen, dir, spec.value, vlen, ns);
         n->created_index = n->modified_index = next;
         attach(s, d, n);
-        if (expire) store_set_expire(s, n, expire);
+        if (expire) cn_store__set_expire(s, n, expire);
     }
     s->index = next;
     return ev;
@@ -260,7 +260,7 @@ static struct cn_store_event *internal_create(struct cn_store *s, uint8_t ns, co
 static void op_set(struct cn_store *s, const struct cn_store_cmd *c, struct cn_store_result *res)
 {
     struct cn_store_err *err = &res->err;
-    store_clean_path(&s->path, c->key);
+    cn_store__clean_path(&s->path, c->key);
     const char *path = s->path.p;
     size_t len = s->path.len;
     struct node *n = lookup(s, c->ns, path, len, err);
@@ -271,7 +271,7 @@ static void op_set(struct cn_store *s, const struct cn_store_cmd *c, struct cn_s
         if (!n) goto fail;
         /* keep the current value; copy it out, the node is about to be rewritten */
         cn_buf_reset(&s->aux);
-        if (!n->is_dir) cn_buf_append(&s->aux, node_cvalue(n), n->value_len);
+        if (!n->is_dir) cn_buf_append(&s->aux, cn_store__node_cvalue(n), n->value_len);
         value = s->aux.p ? s->aux.p : "";
         vlen = s->aux.len;
     }
@@ -290,7 +290,7 @@ fail:
 static void op_create(struct cn_store *s, const struct cn_store_cmd *c, bool unique,
                       struct cn_store_result *res)
 {
-    store_clean_path(&s->path, c->key);
+    cn_store__clean_path(&s->path, c->key);
     if (unique) {
         /* <dir>/<new index, 20 digits> */
         char seq[24];
@@ -314,7 +314,7 @@ static void op_create(struct cn_store *s, const struct cn_store_cmd *c, bool uni
 static void op_update(struct cn_store *s, const struct cn_store_cmd *c, struct cn_store_result *res)
 {
     struct cn_store_err *err = &res->err;
-    store_clean_path(&s->path, c->key);
+    cn_store__clean_path(&s->path, c->key);
     const char *path = s->path.p;
     size_t len = s->path.len;
     if (len == 1) {
@@ -330,7 +330,7 @@ static void op_update(struct cn_store *s, const struct cn_store_cmd *c, struct c
     const char *value = c->value.p ? c->value.p : "";
     size_t vlen = c->value.len;
     if (c->refresh && !n->is_dir) {
-        value = node_cvalue(n);
+        value = cn_store__node_cvalue(n);
         vlen = n->value_len;
     }
     uint64_t next = s->index + 1;
@@ -343,13 +343,13 @@ static void op_update(struct cn_store *s, const struct cn_store_cmd *c, struct c
         .modified_index = next,
         .created_index = n->created_index,
     };
-    struct cn_store_event *ev = store_event_new(c->ns, "update", next, path, len, &spec, n);
+    struct cn_store_event *ev = cn_store__event_new(c->ns, "update", next, path, len, &spec, n);
     if (!n->is_dir) {
         n = rewrite_value(s, n, value, vlen);
         n->modified_index = next;
     }
     /* a directory keeps its modifiedIndex (etcd's node.Write refuses dirs; spec §5 quirk) */
-    store_set_expire(s, n, expire);
+    cn_store__set_expire(s, n, expire);
     s->index = next;
     ev->refresh = c->refresh;
     s->st.update_success++;
@@ -363,10 +363,10 @@ fail:
 static bool compare(struct cn_store *s, const struct node *n, const struct cn_store_cmd *c,
                     struct cn_store_err *err)
 {
-    bool value_ok =
-        !c->has_prev_value ||
-        (c->prev_value.len == n->value_len &&
-         (n->value_len == 0 || memcmp(c->prev_value.p, node_cvalue(n), n->value_len) == 0));
+    bool value_ok = !c->has_prev_value ||
+                    (c->prev_value.len == n->value_len &&
+                     (n->value_len == 0 ||
+                      memcmp(c->prev_value.p, cn_store__node_cvalue(n), n->value_len) == 0));
     bool index_ok = c->prev_index == 0 || c->prev_index == n->modified_index;
     if (value_ok && index_ok) return true;
     set_err(s, err, CN_EC_TEST_FAILED, "", 0);
@@ -375,7 +375,7 @@ static bool compare(struct cn_store *s, const struct node *n, const struct cn_st
         cause_put(&cs, "[", 1);
         cause_put(&cs, c->prev_value.p, c->prev_value.len);
         cause_put(&cs, " != ", 4);
-        cause_put(&cs, node_cvalue(n), n->value_len);
+        cause_put(&cs, cn_store__node_cvalue(n), n->value_len);
         cause_put(&cs, "]", 1);
     }
     if (!index_ok) {
@@ -395,7 +395,7 @@ static bool compare(struct cn_store *s, const struct node *n, const struct cn_st
 static struct node *compare_target(struct cn_store *s, const struct cn_store_cmd *c,
                                    struct cn_store_err *err)
 {
-    store_clean_path(&s->path, c->key);
+    cn_store__clean_path(&s->path, c->key);
     const char *path = s->path.p;
     size_t len = s->path.len;
     if (len == 1) {
@@ -421,7 +421,7 @@ static void op_cas(struct cn_store *s, const struct cn_store_cmd *c, struct cn_s
     const char *value = c->value.p ? c->value.p : "";
     size_t vlen = c->value.len;
     if (c->refresh) {
-        value = node_cvalue(n);
+        value = cn_store__node_cvalue(n);
         vlen = n->value_len;
     }
     uint64_t next = s->index + 1;
@@ -433,10 +433,11 @@ static void op_cas(struct cn_store *s, const struct cn_store_cmd *c, struct cn_s
         .modified_index = next,
         .created_index = n->created_index,
     };
-    struct cn_store_event *ev = store_event_new(c->ns, "compareAndSwap", next, path, len, &spec, n);
+    struct cn_store_event *ev =
+        cn_store__event_new(c->ns, "compareAndSwap", next, path, len, &spec, n);
     n = rewrite_value(s, n, value, vlen);
     n->modified_index = next;
-    store_set_expire(s, n, expire);
+    cn_store__set_expire(s, n, expire);
     s->index = next;
     ev->refresh = c->refresh;
     s->st.cas_success++;
@@ -457,9 +458,9 @@ static struct cn_store_event *remove_node(struct cn_store *s, uint8_t ns, const 
         .modified_index = next,
         .created_index = n->created_index,
     };
-    struct cn_store_event *ev = store_event_new(ns, action, next, path, len, &spec, n);
+    struct cn_store_event *ev = cn_store__event_new(ns, action, next, path, len, &spec, n);
     detach(n);
-    store_destroy_subtree(s, n);
+    cn_store__destroy_subtree(s, n);
     s->index = next;
     return ev;
 }
@@ -467,7 +468,7 @@ static struct cn_store_event *remove_node(struct cn_store *s, uint8_t ns, const 
 static void op_delete(struct cn_store *s, const struct cn_store_cmd *c, struct cn_store_result *res)
 {
     struct cn_store_err *err = &res->err;
-    store_clean_path(&s->path, c->key);
+    cn_store__clean_path(&s->path, c->key);
     const char *path = s->path.p;
     size_t len = s->path.len;
     if (len == 1) {
@@ -518,11 +519,11 @@ static void op_sync(struct cn_store *s, int64_t now_ns, struct cn_store_result *
     while (s->heap_n && s->heap[0]->expire_ns <= now_ns) {
         struct node *n = s->heap[0];
         cn_buf_reset(&s->aux);
-        store_node_path(&s->aux, n);
+        cn_store__node_path(&s->aux, n);
         struct cn_store_event *ev = remove_node(s, n->ns, "expire", s->aux.p, s->aux.len, n);
         s->st.expire_count++;
         res->nexpired++;
-        store_hub_publish(s, ev);
+        cn_store__hub_publish(s, ev);
         cn_store_event_unref(ev); /* the history holds it */
     }
 }
@@ -589,7 +590,7 @@ int cn_store_apply(struct cn_store *s, const void *cmd, size_t len, struct cn_st
 static inline void push_name(struct cn_buf *path, const struct node *n)
 {
     cn_buf_putc(path, '/');
-    cn_buf_append(path, node_name(n), n->name_len);
+    cn_buf_append(path, cn_store__node_name(n), n->name_len);
 }
 
 /* Writes ,"nodes":[...] for top's visible children (whole subtree when recursive), iteratively
@@ -597,15 +598,15 @@ static inline void push_name(struct cn_buf *path, const struct node *n)
 static void json_children(struct cn_buf *b, struct cn_buf *path, const struct node *top,
                           bool recursive, int64_t now_ns)
 {
-    const struct node *cur = store_first_visible(top);
+    const struct node *cur = cn_store__first_visible(top);
     if (!cur) return;
     size_t base = path->len;
     cn_buf_append(b, ",\"nodes\":[", 10);
     push_name(path, cur);
     for (;;) {
-        store_json_node_open(b, cur, path->p, path->len, now_ns);
+        cn_store__json_node_open(b, cur, path->p, path->len, now_ns);
         if (recursive && cur->is_dir) {
-            const struct node *fc = store_first_visible(cur);
+            const struct node *fc = cn_store__first_visible(cur);
             if (fc) {
                 cn_buf_append(b, ",\"nodes\":[", 10);
                 cur = fc;
@@ -613,9 +614,9 @@ static void json_children(struct cn_buf *b, struct cn_buf *path, const struct no
                 continue;
             }
         }
-        store_json_node_close(b, cur);
+        cn_store__json_node_close(b, cur);
         for (;;) {
-            const struct node *nx = store_next_visible(cur);
+            const struct node *nx = cn_store__next_visible(cur);
             path->len -= 1 + cur->name_len;
             if (nx) {
                 cn_buf_putc(b, ',');
@@ -626,7 +627,7 @@ static void json_children(struct cn_buf *b, struct cn_buf *path, const struct no
             cur = cur->parent;
             if (cur == top) goto done;
             cn_buf_putc(b, ']');
-            store_json_node_close(b, cur);
+            cn_store__json_node_close(b, cur);
         }
     }
 done:
@@ -639,7 +640,7 @@ bool cn_store_get_json(struct cn_store *s, uint8_t ns, struct cn_str key, bool r
 {
     (void)sorted; /* children are always in key order */
     CN_ASSERT(ns < CN_NS_COUNT);
-    store_clean_path(&s->aux, key);
+    cn_store__clean_path(&s->aux, key);
     clear_err(s, err);
     struct node *n = lookup(s, ns, s->aux.p, s->aux.len, err);
     if (!n) {
@@ -649,9 +650,9 @@ bool cn_store_get_json(struct cn_store *s, uint8_t ns, struct cn_str key, bool r
     s->st.gets_success++;
     if (n->parent == NULL) cn_buf_reset(&s->aux); /* the root has no key */
     cn_buf_append(out, "{\"action\":\"get\",\"node\":", 23);
-    store_json_node_open(out, n, s->aux.p, s->aux.len, now_ns);
+    cn_store__json_node_open(out, n, s->aux.p, s->aux.len, now_ns);
     if (n->is_dir) json_children(out, &s->aux, n, recursive, now_ns);
-    store_json_node_close(out, n);
+    cn_store__json_node_close(out, n);
     cn_buf_putc(out, '}');
     return true;
 }
@@ -659,11 +660,11 @@ bool cn_store_get_json(struct cn_store *s, uint8_t ns, struct cn_str key, bool r
 const char *cn_store_peek(struct cn_store *s, uint8_t ns, const char *key, size_t *len)
 {
     CN_ASSERT(ns < CN_NS_COUNT);
-    store_clean_path(&s->aux, cn_str_c(key));
+    cn_store__clean_path(&s->aux, cn_str_c(key));
     struct node *n = lookup(s, ns, s->aux.p, s->aux.len, NULL);
     if (!n || n->is_dir) return NULL;
     if (len) *len = n->value_len;
-    return node_cvalue(n);
+    return cn_store__node_cvalue(n);
 }
 
 void cn_store_each_child(struct cn_store *s, uint8_t ns, const char *dir,
@@ -673,16 +674,16 @@ void cn_store_each_child(struct cn_store *s, uint8_t ns, const char *dir,
 {
     CN_ASSERT(ns < CN_NS_COUNT);
     struct cn_buf path = CN_BUF_INIT; /* own buffer: fn may read the store */
-    store_clean_path(&path, cn_str_c(dir));
+    cn_store__clean_path(&path, cn_str_c(dir));
     struct node *d = lookup(s, ns, path.p, path.len, NULL);
     if (d && d->is_dir) {
         if (path.len == 1) path.len = 0;
         size_t base = path.len;
-        for (struct node *c = store_avl_first(d->kids); c; c = store_next_sibling(c)) {
+        for (struct node *c = cn_store__avl_first(d->kids); c; c = cn_store__next_sibling(c)) {
             path.len = base;
             push_name(&path, c);
-            fn(path.p, c->is_dir ? NULL : node_cvalue(c), c->is_dir ? 0 : c->value_len, c->is_dir,
-               ctx);
+            fn(path.p, c->is_dir ? NULL : cn_store__node_cvalue(c), c->is_dir ? 0 : c->value_len,
+               c->is_dir, ctx);
         }
     }
     cn_buf_free(&path);

@@ -54,22 +54,22 @@ struct node {
     char data[]; /* name, NUL, then (keys) value, NUL */
 };
 
-static inline const char *node_name(const struct node *n)
+static inline const char *cn_store__node_name(const struct node *n)
 {
     return n->data;
 }
 
-static inline char *node_value(struct node *n)
+static inline char *cn_store__node_value(struct node *n)
 {
     return n->data + n->name_len + 1;
 }
 
-static inline const char *node_cvalue(const struct node *n)
+static inline const char *cn_store__node_cvalue(const struct node *n)
 {
     return n->data + n->name_len + 1;
 }
 
-static inline bool node_hidden(const struct node *n)
+static inline bool cn_store__node_hidden(const struct node *n)
 {
     return n->name_len > 0 && n->data[0] == '_';
 }
@@ -105,38 +105,38 @@ struct cn_store {
 };
 
 /* ---- tree.c ---- */
-struct node *store_node_new(const char *name, size_t name_len, bool is_dir, const char *value,
-                            size_t value_len, uint8_t ns);
-int store_name_cmp(const char *a, size_t alen, const struct node *n);
-struct node *store_avl_find(struct node *t, const char *name, size_t len);
-struct node *store_avl_insert(struct node *t, struct node *n);
-struct node *store_avl_remove(struct node *t, const char *name, size_t len);
-void store_avl_replace(struct node **root, struct node *old, struct node *nw);
-struct node *store_avl_first(struct node *t);
+struct node *cn_store__node_new(const char *name, size_t name_len, bool is_dir, const char *value,
+                                size_t value_len, uint8_t ns);
+int cn_store__name_cmp(const char *a, size_t alen, const struct node *n);
+struct node *cn_store__avl_find(struct node *t, const char *name, size_t len);
+struct node *cn_store__avl_insert(struct node *t, struct node *n);
+struct node *cn_store__avl_remove(struct node *t, const char *name, size_t len);
+void cn_store__avl_replace(struct node **root, struct node *old, struct node *nw);
+struct node *cn_store__avl_first(struct node *t);
 /* Smallest node with name > (strict) or >= (not strict) the given name, or NULL. */
-struct node *store_avl_lower_bound(struct node *t, const char *name, size_t len, bool strict);
+struct node *cn_store__avl_lower_bound(struct node *t, const char *name, size_t len, bool strict);
 /* Next sibling in name order, or NULL. */
-struct node *store_next_sibling(const struct node *n);
+struct node *cn_store__next_sibling(const struct node *n);
 /* First child / next sibling skipping hidden names. */
-struct node *store_first_visible(const struct node *dir);
-struct node *store_next_visible(const struct node *n);
+struct node *cn_store__first_visible(const struct node *dir);
+struct node *cn_store__next_visible(const struct node *n);
 
 /* Go's path.Clean(path.Join("/", in)) into out (NUL-terminated). */
-void store_clean_path(struct cn_buf *out, struct cn_str in);
+void cn_store__clean_path(struct cn_buf *out, struct cn_str in);
 /* Appends the absolute path of n within its namespace ("/" for a root). */
-void store_node_path(struct cn_buf *out, const struct node *n);
+void cn_store__node_path(struct cn_buf *out, const struct node *n);
 
-void store_heap_push(struct cn_store *s, struct node *n);
-void store_heap_remove(struct cn_store *s, struct node *n);
-void store_heap_fix(struct cn_store *s, struct node *n);
+void cn_store__heap_push(struct cn_store *s, struct node *n);
+void cn_store__heap_remove(struct cn_store *s, struct node *n);
+void cn_store__heap_fix(struct cn_store *s, struct node *n);
 /* Sets n's expiry, adding, moving or removing it in the heap. */
-void store_set_expire(struct cn_store *s, struct node *n, int64_t expire_ns);
+void cn_store__set_expire(struct cn_store *s, struct node *n, int64_t expire_ns);
 
 /* Frees n and everything below it, keeping the heap and key counts right. n must already be
  * detached from its parent. */
-void store_destroy_subtree(struct cn_store *s, struct node *n);
+void cn_store__destroy_subtree(struct cn_store *s, struct node *n);
 /* Frees a whole tree without touching the store's heap/counters (teardown, failed loads). */
-void store_free_tree_raw(struct node *root);
+void cn_store__free_tree_raw(struct node *root);
 
 /* ---- event.c ---- */
 struct store_node_spec {
@@ -147,28 +147,29 @@ struct store_node_spec {
     uint64_t modified_index;
     uint64_t created_index;
 };
-struct cn_store_event *store_event_new(uint8_t ns, const char *action, uint64_t index,
-                                       const char *key, size_t key_len,
-                                       const struct store_node_spec *node, const struct node *prev);
+struct cn_store_event *cn_store__event_new(uint8_t ns, const char *action, uint64_t index,
+                                           const char *key, size_t key_len,
+                                           const struct store_node_spec *node,
+                                           const struct node *prev);
 /* Generic constructor also used by snapshot loading. */
-struct cn_store_event *store_event_alloc(uint8_t ns, const char *action, uint64_t index,
-                                         const char *key, size_t key_len,
-                                         const struct store_node_spec *node,
-                                         const struct store_node_spec *prev);
+struct cn_store_event *cn_store__event_alloc(uint8_t ns, const char *action, uint64_t index,
+                                             const char *key, size_t key_len,
+                                             const struct store_node_spec *node,
+                                             const struct store_node_spec *prev);
 /* Node JSON helpers for GET (path is the node's absolute path; plen 0 = the root). */
-void store_json_node_open(struct cn_buf *b, const struct node *n, const char *path, size_t plen,
-                          int64_t now_ns);
-void store_json_node_close(struct cn_buf *b, const struct node *n);
-void store_json_ttl(struct cn_buf *b, int64_t expire_ns, int64_t now_ns);
+void cn_store__json_node_open(struct cn_buf *b, const struct node *n, const char *path, size_t plen,
+                              int64_t now_ns);
+void cn_store__json_node_close(struct cn_buf *b, const struct node *n);
+void cn_store__json_ttl(struct cn_buf *b, int64_t expire_ns, int64_t now_ns);
 /* Maps an action string to its small code and back (codec, snapshot). */
-int store_action_code(const char *action);
-const char *store_action_name(int code);
+int cn_store__action_code(const char *action);
+const char *cn_store__action_name(int code);
 
 /* ---- watch.c ---- */
 /* Records ev in the history (taking a ref) and, unless it is a refresh, delivers it. */
-void store_hub_publish(struct cn_store *s, struct cn_store_event *ev);
-void store_hist_clear(struct cn_store *s);
+void cn_store__hub_publish(struct cn_store *s, struct cn_store_event *ev);
+void cn_store__hist_clear(struct cn_store *s);
 /* Ends every live watcher (callback with ev == NULL) and frees the hub. */
-void store_hub_end_all(struct cn_store *s, bool notify);
+void cn_store__hub_end_all(struct cn_store *s, bool notify);
 
 #endif

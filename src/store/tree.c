@@ -6,8 +6,8 @@
 #include "common/log.h"
 #include "store_int.h"
 
-struct node *store_node_new(const char *name, size_t name_len, bool is_dir, const char *value,
-                            size_t value_len, uint8_t ns)
+struct node *cn_store__node_new(const char *name, size_t name_len, bool is_dir, const char *value,
+                                size_t value_len, uint8_t ns)
 {
     CN_ASSERT(name_len < UINT32_MAX && value_len < UINT32_MAX);
     size_t extra = name_len + 1 + (is_dir ? 0 : value_len + 1);
@@ -27,7 +27,7 @@ struct node *store_node_new(const char *name, size_t name_len, bool is_dir, cons
         n->kids = NULL;
     } else {
         n->value_len = n->value_cap = (uint32_t)value_len;
-        char *v = node_value(n);
+        char *v = cn_store__node_value(n);
         if (value_len) memcpy(v, value, value_len);
         v[value_len] = '\0';
     }
@@ -36,7 +36,7 @@ struct node *store_node_new(const char *name, size_t name_len, bool is_dir, cons
 
 /* ---- AVL ---------------------------------------------------------------------------------- */
 
-int store_name_cmp(const char *a, size_t alen, const struct node *n)
+int cn_store__name_cmp(const char *a, size_t alen, const struct node *n)
 {
     size_t m = alen < n->name_len ? alen : n->name_len;
     int c = m ? memcmp(a, n->data, m) : 0;
@@ -90,10 +90,10 @@ static struct node *balance(struct node *n)
     return n;
 }
 
-struct node *store_avl_find(struct node *t, const char *name, size_t len)
+struct node *cn_store__avl_find(struct node *t, const char *name, size_t len)
 {
     while (t) {
-        int c = store_name_cmp(name, len, t);
+        int c = cn_store__name_cmp(name, len, t);
         if (c == 0) return t;
         t = c < 0 ? t->left : t->right;
     }
@@ -101,17 +101,17 @@ struct node *store_avl_find(struct node *t, const char *name, size_t len)
 }
 
 /* n must not be present. */
-struct node *store_avl_insert(struct node *t, struct node *n)
+struct node *cn_store__avl_insert(struct node *t, struct node *n)
 {
     if (!t) {
         n->left = n->right = NULL;
         n->height = 1;
         return n;
     }
-    if (store_name_cmp(node_name(n), n->name_len, t) < 0)
-        t->left = store_avl_insert(t->left, n);
+    if (cn_store__name_cmp(cn_store__node_name(n), n->name_len, t) < 0)
+        t->left = cn_store__avl_insert(t->left, n);
     else
-        t->right = store_avl_insert(t->right, n);
+        t->right = cn_store__avl_insert(t->right, n);
     return balance(t);
 }
 
@@ -125,14 +125,14 @@ static struct node *remove_min(struct node *t, struct node **min)
     return balance(t);
 }
 
-struct node *store_avl_remove(struct node *t, const char *name, size_t len)
+struct node *cn_store__avl_remove(struct node *t, const char *name, size_t len)
 {
     if (!t) return NULL;
-    int c = store_name_cmp(name, len, t);
+    int c = cn_store__name_cmp(name, len, t);
     if (c < 0) {
-        t->left = store_avl_remove(t->left, name, len);
+        t->left = cn_store__avl_remove(t->left, name, len);
     } else if (c > 0) {
-        t->right = store_avl_remove(t->right, name, len);
+        t->right = cn_store__avl_remove(t->right, name, len);
     } else {
         struct node *l = t->left, *r = t->right;
         t->left = t->right = NULL;
@@ -146,12 +146,12 @@ struct node *store_avl_remove(struct node *t, const char *name, size_t len)
     return balance(t);
 }
 
-void store_avl_replace(struct node **root, struct node *old, struct node *nw)
+void cn_store__avl_replace(struct node **root, struct node *old, struct node *nw)
 {
     struct node **link = root;
     while (*link != old) {
         CN_ASSERT(*link != NULL);
-        int c = store_name_cmp(node_name(old), old->name_len, *link);
+        int c = cn_store__name_cmp(cn_store__node_name(old), old->name_len, *link);
         link = c < 0 ? &(*link)->left : &(*link)->right;
     }
     nw->left = old->left;
@@ -160,7 +160,7 @@ void store_avl_replace(struct node **root, struct node *old, struct node *nw)
     *link = nw;
 }
 
-struct node *store_avl_first(struct node *t)
+struct node *cn_store__avl_first(struct node *t)
 {
     if (!t) return NULL;
     while (t->left)
@@ -168,11 +168,11 @@ struct node *store_avl_first(struct node *t)
     return t;
 }
 
-struct node *store_avl_lower_bound(struct node *t, const char *name, size_t len, bool strict)
+struct node *cn_store__avl_lower_bound(struct node *t, const char *name, size_t len, bool strict)
 {
     struct node *best = NULL;
     while (t) {
-        int c = store_name_cmp(name, len, t);
+        int c = cn_store__name_cmp(name, len, t);
         if (c < 0 || (c == 0 && !strict)) {
             best = t;
             t = t->left;
@@ -183,32 +183,32 @@ struct node *store_avl_lower_bound(struct node *t, const char *name, size_t len,
     return best;
 }
 
-struct node *store_next_sibling(const struct node *n)
+struct node *cn_store__next_sibling(const struct node *n)
 {
     if (!n->parent) return NULL;
-    return store_avl_lower_bound(n->parent->kids, node_name(n), n->name_len, true);
+    return cn_store__avl_lower_bound(n->parent->kids, cn_store__node_name(n), n->name_len, true);
 }
 
 /* Hidden names ('_' first) are contiguous in byte order; '`' is the first byte after '_'. */
 static struct node *skip_hidden(const struct node *dir, struct node *c)
 {
-    if (c && node_hidden(c)) c = store_avl_lower_bound(dir->kids, "`", 1, false);
+    if (c && cn_store__node_hidden(c)) c = cn_store__avl_lower_bound(dir->kids, "`", 1, false);
     return c;
 }
 
-struct node *store_first_visible(const struct node *dir)
+struct node *cn_store__first_visible(const struct node *dir)
 {
-    return skip_hidden(dir, store_avl_first(dir->kids));
+    return skip_hidden(dir, cn_store__avl_first(dir->kids));
 }
 
-struct node *store_next_visible(const struct node *n)
+struct node *cn_store__next_visible(const struct node *n)
 {
-    return skip_hidden(n->parent, store_next_sibling(n));
+    return skip_hidden(n->parent, cn_store__next_sibling(n));
 }
 
 /* ---- paths -------------------------------------------------------------------------------- */
 
-void store_clean_path(struct cn_buf *out, struct cn_str in)
+void cn_store__clean_path(struct cn_buf *out, struct cn_str in)
 {
     cn_buf_reset(out);
     cn_buf_reserve(out, in.len + 2);
@@ -238,7 +238,7 @@ void store_clean_path(struct cn_buf *out, struct cn_str in)
     out->len = n;
 }
 
-void store_node_path(struct cn_buf *out, const struct node *n)
+void cn_store__node_path(struct cn_buf *out, const struct node *n)
 {
     if (!n->parent) {
         cn_buf_putc(out, '/');
@@ -252,7 +252,7 @@ void store_node_path(struct cn_buf *out, const struct node *n)
     size_t pos = end;
     for (const struct node *p = n; p->parent; p = p->parent) {
         pos -= p->name_len;
-        memcpy(out->p + pos, node_name(p), p->name_len);
+        memcpy(out->p + pos, cn_store__node_name(p), p->name_len);
         out->p[--pos] = '/';
     }
     out->len = end;
@@ -301,7 +301,7 @@ static void sift_down(struct cn_store *s, size_t i)
     heap_set(s, i, n);
 }
 
-void store_heap_push(struct cn_store *s, struct node *n)
+void cn_store__heap_push(struct cn_store *s, struct node *n)
 {
     CN_ASSERT(n->heap_idx == STORE_NO_HEAP);
     if (s->heap_n == s->heap_cap) {
@@ -313,7 +313,7 @@ void store_heap_push(struct cn_store *s, struct node *n)
     sift_up(s, s->heap_n - 1);
 }
 
-void store_heap_remove(struct cn_store *s, struct node *n)
+void cn_store__heap_remove(struct cn_store *s, struct node *n)
 {
     size_t i = n->heap_idx;
     CN_ASSERT(i < s->heap_n && s->heap[i] == n);
@@ -325,21 +325,21 @@ void store_heap_remove(struct cn_store *s, struct node *n)
     sift_down(s, last->heap_idx);
 }
 
-void store_heap_fix(struct cn_store *s, struct node *n)
+void cn_store__heap_fix(struct cn_store *s, struct node *n)
 {
     sift_up(s, n->heap_idx);
     sift_down(s, n->heap_idx);
 }
 
-void store_set_expire(struct cn_store *s, struct node *n, int64_t expire_ns)
+void cn_store__set_expire(struct cn_store *s, struct node *n, int64_t expire_ns)
 {
     n->expire_ns = expire_ns;
     if (expire_ns == 0) {
-        if (n->heap_idx != STORE_NO_HEAP) store_heap_remove(s, n);
+        if (n->heap_idx != STORE_NO_HEAP) cn_store__heap_remove(s, n);
     } else if (n->heap_idx == STORE_NO_HEAP) {
-        store_heap_push(s, n);
+        cn_store__heap_push(s, n);
     } else {
-        store_heap_fix(s, n);
+        cn_store__heap_fix(s, n);
     }
 }
 
@@ -371,22 +371,22 @@ static void free_avl(struct cn_store *s, struct node *t)
         } else if (s) {
             s->nkeys[x->ns]--;
         }
-        if (s && x->heap_idx != STORE_NO_HEAP) store_heap_remove(s, x);
+        if (s && x->heap_idx != STORE_NO_HEAP) cn_store__heap_remove(s, x);
         cn_free(x);
     }
 }
 
-void store_destroy_subtree(struct cn_store *s, struct node *n)
+void cn_store__destroy_subtree(struct cn_store *s, struct node *n)
 {
     if (n->is_dir)
         free_avl(s, n->kids);
     else
         s->nkeys[n->ns]--;
-    if (n->heap_idx != STORE_NO_HEAP) store_heap_remove(s, n);
+    if (n->heap_idx != STORE_NO_HEAP) cn_store__heap_remove(s, n);
     cn_free(n);
 }
 
-void store_free_tree_raw(struct node *root)
+void cn_store__free_tree_raw(struct node *root)
 {
     if (!root) return;
     if (root->is_dir) free_avl(NULL, root->kids);

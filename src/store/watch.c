@@ -53,7 +53,7 @@ static void hist_add(struct cn_store *s, struct cn_store_event *ev)
     s->hist_n++;
 }
 
-void store_hist_clear(struct cn_store *s)
+void cn_store__hist_clear(struct cn_store *s)
 {
     for (size_t i = 0; i < s->hist_n; i++)
         cn_store_event_unref(hist_at(s, i));
@@ -302,7 +302,7 @@ static void publish_live(struct cn_store *s, struct cn_store_event *ev)
     hub_leave(hub);
 }
 
-void store_hub_publish(struct cn_store *s, struct cn_store_event *ev)
+void cn_store__hub_publish(struct cn_store *s, struct cn_store_event *ev)
 {
     hist_add(s, ev);
     if (!ev->refresh) publish_live(s, ev); /* refresh: history only, never delivered */
@@ -329,7 +329,7 @@ bool cn_store_watch(struct cn_store *s, uint8_t ns, struct cn_str key, bool recu
     }
 
     struct cn_buf path = CN_BUF_INIT;
-    store_clean_path(&path, key);
+    cn_store__clean_path(&path, key);
     hub_enter(hub);
     struct cn_store_watcher *w = cn_xmalloc(sizeof(*w));
     w->wp = wpath_get(hub, ns, path.p, path.len);
@@ -358,7 +358,7 @@ bool cn_store_watch(struct cn_store *s, uint8_t ns, struct cn_str key, bool recu
     return true;
 }
 
-void store_hub_end_all(struct cn_store *s, bool notify)
+void cn_store__hub_end_all(struct cn_store *s, bool notify)
 {
     struct store_hub *hub = &s->hub;
     if (notify && hub->count > 0) {

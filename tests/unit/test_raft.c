@@ -62,7 +62,7 @@ static struct fnode *node(uint64_t id)
     return &F.nodes[id - 1];
 }
 
-static void diskAppend(struct fnode *nd, const struct cn_raft_entry *e)
+static void disk_append(struct fnode *nd, const struct cn_raft_entry *e)
 {
     /* an entry at an index already persisted replaces the suffix from there */
     uint64_t first = nd->snap.index + 1;
@@ -77,7 +77,7 @@ static void diskAppend(struct fnode *nd, const struct cn_raft_entry *e)
     nd->n++;
 }
 
-static void smApply(struct fnode *nd, const struct cn_raft_entry *e)
+static void sm_apply(struct fnode *nd, const struct cn_raft_entry *e)
 {
     assert_int_equal(e->index, nd->applied + 1);
     nd->applied = e->index;
@@ -87,7 +87,7 @@ static void smApply(struct fnode *nd, const struct cn_raft_entry *e)
     nd->sm_count++;
 }
 
-static void handleReady(struct fnode *nd)
+static void handle_ready(struct fnode *nd)
 {
     while (nd->r && cn_raft_has_ready(nd->r)) {
         struct cn_raft_ready rd;
@@ -105,7 +105,7 @@ static void handleReady(struct fnode *nd)
             assert_int_equal(nd->applied, rd.snapshot->meta.index);
         }
         for (size_t i = 0; i < rd.n_entries; i++)
-            diskAppend(nd, &rd.entries[i]);
+            disk_append(nd, &rd.entries[i]);
         if (rd.has_hard_state) nd->hs = rd.hard_state;
         for (size_t i = 0; i < rd.n_msgs; i++) {
             const struct cn_raft_msg *m = &rd.msgs[i];
@@ -128,7 +128,7 @@ static void handleReady(struct fnode *nd)
             cn_raft_msg_encode(&copy, &fm->b);
         }
         for (size_t i = 0; i < rd.n_committed; i++)
-            smApply(nd, &rd.committed[i]);
+            sm_apply(nd, &rd.committed[i]);
         for (size_t i = 0; i < rd.n_reads; i++) {
             assert_true(rd.reads[i].index <= nd->applied);
             nd->reads[nd->n_reads++] = rd.reads[i];
@@ -137,14 +137,14 @@ static void handleReady(struct fnode *nd)
     }
 }
 
-static void pumpAll(void)
+static void pump_all(void)
 {
     for (unsigned i = 0; i < F.n; i++)
-        handleReady(&F.nodes[i]);
+        handle_ready(&F.nodes[i]);
 }
 
 /* Delivers one queued message (index k in the queue). */
-static void deliverAt(size_t k)
+static void deliver_at(size_t k)
 {
     assert_true(k < F.nq);
     struct fmsg fm = F.q[k];
@@ -157,24 +157,24 @@ static void deliverAt(size_t k)
         assert_int_equal(cn_raft_msg_decode(fm.b.p, fm.b.len, &m, &ents), 0);
         assert_int_equal(cn_raft_step(nd->r, &m), 0);
         cn_free(ents);
-        handleReady(nd);
+        handle_ready(nd);
     }
     cn_buf_free(&fm.b);
 }
 
 /* Delivers messages until none are left. */
-static void deliverAll(void)
+static void deliver_all(void)
 {
-    pumpAll();
+    pump_all();
     for (unsigned guard = 0; F.nq > 0; guard++) {
         assert_true(guard < 100000);
-        deliverAt(0);
+        deliver_at(0);
     }
 }
 
-static void dropAll(void)
+static void drop_all(void)
 {
-    pumpAll();
+    pump_all();
     for (size_t i = 0; i < F.nq; i++)
         cn_buf_free(&F.q[i].b);
     F.nq = 0;
@@ -184,7 +184,7 @@ static void tick(uint64_t id, unsigned k)
 {
     for (unsigned i = 0; i < k; i++) {
         cn_raft_tick(node(id)->r);
-        handleReady(node(id));
+        handle_ready(node(id));
     }
 }
 
@@ -203,7 +203,7 @@ static struct cn_raft_status status(uint64_t id)
     return st;
 }
 
-static void startNode(struct fnode *nd)
+static void start_node(struct fnode *nd)
 {
     nd->r = cn_raft_new(&nd->cfg);
     assert_int_equal(cn_raft_load(nd->r, &nd->hs, &nd->snap, nd->ents, nd->n), 0);
@@ -215,7 +215,7 @@ static void startNode(struct fnode *nd)
 static bool use_bootstrap;
 
 /* n members; voters 1..nv (the rest start with an empty configuration, as joiners do). */
-static void setupN(unsigned n, unsigned nv)
+static void setup_n(unsigned n, unsigned nv)
 {
     use_bootstrap = false;
     memset(&F, 0, sizeof(F));
@@ -233,23 +233,23 @@ static void setupN(unsigned n, unsigned nv)
     }
 }
 
-static void startAll(void)
+static void start_all(void)
 {
     for (unsigned i = 0; i < F.n; i++)
-        startNode(&F.nodes[i]);
+        start_node(&F.nodes[i]);
 }
 
 /* n members, voters 1..nv founded with cn_raft_bootstrap; the others join empty. */
-static void setupBootstrap(unsigned n, unsigned nv)
+static void setup_bootstrap(unsigned n, unsigned nv)
 {
-    setupN(n, nv);
+    setup_n(n, nv);
     struct cn_raft_conf conf = F.nodes[0].snap.conf;
     for (unsigned i = 0; i < n; i++)
         memset(&F.nodes[i].snap.conf, 0, sizeof(conf));
-    startAll();
+    start_all();
     for (unsigned i = 0; i < nv; i++) {
         assert_int_equal(cn_raft_bootstrap(F.nodes[i].r, &conf), 0);
-        handleReady(&F.nodes[i]);
+        handle_ready(&F.nodes[i]);
         assert_int_equal(F.nodes[i].n, nv);
         assert_int_equal(F.nodes[i].hs.commit, nv);
     }
@@ -258,8 +258,8 @@ static void setupBootstrap(unsigned n, unsigned nv)
 
 static void setup(unsigned n)
 {
-    setupN(n, n);
-    startAll();
+    setup_n(n, n);
+    start_all();
 }
 
 /* Preloads a node's disk with entries of the given terms at indexes 1.. */
@@ -268,7 +268,7 @@ static void preload(uint64_t id, const uint64_t *terms, size_t n, uint64_t hs_te
     struct fnode *nd = node(id);
     for (size_t i = 0; i < n; i++) {
         struct cn_raft_entry e = {terms[i], i + 1, CN_RAFT_ENTRY_NORMAL, 0, NULL};
-        diskAppend(nd, &e);
+        disk_append(nd, &e);
     }
     nd->hs.term = hs_term;
 }
@@ -285,12 +285,12 @@ static void restart(uint64_t id)
 {
     struct fnode *nd = node(id);
     nd->sm_hash = nd->sm_count = 0;
-    startNode(nd);
+    start_node(nd);
 }
 
 static void teardown(void)
 {
-    dropAll();
+    drop_all();
     for (unsigned i = 0; i < F.n; i++) {
         struct fnode *nd = &F.nodes[i];
         cn_raft_free(nd->r);
@@ -305,13 +305,13 @@ static void elect(uint64_t id)
 {
     for (unsigned i = 0; i < 2 * T && status(id).role != CN_RAFT_LEADER; i++) {
         tick(id, 1);
-        deliverAll();
+        deliver_all();
     }
     assert_int_equal(status(id).role, CN_RAFT_LEADER);
 }
 
 /* Lets a follower's leader lease run out without it campaigning yet. */
-static void ageLease(uint64_t id)
+static void age_lease(uint64_t id)
 {
     tick(id, T);
 }
@@ -319,10 +319,10 @@ static void ageLease(uint64_t id)
 static void propose(uint64_t id, const char *z)
 {
     assert_int_equal(cn_raft_propose(node(id)->r, z, strlen(z), NULL, NULL), 0);
-    handleReady(node(id));
+    handle_ready(node(id));
 }
 
-static bool logsEqual(uint64_t a, uint64_t b)
+static bool logs_equal(uint64_t a, uint64_t b)
 {
     struct fnode *x = node(a), *y = node(b);
     if (x->snap.index != y->snap.index || x->n != y->n) return false;
@@ -362,7 +362,7 @@ static void election_timeout_randomised(void **state)
         setup(3);
         node(1)->cfg.seed = seed;
         cn_raft_free(node(1)->r);
-        startNode(node(1));
+        start_node(node(1));
         unsigned k = 0;
         while (F.sent[CN_RAFT_MSG_PREVOTE] == 0) {
             tick(1, 1);
@@ -388,14 +388,14 @@ static void prevote_isolated_node_keeps_term(void **state)
         tick(3, 2 * T);
         tick(1, 1);
         tick(2, 1);
-        deliverAll();
+        deliver_all();
     }
     /* without pre-vote it would have bumped its term on every timeout */
     assert_int_equal(status(3).term, 1);
     assert_int_equal(status(3).role, CN_RAFT_PRE_CANDIDATE);
     isolate(3, false);
     tick(1, 1);
-    deliverAll();
+    deliver_all();
     assert_int_equal(status(1).role, CN_RAFT_LEADER);
     assert_int_equal(status(1).term, 1);
     assert_int_equal(status(3).lead, 1);
@@ -408,11 +408,11 @@ static void check_quorum_steps_down(void **state)
     elect(1);
     isolate(1, true);
     tick(1, T - 1);
-    dropAll();
+    drop_all();
     assert_int_equal(status(1).role, CN_RAFT_LEADER);
     /* the first check after isolation may still count answers from before it */
     tick(1, T + 1);
-    dropAll();
+    drop_all();
     assert_int_equal(status(1).role, CN_RAFT_FOLLOWER);
     assert_int_equal(status(1).lead, 0);
     teardown();
@@ -437,7 +437,7 @@ static void leader_unreachable_drops_the_lease(void **state)
     while (status(2).role != CN_RAFT_LEADER && status(3).role != CN_RAFT_LEADER && ticks < T) {
         tick(2, 1);
         tick(3, 1);
-        deliverAll();
+        deliver_all();
         ticks++;
     }
     assert_true(ticks < T);
@@ -448,16 +448,16 @@ static void leader_unreachable_drops_the_lease(void **state)
 
 static void vote_rejected_for_stale_log(void **state)
 {
-    setupN(3, 3);
+    setup_n(3, 3);
     static const uint64_t t12[] = {1, 2}, t1[] = {1};
     preload(1, t1, 1, 2);
     preload(2, t12, 2, 2);
     preload(3, t12, 2, 2);
-    startAll();
+    start_all();
     /* 1's log is behind: neither pre-vote nor vote may make it leader */
     for (unsigned i = 0; i < 4; i++) {
         tick(1, 2 * T);
-        deliverAll();
+        deliver_all();
     }
     assert_int_not_equal(status(1).role, CN_RAFT_LEADER);
     elect(2);
@@ -475,7 +475,7 @@ static void figure7_followers_converge(void **state)
     static const uint64_t fd[] = {1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7};
     static const uint64_t fe[] = {1, 1, 1, 4, 4, 4, 4};
     static const uint64_t ff[] = {1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3};
-    setupN(7, 7);
+    setup_n(7, 7);
     preload(1, leader, 10, 7);
     preload(2, fa, 9, 7);
     preload(3, fb, 4, 7);
@@ -485,13 +485,13 @@ static void figure7_followers_converge(void **state)
     preload(7, ff, 11, 7);
     for (unsigned i = 0; i < 7; i++)
         F.nodes[i].hs.commit = 3;
-    startAll();
+    start_all();
     elect(1);
     assert_int_equal(status(1).term, 8);
     tick(1, 1);
-    deliverAll();
+    deliver_all();
     for (uint64_t id = 2; id <= 7; id++) {
-        assert_true(logsEqual(1, id));
+        assert_true(logs_equal(1, id));
         assert_int_equal(status(id).commit, 11);
     }
     assert_int_equal(node(1)->ents[10].term, 8);
@@ -504,7 +504,7 @@ static void figure7_followers_converge(void **state)
 static void figure8_prev_term_not_committed_by_counting(void **state)
 {
     for (int broken = 0; broken <= 1; broken++) {
-        setupN(3, 3);
+        setup_n(3, 3);
         static const uint64_t t12[] = {1, 2}, t1[] = {1};
         preload(1, t12, 2, 2);
         preload(2, t1, 1, 2);
@@ -518,21 +518,21 @@ static void figure8_prev_term_not_committed_by_counting(void **state)
         cn_free(node(1)->ents[1].data);
         node(1)->ents[1].data = cn_xmemdup("x", 1);
         node(1)->ents[1].len = 1;
-        startAll();
+        start_all();
         isolate(3, true);
         tick(1, 2 * T);
         /* pre-vote + vote with 2, one message at a time */
         while (status(1).role != CN_RAFT_LEADER) {
             assert_true(F.nq > 0);
-            deliverAt(0);
+            deliver_at(0);
         }
         assert_int_equal(status(1).term, 3);
         /* 2 rejects append(prev=2), gets entry 2 alone and acks index 2 */
         for (unsigned k = 0; k < 3 && F.nq > 0; k++) {
-            pumpAll();
-            deliverAt(0);
+            pump_all();
+            deliver_at(0);
         }
-        pumpAll();
+        pump_all();
         /* deliver until 2 acked exactly index 2, but not 3 */
         while (F.nq > 0) {
             struct fmsg *fm = &F.q[0];
@@ -544,13 +544,13 @@ static void figure8_prev_term_not_committed_by_counting(void **state)
                 cn_free(e);
                 if (carries3) break;
             }
-            deliverAt(0);
+            deliver_at(0);
         }
         assert_int_equal(node(2)->n, 2);
         assert_int_equal(node(2)->ents[1].term, 2);
         /* a majority (1 and 2) holds index 2 of term 2: committed only if the rule is broken */
         assert_int_equal(status(1).commit, broken ? 2 : 1);
-        deliverAll();
+        deliver_all();
         assert_int_equal(status(1).commit, 3);
         teardown();
     }
@@ -565,9 +565,9 @@ static void proposals_batched_into_one_message(void **state)
     unsigned before = F.sent[CN_RAFT_MSG_APP];
     for (int i = 0; i < 100; i++)
         assert_int_equal(cn_raft_propose(node(1)->r, "abc", 3, NULL, NULL), 0);
-    handleReady(node(1));
+    handle_ready(node(1));
     assert_int_equal(F.sent[CN_RAFT_MSG_APP] - before, 2); /* one per follower */
-    deliverAll();
+    deliver_all();
     for (uint64_t id = 1; id <= 3; id++) {
         assert_int_equal(node(id)->sm_count, 100);
         assert_int_equal(node(id)->sm_hash, node(1)->sm_hash);
@@ -577,24 +577,24 @@ static void proposals_batched_into_one_message(void **state)
 
 static void pipeline_window_and_entry_cap(void **state)
 {
-    setupN(3, 3);
+    setup_n(3, 3);
     for (unsigned i = 0; i < 3; i++) {
         F.nodes[i].cfg.max_inflight_msgs = 4;
         F.nodes[i].cfg.max_msg_bytes = 10;
         F.nodes[i].cfg.max_entry_bytes = 100;
     }
-    startAll();
+    start_all();
     elect(1);
     char big[101] = {0};
     assert_int_equal(cn_raft_propose(node(1)->r, big, 101, NULL, NULL), CN_ERR_TOO_LARGE);
     assert_int_equal(cn_raft_propose(node(1)->r, big, 100, NULL, NULL), 0);
-    deliverAll();
+    deliver_all();
     unsigned before = F.sent[CN_RAFT_MSG_APP];
     for (int i = 0; i < 40; i++)
         propose(1, "0123456789");
     /* 40 entries of 10 bytes: one per message, at most 4 unacknowledged per follower */
     assert_int_equal(F.sent[CN_RAFT_MSG_APP] - before, 8);
-    deliverAll();
+    deliver_all();
     assert_int_equal(status(2).commit, status(1).commit);
     assert_int_equal(node(3)->sm_count, 41);
     teardown();
@@ -602,13 +602,13 @@ static void pipeline_window_and_entry_cap(void **state)
 
 static void inflight_bytes_and_uncommitted_bounds(void **state)
 {
-    setupN(3, 3);
+    setup_n(3, 3);
     for (unsigned i = 0; i < 3; i++) {
         F.nodes[i].cfg.max_msg_bytes = 10;
         F.nodes[i].cfg.max_inflight_bytes = 25;
         F.nodes[i].cfg.max_uncommitted_bytes = 100;
     }
-    startAll();
+    start_all();
     elect(1);
     unsigned before = F.sent[CN_RAFT_MSG_APP];
     for (int i = 0; i < 10; i++)
@@ -617,10 +617,10 @@ static void inflight_bytes_and_uncommitted_bounds(void **state)
     assert_int_equal(F.sent[CN_RAFT_MSG_APP] - before, 6);
     /* 100 bytes wait for a quorum: the next proposal is refused until some commit */
     assert_int_equal(cn_raft_propose(node(1)->r, "x", 1, NULL, NULL), -ENOBUFS);
-    deliverAll();
+    deliver_all();
     assert_int_equal(status(1).commit, 11);
     assert_int_equal(cn_raft_propose(node(1)->r, "x", 1, NULL, NULL), 0);
-    deliverAll();
+    deliver_all();
     assert_int_equal(node(2)->sm_count, 11);
     teardown();
 }
@@ -630,22 +630,22 @@ static void follower_restart_keeps_durable_state(void **state)
     setup(3);
     elect(1);
     propose(1, "a");
-    deliverAll();
+    deliver_all();
     crash(3);
     propose(1, "b");
     propose(1, "c");
-    deliverAll();
+    deliver_all();
     restart(3);
     assert_int_equal(status(3).term, 1);
     assert_int_equal(node(3)->hs.vote, 1);
     /* the appends it missed are detected as lost after half an election timeout of heartbeat
      * answers without progress, and resent */
     for (int i = 0; i < T / 2 + 1; i++) {
-        assert_false(logsEqual(1, 3));
+        assert_false(logs_equal(1, 3));
         tick(1, 1);
-        deliverAll();
+        deliver_all();
     }
-    assert_true(logsEqual(1, 3));
+    assert_true(logs_equal(1, 3));
     assert_int_equal(node(3)->sm_count, 3);
     assert_int_equal(node(3)->sm_hash, node(1)->sm_hash);
     teardown();
@@ -658,14 +658,14 @@ static void read_index_one_round_for_many(void **state)
     setup(3);
     elect(1);
     propose(1, "v");
-    deliverAll();
+    deliver_all();
     unsigned hb = F.sent[CN_RAFT_MSG_HEARTBEAT];
     for (uint64_t c = 1; c <= 10; c++)
         assert_int_equal(cn_raft_read_index(node(1)->r, c), 0);
-    handleReady(node(1));
+    handle_ready(node(1));
     assert_int_equal(node(1)->n_reads, 0); /* not before the round */
     assert_int_equal(F.sent[CN_RAFT_MSG_HEARTBEAT] - hb, 2);
-    deliverAll();
+    deliver_all();
     assert_int_equal(node(1)->n_reads, 10);
     for (size_t i = 0; i < 10; i++) {
         assert_int_equal(node(1)->reads[i].ctx, i + 1);
@@ -673,7 +673,7 @@ static void read_index_one_round_for_many(void **state)
     }
     /* a follower asks the leader */
     assert_int_equal(cn_raft_read_index(node(2)->r, 99), 0);
-    deliverAll();
+    deliver_all();
     assert_int_equal(node(2)->n_reads, 1);
     assert_int_equal(node(2)->reads[0].ctx, 99);
     assert_int_equal(node(2)->reads[0].index, 2);
@@ -685,25 +685,25 @@ static void read_index_partitioned_old_leader_serves_nothing(void **state)
     setup(3);
     elect(1);
     isolate(1, true);
-    ageLease(3);
+    age_lease(3);
     elect(2);
     propose(2, "new");
-    deliverAll();
+    deliver_all();
     assert_int_equal(status(1).role, CN_RAFT_LEADER); /* still believes it leads */
     assert_int_equal(cn_raft_read_index(node(1)->r, 7), 0);
     for (unsigned i = 0; i < T - 2; i++) {
         tick(1, 1);
-        deliverAll();
+        deliver_all();
     }
     assert_int_equal(node(1)->n_reads, 0);
     /* the new leader serves it, at an index that includes the new write */
     assert_int_equal(cn_raft_read_index(node(2)->r, 8), 0);
-    deliverAll();
+    deliver_all();
     assert_int_equal(node(2)->n_reads, 1);
     assert_int_equal(node(2)->reads[0].index, 3);
     isolate(1, false);
     tick(2, 1);
-    deliverAll();
+    deliver_all();
     assert_int_equal(status(1).role, CN_RAFT_FOLLOWER);
     assert_int_equal(node(1)->n_reads, 0);
     teardown();
@@ -716,17 +716,17 @@ static void read_index_waits_for_commit_in_term(void **state)
     isolate(2, true);
     isolate(3, true);
     tick(1, 2 * T); /* steps down: check quorum */
-    dropAll();
+    drop_all();
     isolate(2, false);
     isolate(3, false);
     tick(2, 2 * T);
     /* deliver only until 2 becomes leader, before its entry commits */
     while (status(2).role != CN_RAFT_LEADER)
-        deliverAt(0);
+        deliver_at(0);
     assert_int_equal(cn_raft_read_index(node(2)->r, 5), 0);
-    handleReady(node(2));
+    handle_ready(node(2));
     assert_int_equal(node(2)->n_reads, 0);
-    deliverAll();
+    deliver_all();
     assert_int_equal(node(2)->n_reads, 1);
     assert_int_equal(node(2)->reads[0].index, 2);
     teardown();
@@ -741,17 +741,17 @@ static void transfer_catches_up_then_hands_over(void **state)
     isolate(3, true);
     propose(1, "a");
     propose(1, "b");
-    deliverAll();
+    deliver_all();
     isolate(3, false);
     assert_int_equal(cn_raft_transfer(node(1)->r, 3), 0);
     assert_int_equal(cn_raft_propose(node(1)->r, "x", 1, NULL, NULL), -EBUSY);
-    deliverAll();
+    deliver_all();
     assert_int_equal(status(3).role, CN_RAFT_LEADER);
     assert_int_equal(status(3).term, 2);
     assert_int_equal(status(1).lead, 3);
     assert_int_equal(F.sent[CN_RAFT_MSG_TIMEOUT_NOW], 1);
     propose(3, "c");
-    deliverAll();
+    deliver_all();
     assert_int_equal(node(1)->sm_count, 3);
     assert_int_equal(cn_raft_transfer(node(3)->r, 3), CN_ERR_INVAL);
     teardown();
@@ -765,7 +765,7 @@ static void transfer_gives_up_after_timeout(void **state)
     assert_int_equal(cn_raft_transfer(node(1)->r, 3), 0);
     for (unsigned i = 0; i < T; i++) {
         tick(1, 1);
-        deliverAll();
+        deliver_all();
     }
     assert_int_equal(status(1).role, CN_RAFT_LEADER);
     assert_int_equal(status(1).transferee, 0);
@@ -779,47 +779,47 @@ static int conf(uint64_t leader, uint8_t op, uint64_t id)
 {
     struct cn_raft_conf_change cc = {op, id, NULL, 0};
     int rc = cn_raft_propose_conf(node(leader)->r, &cc, NULL, NULL);
-    handleReady(node(leader));
+    handle_ready(node(leader));
     return rc;
 }
 
 static void membership_learner_promote_remove(void **state)
 {
-    setupBootstrap(4, 3);
+    setup_bootstrap(4, 3);
     elect(1);
     propose(1, "a");
-    deliverAll();
+    deliver_all();
     assert_int_equal(conf(1, CN_RAFT_CONF_ADD_VOTER, 4), CN_ERR_INVAL);
     assert_int_equal(conf(1, CN_RAFT_CONF_ADD_LEARNER, 4), 0);
     /* one at a time: the next change waits for this one to commit */
     assert_int_equal(conf(1, CN_RAFT_CONF_PROMOTE, 4), -EBUSY);
-    deliverAll();
+    deliver_all();
     assert_int_equal(status(4).conf.n_learners, 1);
     assert_int_equal(node(4)->sm_count, 1); /* the learner has the log */
     assert_int_equal(status(1).conf.n_voters, 3);
     /* a learner never campaigns */
     tick(4, 4 * T);
-    dropAll();
+    drop_all();
     assert_int_equal(status(4).role, CN_RAFT_FOLLOWER);
     assert_int_equal(status(4).term, 2);
     assert_int_equal(conf(1, CN_RAFT_CONF_PROMOTE, 4), 0);
-    deliverAll();
+    deliver_all();
     assert_int_equal(status(4).conf.n_voters, 4);
     /* remove 2 while it cannot hear about it */
     isolate(2, true);
     assert_int_equal(conf(1, CN_RAFT_CONF_REMOVE, 2), 0);
-    deliverAll();
+    deliver_all();
     assert_int_equal(status(1).conf.n_voters, 3);
     assert_int_equal(status(2).conf.n_voters, 4); /* 2 does not know */
     propose(1, "b");
-    deliverAll();
+    deliver_all();
     uint64_t term = status(1).term;
     isolate(2, false);
     /* the removed member times out; the leader tells it, and it stops */
     for (unsigned i = 0; i < 4; i++) {
         tick(2, 2 * T);
         tick(1, 1);
-        deliverAll();
+        deliver_all();
     }
     assert_true(status(2).removed);
     assert_int_equal(status(1).role, CN_RAFT_LEADER);
@@ -827,7 +827,7 @@ static void membership_learner_promote_remove(void **state)
     assert_int_equal(F.sent[CN_RAFT_MSG_REMOVED] >= 1, true);
     unsigned prevotes = F.sent[CN_RAFT_MSG_PREVOTE];
     tick(2, 10 * T);
-    dropAll();
+    drop_all();
     assert_int_equal(F.sent[CN_RAFT_MSG_PREVOTE], prevotes);
     teardown();
 }
@@ -837,15 +837,15 @@ static void membership_leader_removes_itself(void **state)
     setup(3);
     elect(1);
     propose(1, "a");
-    deliverAll();
+    deliver_all();
     assert_int_equal(conf(1, CN_RAFT_CONF_REMOVE, 1), 0);
-    deliverAll();
+    deliver_all();
     assert_int_equal(status(1).role, CN_RAFT_FOLLOWER);
     assert_true(status(1).removed);
-    ageLease(3);
+    age_lease(3);
     elect(2);
     propose(2, "b");
-    deliverAll();
+    deliver_all();
     assert_int_equal(node(3)->sm_count, 2);
     teardown();
 }
@@ -853,7 +853,7 @@ static void membership_leader_removes_itself(void **state)
 /* ---- snapshots ---------------------------------------------------------------------------------
  */
 
-static void compactNode(uint64_t id)
+static void compact_node(uint64_t id)
 {
     struct fnode *nd = node(id);
     uint64_t index = nd->applied;
@@ -877,15 +877,15 @@ static void snapshot_catches_up_lagging_follower(void **state)
     isolate(3, true);
     for (int i = 0; i < 20; i++)
         propose(1, "abc");
-    deliverAll();
-    compactNode(1);
+    deliver_all();
+    compact_node(1);
     assert_int_equal(cn_raft_compact(node(1)->r, 5), CN_ERR_INVAL); /* already compacted */
     propose(1, "after");
-    deliverAll();
+    deliver_all();
     isolate(3, false);
     for (int i = 0; i < T / 2 + 1; i++) {
         tick(1, 1);
-        deliverAll();
+        deliver_all();
     }
     assert_int_equal(F.sent[CN_RAFT_MSG_SNAP], 1);
     assert_int_equal(node(3)->snap.index, 21);
@@ -896,7 +896,7 @@ static void snapshot_catches_up_lagging_follower(void **state)
     crash(3);
     restart(3);
     tick(1, 1);
-    deliverAll();
+    deliver_all();
     assert_int_equal(node(3)->sm_hash, node(1)->sm_hash);
     teardown();
 }
@@ -908,13 +908,13 @@ static void snapshot_lost_is_resent(void **state)
     isolate(3, true);
     for (int i = 0; i < 5; i++)
         propose(1, "abc");
-    deliverAll();
-    compactNode(1);
+    deliver_all();
+    compact_node(1);
     isolate(3, false);
     F.drop_type = CN_RAFT_MSG_SNAP; /* every snapshot gets lost */
     for (unsigned i = 0; i < 3 * T; i++) {
         tick(1, 1);
-        deliverAll();
+        deliver_all();
     }
     /* resent after each election timeout in the snapshot state */
     assert_true(F.sent[CN_RAFT_MSG_SNAP] >= 2 && F.sent[CN_RAFT_MSG_SNAP] <= 4);
@@ -922,7 +922,7 @@ static void snapshot_lost_is_resent(void **state)
     F.drop_type = 0;
     for (unsigned i = 0; i < 2 * T; i++) {
         tick(1, 1);
-        deliverAll();
+        deliver_all();
     }
     assert_int_equal(node(3)->sm_count, 5);
     teardown();
@@ -1010,7 +1010,7 @@ static void single_member_commits_alone(void **state)
     propose(1, "solo");
     assert_int_equal(node(1)->sm_count, 1);
     assert_int_equal(cn_raft_read_index(node(1)->r, 3), 0);
-    handleReady(node(1));
+    handle_ready(node(1));
     assert_int_equal(node(1)->n_reads, 1);
     teardown();
 }
@@ -1029,7 +1029,7 @@ static void errors_and_stale_leader(void **state)
     assert_int_equal(cn_raft_propose(node(1)->r, "x", 1, &index, &term), 0);
     assert_int_equal(index, 2);
     assert_int_equal(term, 1);
-    deliverAll();
+    deliver_all();
     /* a malformed message is refused and changes nothing */
     struct cn_raft_msg bad = {0};
     bad.type = 200;
@@ -1040,23 +1040,23 @@ static void errors_and_stale_leader(void **state)
      * term makes it step down, and its unreplicated entry is replaced */
     isolate(1, true);
     propose(1, "lost");
-    ageLease(3);
+    age_lease(3);
     elect(2);
     propose(2, "kept");
-    deliverAll();
+    deliver_all();
     isolate(1, false);
     tick(1, 1); /* its heartbeat reaches 2 and 3, who answer with term 2 */
-    deliverAll();
+    deliver_all();
     assert_int_equal(status(1).role, CN_RAFT_FOLLOWER);
     assert_int_equal(status(1).term, 2);
     tick(2, 1);
-    deliverAll();
-    assert_true(logsEqual(1, 2));
+    deliver_all();
+    assert_true(logs_equal(1, 2));
     assert_int_equal(node(1)->sm_hash, node(2)->sm_hash);
     /* the heartbeat never advances a follower's commit past what it is known to hold */
     isolate(3, true);
     propose(2, "more");
-    deliverAll();
+    deliver_all();
     isolate(3, false);
     uint64_t c3 = status(3).commit;
     tick(2, 1);
@@ -1067,7 +1067,7 @@ static void errors_and_stale_leader(void **state)
             assert_int_equal(cn_raft_msg_decode(F.q[k].b.p, F.q[k].b.len, &m, &e), 0);
             assert_true(m.commit <= c3);
         }
-    deliverAll();
+    deliver_all();
     teardown();
 }
 
