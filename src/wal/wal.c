@@ -747,33 +747,59 @@ int cn_wal_sync(struct cn_wal *w)
 /* ---------------------------------------------------------------------------------------------
  * Release. */
 
-int cn_wal_release_to(struct cn_wal *w, uint64_t index)
+size_t cn_wal_release_begin(struct cn_wal *w, uint64_t index, struct cn_wal_release *rel)
 {
-    size_t n_del = 0;
-    while (n_del + 1 < w->n_segs && w->segs[n_del + 1].first_index <= index + 1)
-        n_del++;
-    if (n_del == 0) return 0;
-    int rc = 0;
-    size_t done = 0;
-    for (; done < n_del; done++) {
-        char name[64], path[4096];
-        seg_name(name, sizeof(name), w->segs[done].seq, w->segs[done].first_index);
-        snprintf(path, sizeof(path), "%s/%s", w->dir, name);
+    memset(rel, 0, sizeof(*rel));
+    rel->dir = w->dir;
+    rel->fs = w->fs;
+    size_t n = 0;
+    while (n + 1 < w->n_segs && w->segs[n + 1].first_index <= index + 1)
+        n++;
+    if (n == 0) return 0;
+    rel->names = cn_xcalloc(n, sizeof(*rel->names));
+    for (size_t i = 0; i < n; i++)
+        seg_name(rel->names[i], sizeof(rel->names[i]), w->segs[i].seq, w->segs[i].first_index);
+    rel->n = n;
+    memmove(w->segs, w->segs + n, (w->n_segs - n) * sizeof(*w->segs));
+    w->n_segs -= n;
+    return n;
+}
+
+int cn_wal_release_run(struct cn_wal_release *rel)
+{
+    if (rel->n == 0) return 0;
+    for (size_t i = 0; i < rel->n; i++) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", rel->dir, rel->names[i]);
         if (unlink(path) != 0 && errno != ENOENT) {
-            rc = -errno;
-            cn_wal__errf(w->errmsg, "release: unlink %s: %s", name, cn_strerror(rc));
-            break;
+            int rc = -errno;
+            cn_wal__errf(rel->errmsg, "release: unlink %s: %s", rel->names[i], cn_strerror(rc));
+            return rc;
         }
     }
-    memmove(w->segs, w->segs + done, (w->n_segs - done) * sizeof(*w->segs));
-    w->n_segs -= done;
-    if (rc != 0) return rc;
-    rc = cn_wal__fsync_dir(w->fs, w->dir);
+    int rc = cn_wal__fsync_dir(rel->fs, rel->dir);
     if (rc != 0) {
-        cn_wal__errf(w->errmsg, "release: fsync dir %s: %s", w->dir, cn_strerror(rc));
+        cn_wal__errf(rel->errmsg, "release: fsync dir %s: %s", rel->dir, cn_strerror(rc));
         return rc;
     }
-    return (int)done;
+    return (int)rel->n;
+}
+
+void cn_wal_release_free(struct cn_wal_release *rel)
+{
+    cn_free(rel->names);
+    rel->names = NULL;
+    rel->n = 0;
+}
+
+int cn_wal_release_to(struct cn_wal *w, uint64_t index)
+{
+    struct cn_wal_release rel;
+    cn_wal_release_begin(w, index, &rel);
+    int rc = cn_wal_release_run(&rel);
+    if (rc < 0) snprintf(w->errmsg, sizeof(w->errmsg), "%s", rel.errmsg);
+    cn_wal_release_free(&rel);
+    return rc;
 }
 
 size_t cn_wal_segment_count(const struct cn_wal *w)

@@ -166,10 +166,29 @@ void cn_wal_flush_end(struct cn_wal *w, int rc);
  * nothing to flush. */
 int cn_wal_sync(struct cn_wal *w);
 
-/* Deletes the segments whose entries are all <= index (after a snapshot at index), keeping the one
- * that may hold index + 1 and always the last. Returns how many were deleted (>= 0) or -errno.
- * Loop thread (it unlinks and fsyncs the directory; cheap, but a caller may run it on a worker as
- * long as no other cn_wal call runs meanwhile). */
+/* Releasing the segments whose entries are all <= index (after a snapshot at index), keeping
+ * the one that may hold index + 1 and always the last, in two steps so that the file work runs
+ * off the loop:
+ *   cn_wal_release_begin (loop thread) takes them out of the log and names them in *rel;
+ *   cn_wal_release_run (any thread; it touches nothing of the log, only the files named and the
+ *     directory, so a flush may run meanwhile) unlinks them and fsyncs the directory. It returns
+ *     how many were deleted, or -errno with rel->errmsg set; files it could not delete stay on
+ *     disk and are released after the next restart;
+ *   cn_wal_release_free frees rel.
+ * rel borrows the log's directory name: the log stays open until run returned.
+ * begin returns how many segments it named (0: nothing to do; run is then a no-op). */
+struct cn_wal_release {
+    char errmsg[256];
+    /* private */
+    const char *dir;
+    const struct cn_wal_fs *fs;
+    size_t n;
+    char (*names)[64];
+};
+size_t cn_wal_release_begin(struct cn_wal *w, uint64_t index, struct cn_wal_release *rel);
+int cn_wal_release_run(struct cn_wal_release *rel);
+void cn_wal_release_free(struct cn_wal_release *rel);
+/* The three steps on the calling thread, for tests and tools: deleted count or -errno. */
 int cn_wal_release_to(struct cn_wal *w, uint64_t index);
 
 /* Number of segment files, for tests and metrics. */
