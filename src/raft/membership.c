@@ -42,7 +42,7 @@ bool cn_raft__conf_has_member(const struct cn_raft_conf *c, uint64_t id)
     return cn_raft__conf_has_voter(c, id) || cn_raft__conf_has_learner(c, id);
 }
 
-int cn_raft__conf_apply(struct cn_raft_conf *c, const struct cn_raft_conf_change *cc)
+int cn_raft_conf_apply(struct cn_raft_conf *c, const struct cn_raft_conf_change *cc)
 {
     if (cc->id == CN_RAFT_NONE) return CN_ERR_INVAL;
     switch (cc->op) {
@@ -79,7 +79,7 @@ static void apply_entry(struct cn_raft_conf *c, const struct cn_raft_entry *e)
     struct cn_raft_conf_change cc;
     if (cn_raft_conf_change_decode(e->data, e->len, &cc) != 0) return;
     struct cn_raft_conf tmp = *c;
-    if (cn_raft__conf_apply(&tmp, &cc) == 0) *c = tmp;
+    if (cn_raft_conf_apply(&tmp, &cc) == 0) *c = tmp;
 }
 
 void cn_raft__membership_on_append(struct cn_raft *r, const struct cn_raft_entry *e)
@@ -171,7 +171,7 @@ int cn_raft_propose_conf(struct cn_raft *r, const struct cn_raft_conf_change *cc
     /* §4.2.1: a new member first catches up as a learner */
     if (cc->op == CN_RAFT_CONF_ADD_VOTER) return CN_ERR_INVAL;
     struct cn_raft_conf tmp = r->conf;
-    int rc = cn_raft__conf_apply(&tmp, cc);
+    int rc = cn_raft_conf_apply(&tmp, cc);
     if (rc != 0) return rc;
     struct cn_buf b = CN_BUF_INIT;
     cn_raft_conf_change_encode(cc, &b);
@@ -201,7 +201,7 @@ int cn_raft_bootstrap_ctx(struct cn_raft *r, const struct cn_raft_conf *conf,
         struct cn_raft_conf_change cc = {
             learner ? CN_RAFT_CONF_ADD_LEARNER : CN_RAFT_CONF_ADD_VOTER,
             learner ? conf->learners[k - conf->n_voters] : conf->voters[k], NULL, 0};
-        if (cn_raft__conf_apply(&check, &cc) != 0) return CN_ERR_INVAL;
+        if (cn_raft_conf_apply(&check, &cc) != 0) return CN_ERR_INVAL;
     }
     r->term = 1;
     for (uint32_t k = 0; k < conf->n_voters + conf->n_learners; k++) {

@@ -257,6 +257,12 @@ void cn_raft_leader_unreachable(struct cn_raft *r, uint64_t id);
  * Returns false when not the leader or id is not a member. */
 bool cn_raft_progress(const struct cn_raft *r, uint64_t id, uint64_t *match, bool *recent_active);
 
+/* Applies one change to c, by the rules the core uses for every conf entry (for a caller that
+ * derives a configuration from a log it holds, such as --force-new-cluster). Returns 0, or
+ * CN_ERR_INVAL when the change does not fit c (c is then unchanged: the core ignores such an
+ * entry on every member alike). */
+int cn_raft_conf_apply(struct cn_raft_conf *c, const struct cn_raft_conf_change *cc);
+
 /* The configuration in force at index (>= the compaction point), e.g. for a snapshot. */
 void cn_raft_conf_at(const struct cn_raft *r, uint64_t index, struct cn_raft_conf *out);
 

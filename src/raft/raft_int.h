@@ -211,8 +211,6 @@ void cn_raft__snapshot_on_install(struct cn_raft *r, const struct cn_raft_msg *m
 bool cn_raft__conf_has_voter(const struct cn_raft_conf *c, uint64_t id);
 bool cn_raft__conf_has_learner(const struct cn_raft_conf *c, uint64_t id);
 bool cn_raft__conf_has_member(const struct cn_raft_conf *c, uint64_t id);
-/* Applies a change to c; CN_ERR_INVAL if it does not fit. */
-int cn_raft__conf_apply(struct cn_raft_conf *c, const struct cn_raft_conf_change *cc);
 /* Called for every appended entry: a conf entry takes effect at once. */
 void cn_raft__membership_on_append(struct cn_raft *r, const struct cn_raft_entry *e);
 /* The log was truncated or reset: recompute conf from the snapshot and the log. */
