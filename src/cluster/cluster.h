@@ -58,8 +58,10 @@ bool cn_members_is_removed(struct cn_store *s, uint64_t id);
 /* The first peer URL recorded for id, copied into url (NUL-terminated). False when id has no
  * record or the URL does not fit. */
 bool cn_members_peer_url(struct cn_store *s, uint64_t id, char *url, size_t len);
-/* Whether the cluster version record exists. */
+/* Whether the cluster version record exists; the recorded version (borrowed until the next
+ * apply) or NULL. */
 bool cn_members_has_version(struct cn_store *s);
+const char *cn_members_version(struct cn_store *s, size_t *len);
 /* Whether id's attributes record already holds exactly this name and these client URLs. */
 bool cn_members_attributes_equal(struct cn_store *s, uint64_t id, const char *name,
                                  char *const *client_urls, size_t n);
@@ -106,6 +108,15 @@ enum cn_member_list_form { CN_MEMBER_LIST_PEER, CN_MEMBER_LIST_CLIENT };
  * when the body is not such a list. The body is bounded by the caller. */
 int cn_member_list_parse(struct cn_str body, enum cn_member_list_form form,
                          struct cn_member_list *out, char *err, size_t errlen);
+
+/* ---- versions -------------------------------------------------------------------------- */
+
+#define CN_CLUSTER_SERVER_VERSION "2.3.8" /* the etcd release cairn answers as */
+#define CN_CLUSTER_VERSION        "2.3.0" /* the cluster version a leader records */
+
+/* /version's body, {"etcdserver":"2.3.8","etcdcluster":"..."}: cluster is the recorded version
+ * (len bytes), or NULL while it is not decided yet ("not_decided", as etcd says). */
+void cn_cluster_version_json(struct cn_buf *out, const char *cluster, size_t len);
 
 /* ---- identity --------------------------------------------------------------------------- */
 

@@ -182,6 +182,21 @@ bool cn_members_peer_url(struct cn_store *s, uint64_t id, char *url, size_t len)
     return ok;
 }
 
+const char *cn_members_version(struct cn_store *s, size_t *len)
+{
+    return cn_store_peek(s, CN_NS_SYS, "/version", len);
+}
+
+void cn_cluster_version_json(struct cn_buf *out, const char *cluster, size_t len)
+{
+    cn_buf_appends(out, "{\"etcdserver\":\"" CN_CLUSTER_SERVER_VERSION "\",\"etcdcluster\":");
+    if (cluster)
+        cn_json_str(out, cluster, len);
+    else
+        cn_buf_appends(out, "\"not_decided\"");
+    cn_buf_putc(out, '}');
+}
+
 bool cn_members_has_version(struct cn_store *s)
 {
     size_t len;

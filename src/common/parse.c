@@ -25,3 +25,24 @@ bool cn_parse_u64(struct cn_str s, uint64_t *out)
     *out = x;
     return true;
 }
+
+bool cn_parse_hex_u64(struct cn_str s, uint64_t *out)
+{
+    if (s.len == 0 || s.len > 16) return false;
+    uint64_t x = 0;
+    for (size_t i = 0; i < s.len; i++) {
+        char c = s.p[i];
+        unsigned d;
+        if (c >= '0' && c <= '9')
+            d = (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            d = (unsigned)(c - 'a') + 10;
+        else if (c >= 'A' && c <= 'F')
+            d = (unsigned)(c - 'A') + 10;
+        else
+            return false;
+        x = x << 4 | d;
+    }
+    *out = x;
+    return true;
+}

@@ -13,4 +13,8 @@ bool cn_parse_bool(struct cn_str s, bool *out);
 /* strconv.ParseUint(s, 10, 64): decimal digits only (no sign, no spaces), no overflow. */
 bool cn_parse_u64(struct cn_str s, uint64_t *out);
 
+/* strconv.ParseUint(s, 16, 64) without a prefix: 1 to 16 hex digits of either case (member and
+ * cluster ids as etcd writes them). */
+bool cn_parse_hex_u64(struct cn_str s, uint64_t *out);
+
 #endif

@@ -441,7 +441,8 @@ static void free_urls(struct cn_url_list *l)
 }
 
 /* Parses "name=url,name=url"; a name may repeat. */
-static int parse_initial_cluster(struct cn_config *cfg, const char *z)
+static int parse_initial_cluster(const char *z, const char *token, struct cn_initial_member *ms,
+                                 size_t *nms)
 {
     const char *p = z;
     while (*p) {
@@ -457,16 +458,16 @@ static int parse_initial_cluster(struct cn_config *cfg, const char *z)
         }
         *eq = '\0';
         struct cn_initial_member *m = NULL;
-        for (size_t i = 0; i < cfg->ninitial; i++)
-            if (strcmp(cfg->initial[i].name, item) == 0) m = &cfg->initial[i];
+        for (size_t i = 0; i < *nms; i++)
+            if (strcmp(ms[i].name, item) == 0) m = &ms[i];
         if (m == NULL) {
-            if (cfg->ninitial == CN_MAX_MEMBERS) {
+            if (*nms == CN_MAX_MEMBERS) {
                 fprintf(stderr, "cairn: too many members in -initial-cluster (max %d)\n",
                         CN_MAX_MEMBERS);
                 cn_free(item);
                 return CN_CONFIG_ERROR;
             }
-            m = &cfg->initial[cfg->ninitial++];
+            m = &ms[(*nms)++];
             m->name = cn_xstrdup(item);
         }
         struct url_ctx c = {&m->peer_urls, "initial-cluster", ""};
@@ -479,19 +480,17 @@ static int parse_initial_cluster(struct cn_config *cfg, const char *z)
         if (!e) break;
         p = e + 1;
     }
-    for (size_t i = 0; i < cfg->ninitial; i++) {
-        struct cn_initial_member *m = &cfg->initial[i];
+    for (size_t i = 0; i < *nms; i++) {
+        struct cn_initial_member *m = &ms[i];
         sort_urls(&m->peer_urls);
-        m->id =
-            cn_cluster_member_id(m->peer_urls.raw, m->peer_urls.n, cfg->initial_cluster_token, 0);
+        m->id = cn_cluster_member_id(m->peer_urls.raw, m->peer_urls.n, token, 0);
     }
     /* etcd: "initial cluster <map> has duplicate url" */
-    for (size_t i = 0; i < cfg->ninitial; i++)
-        for (size_t j = 0; j < cfg->initial[i].peer_urls.n; j++)
-            for (size_t k = i; k < cfg->ninitial; k++)
-                for (size_t l = (k == i ? j + 1 : 0); l < cfg->initial[k].peer_urls.n; l++)
-                    if (strcmp(cfg->initial[i].peer_urls.raw[j],
-                               cfg->initial[k].peer_urls.raw[l]) == 0) {
+    for (size_t i = 0; i < *nms; i++)
+        for (size_t j = 0; j < ms[i].peer_urls.n; j++)
+            for (size_t k = i; k < *nms; k++)
+                for (size_t l = (k == i ? j + 1 : 0); l < ms[k].peer_urls.n; l++)
+                    if (strcmp(ms[i].peer_urls.raw[j], ms[k].peer_urls.raw[l]) == 0) {
                         fprintf(stderr, "cairn: initial cluster %s has duplicate url\n", z);
                         return CN_CONFIG_ERROR;
                     }
@@ -645,7 +644,7 @@ int cn_config_load(struct cn_config *cfg, int argc, char **argv, char **envp)
                            cfg->initial_advertise_peer.raw[i]);
         ic = icb.p ? icb.p : "";
     }
-    rc = parse_initial_cluster(cfg, ic);
+    rc = parse_initial_cluster(ic, cfg->initial_cluster_token, cfg->initial, &cfg->ninitial);
     cn_buf_free(&icb);
     if (rc != CN_CONFIG_OK) goto out;
     rc = CN_CONFIG_OK;
@@ -655,19 +654,24 @@ out:
     return rc;
 }
 
-int cn_config_set_initial_cluster(struct cn_config *cfg, const char *spec, const char *token)
+int cn_config_parse_initial_cluster(const char *spec, const char *token,
+                                    struct cn_initial_member *out, size_t *n)
 {
-    for (size_t i = 0; i < cfg->ninitial; i++) {
-        cn_free(cfg->initial[i].name);
-        free_urls(&cfg->initial[i].peer_urls);
-    }
-    memset(cfg->initial, 0, sizeof(cfg->initial));
-    cfg->ninitial = 0;
-    char *saved = cfg->initial_cluster_token;
-    cfg->initial_cluster_token = (char *)token;
-    int rc = parse_initial_cluster(cfg, spec);
-    cfg->initial_cluster_token = saved;
+    memset(out, 0, sizeof(*out) * CN_MAX_MEMBERS);
+    *n = 0;
+    int rc = parse_initial_cluster(spec, token, out, n);
+    if (rc != CN_CONFIG_OK) cn_config_initial_free(out, n);
     return rc;
+}
+
+void cn_config_initial_free(struct cn_initial_member *ms, size_t *n)
+{
+    for (size_t i = 0; i < *n; i++) {
+        cn_free(ms[i].name);
+        ms[i].name = NULL;
+        free_urls(&ms[i].peer_urls);
+    }
+    *n = 0;
 }
 
 void cn_config_free(struct cn_config *cfg)

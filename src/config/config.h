@@ -75,9 +75,12 @@ enum cn_config_result {
 int cn_config_load(struct cn_config *cfg, int argc, char **argv, char **envp);
 void cn_config_free(struct cn_config *cfg);
 
-/* Replaces the initial cluster with spec ("name=url,..."), ids derived with token (discovery:
- * the discovery URL; SRV: --initial-cluster-token). Prints etcd's message and returns
- * CN_CONFIG_ERROR when spec is invalid. */
-int cn_config_set_initial_cluster(struct cn_config *cfg, const char *spec, const char *token);
+/* Parses an initial cluster spec ("name=url,...") found at run time (discovery, DNS SRV) into
+ * out[CN_MAX_MEMBERS], ids derived with token (discovery: the discovery URL; SRV:
+ * --initial-cluster-token). The configuration itself stays as parsed. Prints etcd's message and
+ * returns CN_CONFIG_ERROR when spec is invalid (out is then empty). */
+int cn_config_parse_initial_cluster(const char *spec, const char *token,
+                                    struct cn_initial_member *out, size_t *n);
+void cn_config_initial_free(struct cn_initial_member *ms, size_t *n);
 
 #endif

@@ -1,12 +1,16 @@
-/* node: the consensus seam. It drives cairn's Raft core (src/raft) on the loop: persists what
- * Raft hands out in the write-ahead log (group committed fsyncs on the thread pool), sends its
- * messages through the peer transport (src/peer), applies committed entries to the store in log
- * order and answers the proposals and reads waiting on them. A follower forwards proposals to the
- * leader over the peer link and answers its client once it applies the entry itself, so the
- * answer comes from the member's own store (read-your-writes on the member the client uses).
- * One member is the same path with a quorum of one.
+/* node: the consensus seam. It drives cairn's Raft core (src/raft) and knows no key space: a
+ * state machine (struct cn_fsm) applies what commits, and everything that touches the world
+ * (disk, network, time) goes through struct cn_node_io (node_io.h), for which the node carries
+ * a libuv implementation over the write-ahead log and the peer transport (io_uv.c) and the
+ * simulation carries its own (tests/sim). It persists what Raft hands out, sends its messages,
+ * applies committed entries in log order and answers the proposals and reads waiting on them. A
+ * follower forwards proposals to the leader over the peer link and answers its client once it
+ * applies the entry itself, so the answer comes from the member's own state machine
+ * (read-your-writes on the member the client uses). One member is the same path with a quorum
+ * of one.
  *
- * Data dir layout: <data-dir>/member/{wal/,snap/,meta}, <data-dir>/.lock. */
+ * Data dir layout (cn_node_open): <data-dir>/member/{wal/,snap/,meta}, <data-dir>/.lock.
+ * Threads: every call on the loop thread, except cn_node_open (any one thread, before start). */
 #ifndef CN_NODE_NODE_H
 #define CN_NODE_NODE_H
 
@@ -15,9 +19,10 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "store/store.h"
+#include "common/buf.h"
 
 struct cn_node;
+struct cn_node_req; /* a pending proposal or read */
 
 /* A member of the initial configuration (new cluster) or of the cluster being joined. */
 struct cn_node_member {
@@ -25,6 +30,56 @@ struct cn_node_member {
     size_t npeer;
     char *const *peer_urls; /* sorted */
 };
+
+/* ---- the state machine ------------------------------------------------------------------ */
+
+/* What applying one entry produced. */
+struct cn_fsm_out {
+    const void *result;   /* handed to the proposer's callback: borrowed, valid during it */
+    bool members_changed; /* the member records changed: the node re-reads the peer URLs */
+};
+
+/* Membership change operations, as a state machine sees them in apply_conf. */
+enum cn_node_conf_op {
+    CN_NODE_CONF_ADD_LEARNER = 1, /* a new member catching up */
+    CN_NODE_CONF_PROMOTE = 2,     /* a learner becomes a voter */
+    CN_NODE_CONF_REMOVE = 3,
+    CN_NODE_CONF_ADD_VOTER = 4, /* a founder, in the entries that bootstrap a cluster */
+};
+
+/* A replicated state machine, in the shape of canonical raft's raft_fsm. The node calls it on
+ * the loop thread in log order, the same calls on every member; it must be deterministic (no
+ * clock, no randomness: time arrives inside the commands). All byte arguments are borrowed for
+ * the call. */
+struct cn_fsm {
+    void *data;
+    /* A committed command at raft index (the bytes given to cn_node_propose). Returns 0, or a
+     * negative code when the bytes cannot be decoded: the entry then changes nothing on any
+     * member and its proposer gets the code. */
+    int (*apply)(struct cn_fsm *fsm, uint64_t index, const void *cmd, size_t len,
+                 struct cn_fsm_out *out);
+    /* A committed membership change of member id, with the member records proposed with it
+     * (cn_node_add_member / remove_member's records, or records_join/records_remove's). */
+    void (*apply_conf)(struct cn_fsm *fsm, uint64_t index, enum cn_node_conf_op op, uint64_t id,
+                       const void *records, size_t len, struct cn_fsm_out *out);
+    /* Appends a deterministic encoding of the whole state to out. */
+    void (*snapshot)(struct cn_fsm *fsm, struct cn_buf *out);
+    /* Replaces the state with a snapshot's. Returns 0, or a negative code with the state
+     * unchanged. */
+    int (*restore)(struct cn_fsm *fsm, const void *p, size_t len);
+
+    /* Optional (NULL when the state machine keeps no member records): */
+    /* The first peer URL recorded for member id, into url; false when none. */
+    bool (*peer_url)(struct cn_fsm *fsm, uint64_t id, char *url, size_t len);
+    /* Whether id was removed from the cluster (its calls are refused and told so). */
+    bool (*is_removed)(struct cn_fsm *fsm, uint64_t id);
+    /* The records of a founder (bootstrap) or of a member removed by --force-new-cluster. Every
+     * member must produce the same bytes for the same arguments. */
+    void (*records_join)(struct cn_fsm *fsm, const struct cn_node_member *m, struct cn_buf *out);
+    void (*records_remove)(struct cn_fsm *fsm, uint64_t id, struct cn_buf *out);
+};
+
+/* ---- opening a member ------------------------------------------------------------------- */
 
 enum cn_node_mode {
     CN_NODE_NEW = 0,  /* a fresh data dir founds a new cluster with `members` */
@@ -34,15 +89,16 @@ enum cn_node_mode {
 struct cn_node_options {
     const char *data_dir;
     const char *wal_dir;     /* NULL = <data-dir>/member/wal */
-    uint64_t snapshot_count; /* applied entries between snapshots */
+    uint64_t snapshot_count; /* applied entries between snapshots (0: 10000) */
     unsigned max_snapshots;  /* snapshot files kept (0 = all) */
     unsigned max_wals;       /* unused segments kept (0 = all) */
-    unsigned heartbeat_ms;
-    unsigned election_ms;
-    uint64_t member_id;  /* for a new data dir */
-    uint64_t cluster_id; /* for a new data dir */
+    unsigned heartbeat_ms;   /* 0: 100 */
+    unsigned election_ms;    /* 0: 1000 */
+    uint64_t member_id;      /* for a new data dir */
+    uint64_t cluster_id;     /* for a new data dir */
+    uint64_t seed;           /* election randomisation; 0: from the system's generator */
     const char *name;
-    int mode; /* enum cn_node_mode, for a data dir without member state */
+    enum cn_node_mode mode; /* for a data dir without member state */
     const struct cn_node_member *members;
     size_t nmembers;
     bool force_new_cluster; /* restart as the only member, keeping the data */
@@ -70,31 +126,40 @@ struct cn_node_boot {
     uint64_t dropped_records;
 };
 
-/* Opens (or creates) the member state in the data dir, takes the data-dir lock, loads the newest
- * valid snapshot into store and replays the log after it. store must be empty. On failure returns
- * a negative code with a message in errmsg (CN_ERR_LOCKED when another process holds the dir). */
-int cn_node_open(uv_loop_t *loop, const struct cn_node_options *opt, struct cn_store *store,
+/* Whether data_dir holds member state (then cn_node_open restarts that member and the
+ * bootstrap flags do not apply). */
+bool cn_node_datadir_has_member(const char *data_dir);
+
+/* Opens (or creates) the member state in the data dir, takes the data-dir lock, restores the
+ * newest valid snapshot into fsm and replays the log after it (--force-new-cluster is applied
+ * here). fsm must be empty; it is borrowed for the node's life. Blocking file I/O: call it
+ * before the member serves, or off the loop (the server opens on the thread pool). On failure
+ * returns a negative code with a message in errmsg (CN_ERR_LOCKED when another process holds
+ * the dir). */
+int cn_node_open(uv_loop_t *loop, const struct cn_node_options *opt, struct cn_fsm *fsm,
                  struct cn_node **out, struct cn_node_boot *boot, char *errmsg, size_t errmsg_len);
 
 /* Starts Raft, the peer listeners, ticking and campaigning (a one-member cluster elects itself at
  * once). Returns 0 or an error with a message (a peer listener could not bind). */
 int cn_node_start(struct cn_node *n, char *errmsg, size_t errlen);
 
-/* Called with the outcome of a proposal: rc 0 and res (borrowed for the call) once the command was
- * committed and applied locally; rc < 0 when it failed (CN_ERR_STOPPED, CN_ERR_TIMEOUT,
- * CN_ERR_NO_LEADER, -ENOSPC, -EIO, ...) and was not applied. */
-typedef void (*cn_node_done_cb)(void *ctx, int rc, const struct cn_store_result *res);
+/* ---- requests --------------------------------------------------------------------------- */
 
-struct cn_node_req; /* a pending proposal or read */
+/* Called with the outcome of a request: rc 0 and res (the state machine's result, borrowed for
+ * the call; NULL for reads and membership changes) once the command was committed and applied
+ * locally; rc < 0 when it failed (CN_ERR_STOPPED, CN_ERR_TIMEOUT, CN_ERR_NO_LEADER, -ENOSPC,
+ * -EIO, ...) and was not applied here (a timed-out proposal may still commit later: etcd's
+ * "outcome unknown"). */
+typedef void (*cn_node_done_cb)(void *ctx, int rc, const void *res);
 
-/* Proposes an encoded store command (copied). cb runs exactly once, later, unless the request is
- * detached first. Returns a handle for cn_node_req_detach. */
+/* Proposes a state machine command (copied). cb runs exactly once, later (never inside this
+ * call), unless the request is detached first. Returns a handle for cn_node_req_detach. */
 struct cn_node_req *cn_node_propose(struct cn_node *n, const void *cmd, size_t len,
                                     cn_node_done_cb cb, void *ctx);
-/* Membership changes, each together with the member records it changes (records: a batch of
- * encoded store commands, cn_members_batch_*), applied in the same entry on every member. cb
- * gets res == NULL. An added member catches up as a learner and the leader promotes it to voter
- * once it has the log. */
+
+/* Membership changes, each together with the member records it changes (a batch for the state
+ * machine's apply_conf), applied in the same entry on every member. An added member catches up
+ * as a learner and the leader promotes it to voter once it has the log. */
 struct cn_node_req *cn_node_add_member(struct cn_node *n, uint64_t id, const struct cn_buf *records,
                                        cn_node_done_cb cb, void *ctx);
 struct cn_node_req *cn_node_remove_member(struct cn_node *n, uint64_t id,
@@ -108,6 +173,32 @@ struct cn_node_req *cn_node_read_index(struct cn_node *n, cn_node_done_cb cb, vo
  * still completes. */
 void cn_node_req_detach(struct cn_node_req *r);
 
+/* Leader: hands leadership to member id (thesis §3.10). Returns 0 once the transfer started
+ * (its outcome shows in the status), CN_ERR_NO_LEADER when this member does not lead,
+ * CN_ERR_INVAL when id is not a voter. */
+int cn_node_transfer_leadership(struct cn_node *n, uint64_t id);
+
+/* ---- status ----------------------------------------------------------------------------- */
+
+enum cn_node_role {
+    CN_NODE_FOLLOWER = 0,
+    CN_NODE_PRE_CANDIDATE,
+    CN_NODE_CANDIDATE,
+    CN_NODE_LEADER,
+};
+
+#define CN_NODE_MAX_MEMBERS   16
+#define CN_NODE_FSYNC_BUCKETS 14
+
+/* A follower's replication health as the leader sees it (etcd's LeaderStats). */
+struct cn_node_follower {
+    uint64_t id;
+    uint64_t success, fail;
+    double lat_current, lat_min, lat_max; /* ms, round trips of appends and heartbeats */
+    uint64_t lat_n;
+    double lat_sum, lat_sq;
+};
+
 struct cn_node_status {
     uint64_t id;
     uint64_t cluster_id;
@@ -115,7 +206,7 @@ struct cn_node_status {
     uint64_t term;
     uint64_t commit_index;
     uint64_t applied_index;
-    const char *state;       /* "StateLeader", "StateFollower", "StateCandidate" */
+    enum cn_node_role role;
     int64_t leader_since_ns; /* wall clock when the current leader was first seen */
     uint64_t leader_changes;
     uint64_t recv_append;
@@ -125,24 +216,17 @@ struct cn_node_status {
     uint64_t proposals_failed;
     uint64_t proposals_pending;
     uint64_t snapshots;
-    uint64_t conf_voters[16], conf_learners[16];
+    uint64_t conf_voters[CN_NODE_MAX_MEMBERS], conf_learners[CN_NODE_MAX_MEMBERS];
     unsigned n_voters, n_learners;
-    /* leader: per follower replication health (for /v2/stats/leader) */
-    unsigned n_followers;
-    struct cn_node_follower {
-        uint64_t id;
-        uint64_t success, fail;
-        double lat_current, lat_min, lat_max; /* ms, round trips of appends and heartbeats */
-        uint64_t lat_n;
-        double lat_sum, lat_sq;
-    } followers[16];
+    unsigned n_followers; /* leader only */
+    struct cn_node_follower followers[CN_NODE_MAX_MEMBERS];
     /* WAL fsync durations: counts per bucket (upper bounds in cn_node_fsync_buckets), sum in s. */
-    uint64_t fsync_bucket[14];
+    uint64_t fsync_bucket[CN_NODE_FSYNC_BUCKETS];
     uint64_t fsync_count;
     double fsync_sum_s;
 };
 
-extern const double cn_node_fsync_buckets[14];
+extern const double cn_node_fsync_buckets[CN_NODE_FSYNC_BUCKETS];
 
 /* The raft index of the last applied entry and the current term (X-Raft-Index, X-Raft-Term):
  * cheap, for every response. */
@@ -155,8 +239,8 @@ bool cn_node_removed(const struct cn_node *n);
 
 /* Graceful stop: a leader first hands leadership to the most up-to-date follower (bounded by
  * the election timeout); then it stops taking proposals (new ones fail with CN_ERR_STOPPED), waits
- * for the flush in progress, answers or fails every pending request, syncs the log, closes its
- * handles; then calls cb. The node frees itself after cb returns. */
+ * for the disk work in progress, answers or fails every pending request, flushes the last hard
+ * state, closes its handles; then calls cb. The node frees itself after cb returns. */
 void cn_node_stop(struct cn_node *n, void (*cb)(void *ctx), void *ctx);
 
 #endif

@@ -20,7 +20,7 @@ struct v2_err {
 };
 
 static const struct v2_err v2_errors[] = {
-#define CN_V2_ERR(code, msg, status) {code, msg, status},
+#define CN_V2_ERR(name, code, msg, status) {code, msg, status},
 #include "v2_errors.def"
 #undef CN_V2_ERR
 };
@@ -114,24 +114,47 @@ void cn_api_send(struct cn_api *api, struct cn_http_req *req, int status, const 
     cn_http_respond(req, status, ctype, hdrs, nhdrs, body, len, false);
 }
 
-void cn_api_send_error(struct cn_api *api, struct cn_http_req *req, int ecode, const char *cause,
-                       uint64_t index)
+int cn_api_status_of(int ecode)
 {
     const struct v2_err *e = find_err(ecode);
-    struct cn_buf b = CN_BUF_INIT;
-    cn_buf_appendf(&b, "{\"errorCode\":%d,\"message\":", ecode);
-    cn_json_strz(&b, e ? e->message : "Unknown error");
+    return e ? e->status : 500;
+}
+
+/* {"errorCode":..,"message":..,"cause":..,"index":..}\n */
+static void error_body(struct cn_buf *b, int ecode, const char *cause, uint64_t index)
+{
+    const struct v2_err *e = find_err(ecode);
+    cn_buf_appendf(b, "{\"errorCode\":%d,\"message\":", ecode);
+    cn_json_strz(b, e ? e->message : "Unknown error");
     if (cause && *cause) {
-        cn_buf_appends(&b, ",\"cause\":");
-        cn_json_strz(&b, cause);
+        cn_buf_appends(b, ",\"cause\":");
+        cn_json_strz(b, cause);
     }
-    cn_buf_appends(&b, ",\"index\":");
-    cn_buf_append_u64(&b, index);
-    cn_buf_appends(&b, "}\n");
+    cn_buf_appends(b, ",\"index\":");
+    cn_buf_append_u64(b, index);
+    cn_buf_appends(b, "}\n");
+}
+
+int cn_api_send_error(struct cn_api *api, struct cn_http_req *req, int ecode, const char *cause,
+                      uint64_t index)
+{
+    struct cn_buf b = CN_BUF_INIT;
+    error_body(&b, ecode, cause, index);
     char idx[24];
     snprintf(idx, sizeof(idx), "%" PRIu64, index);
     struct cn_http_hdr h[] = {{"X-Etcd-Cluster-Id", api->cluster_hex}, {"X-Etcd-Index", idx}};
-    cn_http_respond(req, e ? e->status : 500, "application/json", h, 2, b.p, b.len, false);
+    int status = cn_api_status_of(ecode);
+    cn_http_respond(req, status, "application/json", h, 2, b.p, b.len, false);
+    cn_buf_free(&b);
+    return status;
+}
+
+void cn_api_reply_too_large(struct cn_http_req *req)
+{
+    struct cn_buf b = CN_BUF_INIT;
+    error_body(&b, CN_V2_INVALID_FORM, "http: POST too large", 0);
+    cn_http_respond(req, cn_api_status_of(CN_V2_INVALID_FORM), "application/json", NULL, 0, b.p,
+                    b.len, false);
     cn_buf_free(&b);
 }
 
@@ -166,11 +189,80 @@ static void method_not_allowed(struct cn_http_req *req, const char *allow)
     send_text(req, 405, "Method Not Allowed\n", h, 1);
 }
 
-static bool method_in(const struct cn_http_req *req, const int *ms, size_t n)
+/* ---- routing ---------------------------------------------------------------------------- */
+
+#define M(x) (1u << (x))
+
+typedef void (*route_fn)(struct cn_api *api, struct cn_http_req *req, struct cn_str rest);
+
+struct route {
+    const char *path; /* exact path, or with prefix: the path and everything under path/ */
+    bool prefix;
+    unsigned methods;  /* M(CN_HTTP_...) */
+    const char *allow; /* the 405's Allow header, in etcd's order */
+    route_fn fn;       /* rest: what follows path */
+};
+
+static void route_machines(struct cn_api *api, struct cn_http_req *req, struct cn_str rest)
 {
-    for (size_t i = 0; i < n; i++)
-        if (req->method == ms[i]) return true;
-    return false;
+    (void)rest;
+    cn_api_machines(api, req);
+}
+
+static void route_version(struct cn_api *api, struct cn_http_req *req, struct cn_str rest)
+{
+    (void)rest;
+    cn_api_version(api, req);
+}
+
+static void route_health(struct cn_api *api, struct cn_http_req *req, struct cn_str rest)
+{
+    (void)rest;
+    cn_api_health(api, req);
+}
+
+static void route_metrics(struct cn_api *api, struct cn_http_req *req, struct cn_str rest)
+{
+    (void)rest;
+    cn_api_metrics(api, req);
+}
+
+static void route_stats(struct cn_api *api, struct cn_http_req *req, struct cn_str rest)
+{
+    (void)rest;
+    static const size_t n =
+        sizeof("/v2/stats/") - 1; /* the routes are exact: self, leader, store */
+    cn_api_stats(api, req, cn_str_make(req->path.p + n, req->path.len - n));
+}
+
+static const struct route routes[] = {
+    {"/v2/keys", true,
+     M(CN_HTTP_HEAD) | M(CN_HTTP_GET) | M(CN_HTTP_PUT) | M(CN_HTTP_POST) | M(CN_HTTP_DELETE),
+     "HEAD,GET,PUT,POST,DELETE", cn_api_keys},
+    {"/v2/members", true, M(CN_HTTP_GET) | M(CN_HTTP_POST) | M(CN_HTTP_DELETE) | M(CN_HTTP_PUT),
+     "GET,POST,DELETE,PUT", cn_api_members},
+    {"/v2/machines", false, M(CN_HTTP_GET) | M(CN_HTTP_HEAD), "GET,HEAD", route_machines},
+    {"/v2/stats/self", false, M(CN_HTTP_GET), "GET", route_stats},
+    {"/v2/stats/leader", false, M(CN_HTTP_GET), "GET", route_stats},
+    {"/v2/stats/store", false, M(CN_HTTP_GET), "GET", route_stats},
+    {"/version", false, M(CN_HTTP_GET), "GET", route_version},
+    {"/health", false, M(CN_HTTP_GET), "GET", route_health},
+    {"/metrics", false, M(CN_HTTP_GET) | M(CN_HTTP_HEAD), "GET,HEAD", route_metrics},
+};
+
+/* The route for path, with what follows its path in *rest. */
+static const struct route *find_route(struct cn_str path, struct cn_str *rest)
+{
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        const struct route *r = &routes[i];
+        size_t n = strlen(r->path);
+        if (path.len < n || memcmp(path.p, r->path, n) != 0) continue;
+        if (path.len == n || (r->prefix && path.p[n] == '/')) {
+            *rest = cn_str_make(path.p + n, path.len - n);
+            return r;
+        }
+    }
+    return NULL;
 }
 
 /* etcd 2.x adds CORS headers only when --cors is configured and the Origin is allowed. Returns
@@ -193,46 +285,13 @@ static bool cors(struct cn_api *api, struct cn_http_req *req)
 void cn_api_handle(struct cn_http_req *req, void *ctx)
 {
     struct cn_api *api = ctx;
-    struct cn_str path = req->path;
     if (cors(api, req)) return;
-
-    static const int keys_m[] = {CN_HTTP_HEAD, CN_HTTP_GET, CN_HTTP_PUT, CN_HTTP_POST,
-                                 CN_HTTP_DELETE};
-    static const int get_m[] = {CN_HTTP_GET};
-    static const int gethead_m[] = {CN_HTTP_GET, CN_HTTP_HEAD};
-    static const int members_m[] = {CN_HTTP_GET, CN_HTTP_POST, CN_HTTP_DELETE, CN_HTTP_PUT};
-
-    if (cn_str_eqz(path, "/v2/keys") || cn_str_has_prefix(path, CN_STR("/v2/keys/"))) {
-        if (!method_in(req, keys_m, 5)) return method_not_allowed(req, "HEAD,GET,PUT,POST,DELETE");
-        return cn_api_keys(api, req, cn_str_make(path.p + 8, path.len - 8));
-    }
-    if (cn_str_eqz(path, "/v2/members") || cn_str_has_prefix(path, CN_STR("/v2/members/"))) {
-        if (!method_in(req, members_m, 4)) return method_not_allowed(req, "GET,POST,DELETE,PUT");
-        return cn_api_members(api, req, cn_str_make(path.p + 11, path.len - 11));
-    }
-    if (cn_str_eqz(path, "/v2/machines")) {
-        if (!method_in(req, gethead_m, 2)) return method_not_allowed(req, "GET,HEAD");
-        return cn_api_machines(api, req);
-    }
-    if (cn_str_has_prefix(path, CN_STR("/v2/stats/"))) {
-        struct cn_str which = cn_str_make(path.p + 10, path.len - 10);
-        if (cn_str_eqz(which, "self") || cn_str_eqz(which, "leader") ||
-            cn_str_eqz(which, "store")) {
-            if (!method_in(req, get_m, 1)) return method_not_allowed(req, "GET");
-            return cn_api_stats(api, req, which);
-        }
-    }
-    if (cn_str_eqz(path, "/version")) {
-        if (!method_in(req, get_m, 1)) return method_not_allowed(req, "GET");
-        return cn_api_version(api, req);
-    }
-    if (cn_str_eqz(path, "/health")) {
-        if (!method_in(req, get_m, 1)) return method_not_allowed(req, "GET");
-        return cn_api_health(api, req);
-    }
-    if (cn_str_eqz(path, "/metrics")) {
-        if (!method_in(req, gethead_m, 2)) return method_not_allowed(req, "GET");
-        return cn_api_metrics(api, req);
+    struct cn_str rest;
+    const struct route *r = find_route(req->path, &rest);
+    if (r != NULL) {
+        if (req->method < 0 || req->method >= 32 || !(r->methods & M((unsigned)req->method)))
+            return method_not_allowed(req, r->allow);
+        return r->fn(api, req, rest);
     }
     if (api->discovery_service && cn_api_discovery(api, req)) return;
     send_text(req, 404, "404 page not found\n", NULL, 0);
@@ -243,5 +302,5 @@ void cn_api_too_large(struct cn_http_req *req, void *ctx)
     struct cn_api *api = ctx;
     /* etcd's form parser refuses bodies over its limit with this error; the connection is then
      * closed by the http layer because the rest of the body was not read. */
-    cn_api_send_error(api, req, 210, "http: POST too large", 0);
+    cn_api_send_error(api, req, CN_V2_INVALID_FORM, "http: POST too large", 0);
 }

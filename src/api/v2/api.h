@@ -37,6 +37,10 @@ void cn_api_free(struct cn_api *api);
 void cn_api_handle(struct cn_http_req *req, void *ctx);
 void cn_api_too_large(struct cn_http_req *req, void *ctx);
 
+/* etcd's error 210 for a body over --max-request-bytes, for a caller that has no api yet (the
+ * server while the data dir is recovered). */
+void cn_api_reply_too_large(struct cn_http_req *req);
+
 /* Appends the member list as the peer port serves it at GET /members (etcd's peer handler): a
  * JSON array of {"id","name","peerURLs","clientURLs"}, no newline. */
 void cn_api_members_array(struct cn_api *api, struct cn_buf *out);

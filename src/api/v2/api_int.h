@@ -44,9 +44,19 @@ extern const char *const cn_api_method_names[M_COUNT];
 /* Responses. hdrs: extra headers; the keys/members ones add X-Etcd-Cluster-Id themselves. */
 void cn_api_send(struct cn_api *api, struct cn_http_req *req, int status, const char *ctype,
                  const struct cn_http_hdr *hdrs, size_t nhdrs, const void *body, size_t len);
-/* etcd keys-style error: {"errorCode":..,"message":..,"cause":..,"index":..}\n */
-void cn_api_send_error(struct cn_api *api, struct cn_http_req *req, int ecode, const char *cause,
-                       uint64_t index);
+/* etcd's v2 error codes, named from v2_errors.def (CN_V2_KEY_NOT_FOUND = 100, ...). */
+enum cn_v2_error {
+#define CN_V2_ERR(name, code, msg, status) CN_V2_##name = code,
+#include "v2_errors.def"
+#undef CN_V2_ERR
+};
+
+/* The HTTP status etcd answers an error code with (500 for an unknown code). */
+int cn_api_status_of(int ecode);
+/* etcd keys-style error: {"errorCode":..,"message":..,"cause":..,"index":..}\n. Returns the
+ * status it sent, for the metrics. */
+int cn_api_send_error(struct cn_api *api, struct cn_http_req *req, int ecode, const char *cause,
+                      uint64_t index);
 /* {"message":"..."} (no newline), the members/stats/auth error form. */
 void cn_api_send_message(struct cn_api *api, struct cn_http_req *req, int status,
                          const char *message);

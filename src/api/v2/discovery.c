@@ -42,8 +42,9 @@ static void new_abort(struct cn_http_req *req, void *ctx)
 
 static void propose_step(struct new_token *t);
 
-static void new_done(void *ctx, int rc, const struct cn_store_result *res)
+static void new_done(void *ctx, int rc, const void *vres)
 {
+    const struct cn_store_result *res = vres;
     struct new_token *t = ctx;
     t->nreq = NULL;
     if (rc != 0 || res == NULL || res->err.ecode != 0) {

@@ -30,9 +30,9 @@ static void health_send(struct cn_api *api, struct cn_http_req *req, bool ok)
     }
 }
 
-static void health_done(void *ctx, int rc, const struct cn_store_result *res)
+static void health_done(void *ctx, int rc, const void *res)
 {
-    (void)res;
+    (void)res; /* a read carries no result */
     struct health *h = ctx;
     h->req->on_abort = NULL;
     health_send(h->api, h->req, rc == 0);

@@ -82,7 +82,7 @@ const char *cn_api_node_cause(int rc)
     }
 }
 
-static void send_node_error(struct cn_api *api, struct cn_http_req *req, int rc)
+static int send_node_error(struct cn_api *api, struct cn_http_req *req, int rc)
 {
     const char *cause = cn_api_node_cause(rc);
     char buf[160];
@@ -90,7 +90,7 @@ static void send_node_error(struct cn_api *api, struct cn_http_req *req, int rc)
         snprintf(buf, sizeof(buf), "etcdserver: %s", cn_strerror(rc));
         cause = buf;
     }
-    cn_api_send_error(api, req, 300, cause, 0);
+    return cn_api_send_error(api, req, CN_V2_RAFT_INTERNAL, cause, 0);
 }
 
 static void pending_abort(struct cn_http_req *req, void *ctx)
@@ -131,18 +131,17 @@ static void pending_finish(struct pending *pd)
     cn_free(pd);
 }
 
-static void write_done(void *ctx, int rc, const struct cn_store_result *res)
+static void write_done(void *ctx, int rc, const void *vres)
 {
+    const struct cn_store_result *res = vres;
     struct pending *pd = ctx;
     struct cn_api *api = pd->api;
     struct cn_http_req *req = pending_take(pd);
     int status;
     if (rc != 0) {
-        send_node_error(api, req, rc);
-        status = 500;
+        status = send_node_error(api, req, rc);
     } else if (res->err.ecode != 0) {
-        cn_api_send_error(api, req, res->err.ecode, res->err.cause, res->err.index);
-        status = res->err.ecode == 100 ? 404 : 400;
+        status = cn_api_send_error(api, req, res->err.ecode, res->err.cause, res->err.index);
     } else {
         const struct cn_store_event *ev = res->ev;
         struct cn_buf b = CN_BUF_INIT;
@@ -174,20 +173,19 @@ static void do_get(struct cn_api *api, struct cn_http_req *req, struct cn_str ke
         send_json_ok(api, req, 200, cn_store_index(api->store), &b);
         cn_api_count(api, method, 200, start_ns);
     } else {
-        cn_api_send_error(api, req, err.ecode, err.cause, err.index);
-        cn_api_count(api, method, err.ecode == 100 ? 404 : 400, start_ns);
+        int status = cn_api_send_error(api, req, err.ecode, err.cause, err.index);
+        cn_api_count(api, method, status, start_ns);
     }
     cn_buf_free(&b);
 }
 
-static void qget_done(void *ctx, int rc, const struct cn_store_result *res)
+static void qget_done(void *ctx, int rc, const void *res)
 {
-    (void)res;
+    (void)res; /* a read carries no result */
     struct pending *pd = ctx;
     struct cn_http_req *req = pending_take(pd);
     if (rc != 0) {
-        send_node_error(pd->api, req, rc);
-        cn_api_count(pd->api, pd->method, 500, pd->start_ns);
+        cn_api_count(pd->api, pd->method, send_node_error(pd->api, req, rc), pd->start_ns);
     } else {
         do_get(pd->api, req, cn_buf_str(&pd->key), pd->recursive, pd->sorted, pd->method,
                pd->start_ns);
@@ -321,8 +319,7 @@ static bool is_form(const struct cn_http_req *req)
 
 #define REQ_ERR(code, cause)                                                                       \
     do {                                                                                           \
-        cn_api_send_error(api, req, (code), (cause), 0);                                           \
-        cn_api_count(api, method, 400, start_ns);                                                  \
+        cn_api_count(api, method, cn_api_send_error(api, req, (code), (cause), 0), start_ns);      \
         goto out;                                                                                  \
     } while (0)
 
@@ -337,18 +334,21 @@ void cn_api_keys(struct cn_api *api, struct cn_http_req *req, struct cn_str rest
     char err[256];
     char cause[320];
 
-    /* Form parse (210): the query always; the body for PUT and POST when it is a form. */
-    if (cn_params_parse(&p, req->query, false, err, sizeof(err)) != 0) REQ_ERR(210, err);
+    /* Form parse (210, CN_V2_INVALID_FORM): the query always; the body for PUT and POST when it is
+     * a form. */
+    if (cn_params_parse(&p, req->query, false, err, sizeof(err)) != 0)
+        REQ_ERR(CN_V2_INVALID_FORM, err);
     if ((req->method == CN_HTTP_PUT || req->method == CN_HTTP_POST) && is_form(req) &&
         cn_params_parse(&p, req->body, true, err, sizeof(err)) != 0)
-        REQ_ERR(210, err);
-    if (cn_url_decode(&key, rest, false) != 0) REQ_ERR(210, "invalid URL escape in path");
+        REQ_ERR(CN_V2_INVALID_FORM, err);
+    if (cn_url_decode(&key, rest, false) != 0)
+        REQ_ERR(CN_V2_INVALID_FORM, "invalid URL escape in path");
 
     uint64_t prev_index = 0, wait_index = 0, ttl = 0;
     if (p.present[CN_P_PREV_INDEX] && !cn_parse_u64(p.val[CN_P_PREV_INDEX], &prev_index))
-        REQ_ERR(203, "invalid value for \"prevIndex\"");
+        REQ_ERR(CN_V2_INDEX_NAN, "invalid value for \"prevIndex\"");
     if (p.present[CN_P_WAIT_INDEX] && !cn_parse_u64(p.val[CN_P_WAIT_INDEX], &wait_index))
-        REQ_ERR(203, "invalid value for \"waitIndex\"");
+        REQ_ERR(CN_V2_INDEX_NAN, "invalid value for \"waitIndex\"");
     static const struct {
         int param;
         const char *name;
@@ -359,32 +359,33 @@ void cn_api_keys(struct cn_api *api, struct cn_http_req *req, struct cn_str rest
     for (size_t i = 0; i < 6; i++) {
         if (p.present[bools[i].param] && !cn_parse_bool(p.val[bools[i].param], &bv[i])) {
             snprintf(cause, sizeof(cause), "invalid value for \"%s\"", bools[i].name);
-            REQ_ERR(209, cause);
+            REQ_ERR(CN_V2_INVALID_FIELD, cause);
         }
     }
     bool recursive = bv[0], sorted = bv[1], wait = bv[2], dir = bv[3], quorum = bv[4],
          stream = bv[5];
     if (wait && req->method != CN_HTTP_GET)
-        REQ_ERR(209, "\"wait\" can only be used with GET requests");
+        REQ_ERR(CN_V2_INVALID_FIELD, "\"wait\" can only be used with GET requests");
     if (p.present[CN_P_PREV_VALUE] && p.val[CN_P_PREV_VALUE].len == 0)
-        REQ_ERR(201, "\"prevValue\" cannot be empty");
+        REQ_ERR(CN_V2_PREV_VALUE_REQUIRED, "\"prevValue\" cannot be empty");
     bool has_ttl = p.present[CN_P_TTL] && p.val[CN_P_TTL].len > 0;
-    if (has_ttl && !cn_parse_u64(p.val[CN_P_TTL], &ttl)) REQ_ERR(202, "invalid value for \"ttl\"");
+    if (has_ttl && !cn_parse_u64(p.val[CN_P_TTL], &ttl))
+        REQ_ERR(CN_V2_TTL_NAN, "invalid value for \"ttl\"");
     bool prev_exist = false;
     if (p.present[CN_P_PREV_EXIST] && !cn_parse_bool(p.val[CN_P_PREV_EXIST], &prev_exist))
-        REQ_ERR(209, "invalid value for prevExist");
+        REQ_ERR(CN_V2_INVALID_FIELD, "invalid value for prevExist");
     bool refresh = false;
     if (p.present[CN_P_REFRESH]) {
         if (!cn_parse_bool(p.val[CN_P_REFRESH], &refresh))
-            REQ_ERR(209, "invalid value for refresh");
+            REQ_ERR(CN_V2_INVALID_FIELD, "invalid value for refresh");
         if (refresh && p.present[CN_P_VALUE] && p.val[CN_P_VALUE].len > 0)
-            REQ_ERR(211, "A value was provided on a refresh");
-        if (refresh && !has_ttl) REQ_ERR(212, "No TTL value set");
+            REQ_ERR(CN_V2_REFRESH_VALUE, "A value was provided on a refresh");
+        if (refresh && !has_ttl) REQ_ERR(CN_V2_REFRESH_TTL_REQUIRED, "No TTL value set");
     }
     bool no_value = false;
     if (p.present[CN_P_NO_VALUE_ON_SUCCESS] &&
         !cn_parse_bool(p.val[CN_P_NO_VALUE_ON_SUCCESS], &no_value))
-        REQ_ERR(209, "invalid value for \"noValueOnSuccess\"");
+        REQ_ERR(CN_V2_INVALID_FIELD, "invalid value for \"noValueOnSuccess\"");
 
     struct cn_str k = cn_buf_str(&key);
     if (k.p == NULL) k = CN_STR("");

@@ -124,8 +124,9 @@ static void change_abort(struct cn_http_req *req, void *ctx)
     cn_free(mc);
 }
 
-static void change_done(void *ctx, int rc, const struct cn_store_result *res)
+static void change_done(void *ctx, int rc, const void *vres)
 {
+    const struct cn_store_result *res = vres;
     struct member_change *mc = ctx;
     struct cn_http_req *req = mc->req;
     req->on_abort = NULL;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "api_int.h"
+#include "cluster/cluster.h"
 #include "common/clock.h"
 #include "common/json.h"
 
@@ -13,6 +14,22 @@ static void send_json(struct cn_api *api, struct cn_http_req *req, const struct 
     (void)api;
     /* etcd writes stats with json.Marshal: no trailing newline, no cluster header */
     cn_http_respond(req, 200, "application/json", NULL, 0, b->p, b->len, false);
+}
+
+/* etcd's raft.StateType names */
+static const char *role_name(enum cn_node_role role)
+{
+    switch (role) {
+    case CN_NODE_LEADER:
+        return "StateLeader";
+    case CN_NODE_CANDIDATE:
+        return "StateCandidate";
+    case CN_NODE_PRE_CANDIDATE:
+        return "StatePreCandidate";
+    case CN_NODE_FOLLOWER:
+        break;
+    }
+    return "StateFollower";
 }
 
 void cn_api_stats(struct cn_api *api, struct cn_http_req *req, struct cn_str which)
@@ -27,7 +44,7 @@ void cn_api_stats(struct cn_api *api, struct cn_http_req *req, struct cn_str whi
         cn_buf_appends(&b, "{\"name\":");
         cn_json_strz(&b, api->name);
         cn_buf_appendf(&b, ",\"id\":\"%" PRIx64 "\",\"state\":\"%s\",\"startTime\":\"", st.id,
-                       st.state);
+                       role_name(st.role));
         cn_time_rfc3339nano(&b, api->start_ns);
         cn_buf_appends(&b, "\",\"leaderInfo\":{\"leader\":\"");
         if (st.leader) cn_buf_appendf(&b, "%" PRIx64, st.leader);
@@ -68,14 +85,9 @@ void cn_api_stats(struct cn_api *api, struct cn_http_req *req, struct cn_str whi
 void cn_api_version(struct cn_api *api, struct cn_http_req *req)
 {
     size_t len;
-    const char *v = cn_store_peek(api->store, CN_NS_SYS, "/version", &len);
+    const char *v = cn_members_version(api->store, &len);
     struct cn_buf b = CN_BUF_INIT;
-    cn_buf_appends(&b, "{\"etcdserver\":\"2.3.8\",\"etcdcluster\":");
-    if (v)
-        cn_json_str(&b, v, len);
-    else
-        cn_buf_appends(&b, "\"not_decided\"");
-    cn_buf_putc(&b, '}');
+    cn_cluster_version_json(&b, v, len);
     cn_http_respond(req, 200, "application/json", NULL, 0, b.p, b.len, false);
     cn_buf_free(&b);
 }

@@ -1,0 +1,286 @@
+/* requests: proposals and reads from the moment a caller makes them until they are answered
+ * (the state machine in node_int.h): queueing until a leader is known, proposing or forwarding,
+ * the leader's PROP_FAIL and the follower's retry, ReadIndex, deadlines. */
+#include <errno.h>
+#include <inttypes.h>
+
+#include "common/alloc.h"
+#include "common/clock.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "node_int.h"
+#include "peer/peer.h"
+
+void cn_node__finish_req(struct cn_node *n, struct cn_node_req *r, int rc, const void *res)
+{
+    cn_list_remove(&r->link);
+    if (!r->is_read) n->npending--;
+    cn_buf_free(&r->data);
+    if (!r->detached && r->cb) r->cb(r->ctx, rc, res);
+    cn_free(r);
+}
+
+struct cn_node_req *cn_node__new_req(struct cn_node *n, bool is_read, cn_node_done_cb cb, void *ctx)
+{
+    struct cn_node_req *r = CN_NEW(struct cn_node_req);
+    r->cb = cb;
+    r->ctx = ctx;
+    r->is_read = is_read;
+    r->seq = n->next_seq++;
+    cn_buf_init(&r->data);
+    r->deadline_ns = n->io->now_ns(n->io) + (5000 + 2 * (int64_t)n->opt.election_ms) * CN_NS_PER_MS;
+    if (!is_read) n->npending++;
+    return r;
+}
+
+struct cn_node_req *cn_node__fail_later(struct cn_node *n, struct cn_node_req *r, int rc)
+{
+    r->rc = rc;
+    cn_list_insert_tail(&n->done, &r->link);
+    if (!r->is_read) n->stats.failed++;
+    cn_node__kick(n);
+    return r;
+}
+
+struct cn_node_req *cn_node_propose(struct cn_node *n, const void *cmd, size_t len,
+                                    cn_node_done_cb cb, void *ctx)
+{
+    struct cn_node_req *r = cn_node__new_req(n, false, cb, ctx);
+    if (!cn_node__accepting(n)) return cn_node__fail_later(n, r, CN_ERR_STOPPED);
+    r->kind = CN_NODE__K_NORMAL;
+    cn_node__prop_encode(&r->data, r->seq, CN_NODE__K_NORMAL);
+    r->body_off = r->data.len;
+    cn_node__env_header(&r->data, n->id, r->seq);
+    cn_buf_append(&r->data, cmd, len);
+    r->state = CN_NODE__QUEUED;
+    cn_list_insert_tail(&n->queued, &r->link);
+    cn_node__kick(n);
+    return r;
+}
+
+static struct cn_node_req *propose_conf(struct cn_node *n, uint8_t op, uint64_t id,
+                                        const struct cn_buf *records, cn_node_done_cb cb, void *ctx)
+{
+    struct cn_node_req *r = cn_node__new_req(n, false, cb, ctx);
+    if (!cn_node__accepting(n)) return cn_node__fail_later(n, r, CN_ERR_STOPPED);
+    r->kind = CN_NODE__K_CONF;
+    r->conf_op = op;
+    r->conf_id = id;
+    struct cn_buf c = CN_BUF_INIT;
+    cn_node__env_header(&c, n->id, r->seq);
+    if (records) cn_buf_append(&c, records->p, records->len);
+    struct cn_raft_conf_change cc = {op, id, c.p, c.len};
+    cn_node__prop_encode(&r->data, r->seq, CN_NODE__K_CONF);
+    r->body_off = r->data.len;
+    cn_raft_conf_change_encode(&cc, &r->data);
+    cn_buf_free(&c);
+    r->state = CN_NODE__QUEUED;
+    cn_list_insert_tail(&n->queued, &r->link);
+    cn_node__kick(n);
+    return r;
+}
+
+struct cn_node_req *cn_node_add_member(struct cn_node *n, uint64_t id, const struct cn_buf *records,
+                                       cn_node_done_cb cb, void *ctx)
+{
+    return propose_conf(n, CN_RAFT_CONF_ADD_LEARNER, id, records, cb, ctx);
+}
+
+struct cn_node_req *cn_node_remove_member(struct cn_node *n, uint64_t id,
+                                          const struct cn_buf *records, cn_node_done_cb cb,
+                                          void *ctx)
+{
+    return propose_conf(n, CN_RAFT_CONF_REMOVE, id, records, cb, ctx);
+}
+
+struct cn_node_req *cn_node_read_index(struct cn_node *n, cn_node_done_cb cb, void *ctx)
+{
+    struct cn_node_req *r = cn_node__new_req(n, true, cb, ctx);
+    if (!cn_node__accepting(n)) return cn_node__fail_later(n, r, CN_ERR_STOPPED);
+    r->state = CN_NODE__QUEUED;
+    cn_list_insert_tail(&n->reads, &r->link);
+    cn_node__kick(n);
+    return r;
+}
+
+void cn_node_req_detach(struct cn_node_req *r)
+{
+    if (r) r->detached = true;
+}
+
+struct cn_node_req *cn_node__find_waiting(struct cn_node *n, uint64_t seq)
+{
+    struct cn_list *it, *tmp;
+    CN_LIST_FOREACH(it, tmp, &n->waiting) {
+        struct cn_node_req *r = CN_CONTAINER_OF(it, struct cn_node_req, link);
+        if (r->seq == seq) return r;
+    }
+    return NULL;
+}
+
+int cn_node__raft_propose(struct cn_node *n, uint8_t kind, const void *p, size_t len)
+{
+    if (kind == CN_NODE__K_NORMAL) return cn_raft_propose(n->raft, p, len, NULL, NULL);
+    struct cn_raft_conf_change cc;
+    if (cn_raft_conf_change_decode(p, len, &cc) != 0) return CN_ERR_INVAL;
+    return cn_raft_propose_conf(n->raft, &cc, NULL, NULL);
+}
+
+/* Codes with which a proposal goes back to the queue rather than failing: no leader yet, a
+ * transfer in progress, the leader's queue full, no connection to the leader yet. */
+static bool retryable(int rc)
+{
+    return rc == CN_ERR_NO_LEADER || rc == -EBUSY || rc == -ENOBUFS || rc == -ENOTCONN;
+}
+
+void cn_node__on_prop(struct cn_node *n, uint64_t from, const void *p, size_t len)
+{
+    uint64_t seq;
+    uint8_t kind;
+    const uint8_t *body;
+    size_t body_len;
+    int rc = CN_ERR_CORRUPT;
+    bool ok = cn_node__prop_decode(p, len, &seq, &kind, &body, &body_len);
+    if (ok) rc = cn_node__raft_propose(n, kind, body, body_len);
+    if (rc == 0 || !ok) return; /* an undecodable frame names no request to answer */
+    struct cn_buf b = CN_BUF_INIT;
+    cn_node__prop_fail_encode(&b, seq, rc);
+    /* a lost answer costs the follower its deadline: nothing else to do about it */
+    if (n->io->send(n->io, from, CN_PEER_KIND_PROP_FAIL, b.p, b.len) != 0)
+        CN_LOGD("node", "cannot answer a forwarded proposal to=%" PRIx64, from);
+    cn_buf_free(&b);
+}
+
+void cn_node__on_prop_fail(struct cn_node *n, const void *p, size_t len)
+{
+    uint64_t seq;
+    int rc;
+    if (!cn_node__prop_fail_decode(p, len, &seq, &rc)) return;
+    struct cn_node_req *q = cn_node__find_waiting(n, seq);
+    if (q == NULL) return;
+    if (retryable(rc)) {
+        cn_list_remove(&q->link);
+        q->state = CN_NODE__QUEUED;
+        q->proposed = false;
+        cn_list_insert_tail(&n->queued, &q->link);
+    } else {
+        n->stats.failed++;
+        cn_node__finish_req(n, q, rc, NULL);
+    }
+}
+
+void cn_node__submit(struct cn_node *n)
+{
+    if (n->lead == CN_RAFT_NONE) return;
+    bool leader = n->role == CN_RAFT_LEADER;
+    struct cn_list *it, *tmp;
+    CN_LIST_FOREACH(it, tmp, &n->queued) {
+        struct cn_node_req *r = CN_CONTAINER_OF(it, struct cn_node_req, link);
+        int rc;
+        if (leader)
+            rc = cn_node__raft_propose(n, r->kind, r->data.p + r->body_off,
+                                       r->data.len - r->body_off);
+        else
+            rc = n->io->send(n->io, n->lead, CN_PEER_KIND_PROP, r->data.p, r->data.len);
+        if (rc != 0 && retryable(rc)) continue;
+        cn_list_remove(&r->link);
+        cn_list_insert_tail(&n->waiting, &r->link);
+        if (rc != 0) {
+            n->stats.failed++;
+            cn_node__finish_req(n, r, rc, NULL);
+            continue;
+        }
+        r->state = CN_NODE__WAITING;
+        r->proposed = true;
+        cn_buf_free(&r->data);
+        cn_buf_init(&r->data);
+    }
+    CN_LIST_FOREACH(it, tmp, &n->reads) {
+        struct cn_node_req *r = CN_CONTAINER_OF(it, struct cn_node_req, link);
+        if (r->state != CN_NODE__QUEUED) continue;
+        if (cn_raft_read_index(n->raft, r->seq) == 0) r->state = CN_NODE__READ_WAIT;
+    }
+}
+
+static void expire_list(struct cn_node *n, struct cn_list *l, int64_t now)
+{
+    struct cn_list *it, *tmp;
+    CN_LIST_FOREACH(it, tmp, l) {
+        struct cn_node_req *r = CN_CONTAINER_OF(it, struct cn_node_req, link);
+        if (r->deadline_ns > now) continue;
+        if (r->proposed && !r->is_read) {
+            /* It may still commit: etcd's timeout means "outcome unknown". Keep it to match
+             * the entry if it comes, but answer now (invariant 2). */
+            if (!r->detached && r->cb) r->cb(r->ctx, CN_ERR_TIMEOUT, NULL);
+            r->detached = true;
+            if (r->deadline_ns + 60 * CN_NS_PER_S <= now) {
+                n->stats.failed++;
+                cn_node__finish_req(n, r, CN_ERR_TIMEOUT, NULL);
+            }
+            continue;
+        }
+        n->stats.failed += !r->is_read;
+        cn_node__finish_req(n, r, n->lead ? CN_ERR_TIMEOUT : CN_ERR_NO_LEADER, NULL);
+    }
+}
+
+void cn_node__expire(struct cn_node *n, int64_t now_ns)
+{
+    expire_list(n, &n->queued, now_ns);
+    expire_list(n, &n->waiting, now_ns);
+    expire_list(n, &n->reads, now_ns);
+}
+
+void cn_node__answer_done(struct cn_node *n)
+{
+    struct cn_list *it, *tmp;
+    CN_LIST_FOREACH(it, tmp, &n->done) {
+        struct cn_node_req *r = CN_CONTAINER_OF(it, struct cn_node_req, link);
+        cn_node__finish_req(n, r, r->rc, NULL);
+    }
+}
+
+void cn_node__fail_all(struct cn_node *n, struct cn_list *l, int rc)
+{
+    struct cn_list *it, *tmp;
+    CN_LIST_FOREACH(it, tmp, l) {
+        struct cn_node_req *r = CN_CONTAINER_OF(it, struct cn_node_req, link);
+        n->stats.failed += !r->is_read;
+        cn_node__finish_req(n, r, rc, NULL);
+    }
+}
+
+void cn_node__reads_ready(struct cn_node *n, const struct cn_raft_ready *rd)
+{
+    for (size_t i = 0; i < rd->n_reads; i++) {
+        struct cn_list *it, *tmp;
+        CN_LIST_FOREACH(it, tmp, &n->reads) {
+            struct cn_node_req *r = CN_CONTAINER_OF(it, struct cn_node_req, link);
+            if (r->seq == rd->reads[i].ctx && r->state == CN_NODE__READ_WAIT) {
+                r->state = CN_NODE__READ_READY;
+                r->index = rd->reads[i].index;
+            }
+        }
+    }
+    cn_node__serve_reads(n);
+}
+
+void cn_node__serve_reads(struct cn_node *n)
+{
+    struct cn_list *it, *tmp;
+    CN_LIST_FOREACH(it, tmp, &n->reads) {
+        struct cn_node_req *r = CN_CONTAINER_OF(it, struct cn_node_req, link);
+        if (r->state == CN_NODE__READ_READY && n->applied >= r->index)
+            cn_node__finish_req(n, r, 0, NULL);
+    }
+}
+
+void cn_node__requeue_reads(struct cn_node *n)
+{
+    /* Raft drops pending reads on a leader change: ask again. */
+    struct cn_list *it, *tmp;
+    CN_LIST_FOREACH(it, tmp, &n->reads) {
+        struct cn_node_req *r = CN_CONTAINER_OF(it, struct cn_node_req, link);
+        if (r->state == CN_NODE__READ_WAIT) r->state = CN_NODE__QUEUED;
+    }
+}
