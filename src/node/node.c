@@ -20,6 +20,19 @@ static bool early_type(uint8_t t);
 
 /* ---- creation ----------------------------------------------------------------------------- */
 
+/* Request numbers must never repeat across the member's restarts: an entry proposed by an
+ * earlier process may still commit after a restart, and its (origin, seq) must not match a
+ * request of this one (which would get another request's result). Each process starts at a
+ * point of the 63-bit space drawn from its seed, so two lives' ranges never meet in practice. */
+static uint64_t first_seq(uint64_t seed)
+{
+    uint64_t z = seed + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (z >> 1) | 1;
+}
+
 static void copy_members(struct cn_node *n, const struct cn_node_options *opt)
 {
     n->members = cn_xcalloc(opt->nmembers ? opt->nmembers : 1, sizeof(*n->members));
@@ -72,7 +85,7 @@ struct cn_node *cn_node_new(const struct cn_node_options *opt, struct cn_fsm *fs
     n->id = opt->member_id;
     n->cluster_id = opt->cluster_id;
     n->fresh = st->fresh;
-    n->next_seq = 1;
+    n->next_seq = first_seq(opt->seed);
     cn_list_init(&n->queued);
     cn_list_init(&n->waiting);
     cn_list_init(&n->reads);

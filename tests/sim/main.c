@@ -34,6 +34,8 @@ static int usage(void)
 int main(int argc, char **argv)
 {
     cn_log_init();
+    /* the members' own log lines would drown the run's report: errors only */
+    cn_log_level_max = CN_LOG_ERR;
     struct sim_opts o = {0};
     o.fault_ms = 3000;
     unsigned long long n = 0, start = 1;

@@ -1,5 +1,7 @@
-/* sim: the Raft simulation. 3 or 5 members of cairn's raft core, each with the real v2 store as
- * its state machine, run in one process on a virtual clock and a virtual network that
+/* sim: the Raft simulation. 3 or 5 members, each the real node (src/node: request matching,
+ * forwarded proposals, the entry envelope, snapshot framing, the ready loop) on cairn's raft core
+ * with the real v2 store as its state machine, driven through a cn_node_io of virtual time, disk
+ * and network (io_sim.c), in one process on a virtual clock and a virtual network that
  * partitions (any split, one-way too), delays, drops, duplicates and reorders messages, and
  * crashes members (losing whatever was not fsynced) and restarts them from their disk. Every
  * run is fixed by one seed. Some seeds also change the membership (add learners, promote them,
@@ -15,28 +17,33 @@
 #include "common/buf.h"
 #include "raft/raft.h"
 
+struct sim_io;
+
 #define SIM_MAX 7 /* 3 or 5 founders, joiners up to 7 */
+
+struct cn_node;
+struct cn_store;
+struct sim_fsm;
 
 /* What a member has on disk: survives crashes. */
 struct sim_disk {
     struct cn_raft_hard_state hs;
-    struct cn_raft_snapshot_meta snap;
-    struct cn_buf snap_data; /* store snapshot at snap.index (empty at index 0) */
+    struct cn_raft_snapshot_meta snap; /* index and term of the snapshot saved (conf unused) */
+    struct cn_buf snap_data;           /* the node snapshot at snap.index (empty at index 0) */
     struct cn_raft_entry *ents;
     uint64_t *chain; /* prefix hash of each entry (log matching check) */
     size_t n, cap;
 };
 
-/* A batch written but not yet fsynced; lost (or torn) if the member crashes now. */
-struct sim_pending {
-    bool active;
-    struct cn_raft_ready rd;
-};
-
-struct sim_inbox_item {
-    int kind; /* 0 tick, 1 message, 2 propose, 3 read, 4 transfer */
-    struct cn_buf msg;
-    uint64_t arg;
+/* Records handed to persist that are not durable yet: lost, or torn, if the member crashes. */
+struct sim_staged {
+    bool has_snap;
+    struct cn_raft_snapshot_meta snap_meta;
+    struct cn_buf snap_data;
+    struct cn_raft_entry *ents;
+    size_t n, cap;
+    bool has_hs;
+    struct cn_raft_hard_state hs;
 };
 
 struct sim_member {
@@ -45,16 +52,17 @@ struct sim_member {
     bool founder; /* in the initial configuration (others join through membership changes) */
     bool gone;    /* learned it was removed and shut down for good, as an etcd member does */
     unsigned incarnation;
-    struct cn_raft *r;
-    struct cn_raft_config cfg;
+    struct cn_node *node; /* the real src/node, on the simulation's io */
+    struct sim_io *io;
+    struct cn_store *store; /* the state machine's */
+    struct sim_fsm *fsm;
     struct sim_disk disk;
-    struct cn_store *store;
+    struct sim_staged staged;
+    bool fsync_pending;
+    bool defer_pending;
     uint64_t applied;
     uint64_t applied_chain;
-    bool fsync_pending;
-    /* inputs that arrived while a batch was out (the node queues them the same way) */
-    struct sim_inbox_item *inbox;
-    size_t n_inbox, cap_inbox;
+    uint64_t applying_prop; /* the proposal id the state machine just applied (0: none) */
     uint8_t last_role;
     uint64_t last_term;
 };
