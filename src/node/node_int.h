@@ -35,6 +35,9 @@
  *    4. A failed persist fails the requests waiting here and is retried on every tick; Raft takes
  *       no input meanwhile, so the member acknowledges nothing it has not made durable.
  *
+ *   Peers (transport.c): payloads wait in the inbox; a leader's snapshot message gets its bytes
+ *   there, loaded through io when they are not in memory.
+ *
  *   Snapshots: every snapshot_count applied entries the fsm is encoded (with the configuration
  *   at that index, envelope.c's framing) and saved through io; then Raft's log is compacted to it
  *   and io releases the log before it. A follower too far behind gets the newest saved
@@ -172,6 +175,14 @@ static inline bool cn_node__accepting(const struct cn_node *n)
 {
     return n->state == CN_NODE__RUNNING && !n->removed;
 }
+
+/* transport.c */
+bool cn_node__alive(const struct cn_node *n);
+void cn_node__inbox_push(struct cn_node *n, uint8_t what, uint64_t from, const void *p, size_t len);
+void cn_node__drain_inbox(struct cn_node *n);
+void cn_node__send_msg(struct cn_node *n, struct cn_raft_msg *m);
+/* Points the transport at every member of the configuration the state machine records. */
+void cn_node__refresh_peers(struct cn_node *n);
 
 /* requests.c */
 struct cn_node_req *cn_node__new_req(struct cn_node *n, bool is_read, cn_node_done_cb cb,

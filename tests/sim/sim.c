@@ -71,7 +71,7 @@ void sim_fail(struct sim *s, const char *why)
     sim_trace(s, "FAILED: %s", why);
 }
 
-static struct cn_raft_status status_of(const struct sim_member *m)
+struct cn_raft_status sim_status_of(const struct sim_member *m)
 {
     struct cn_raft_status st;
     cn_raft_status(cn_node_raft(m->node), &st);
@@ -137,10 +137,6 @@ static struct sim_ev pop(struct sim *s)
 
 /* ---- the state machine: the v2 store, commands tagged with the proposal's id ------------- */
 
-struct sim_result {
-    uint64_t index, id;
-};
-
 struct sim_fsm {
     struct cn_fsm fsm;
     struct sim *s;
@@ -202,7 +198,7 @@ static void record_snap_hash(struct sim *s, uint64_t index, const struct cn_buf 
     s->n_snaps++;
 }
 
-static void grow_by_id(struct sim *s, uint64_t id)
+void sim_grow_by_id(struct sim *s, uint64_t id)
 {
     if (id < s->n_by_id) return;
     size_t k = s->n_by_id ? s->n_by_id : 1024;
@@ -231,7 +227,7 @@ void sim_on_apply(void *ctx, const struct cn_raft_entry *e)
     h = sim_hash(h, &e->type, 1);
     uint64_t chain = sim_hash(h, e->data, e->len);
     char why[256];
-    if (!check_apply(s->check, m->id, e, chain, status_of(m).term, why, sizeof(why))) {
+    if (!check_apply(s->check, m->id, e, chain, sim_status_of(m).term, why, sizeof(why))) {
         sim_fail(s, why);
         return;
     }
@@ -239,7 +235,7 @@ void sim_on_apply(void *ctx, const struct cn_raft_entry *e)
     m->applied_chain = chain;
     if (prop == 0) return;
     check_set_proposal(s->check, e->index, prop);
-    grow_by_id(s, prop);
+    sim_grow_by_id(s, prop);
     if (s->applied_at[prop] == 0) s->applied_at[prop] = e->index;
     if (s->applied_at[prop] != e->index) {
         snprintf(why, sizeof(why),
@@ -356,7 +352,7 @@ static void crash(struct sim *s, int i)
 }
 
 /* Starts member n+1 with an empty disk: it learns everything from the leader. */
-static void start_joiner(struct sim *s)
+void sim_start_joiner(struct sim *s)
 {
     int i = s->n++;
     struct sim_member *m = &s->m[i];
@@ -366,176 +362,19 @@ static void start_joiner(struct sim *s)
     sim_trace(s, "member %llu starts empty, to join", (unsigned long long)m->id);
 }
 
-/* ---- clients ----------------------------------------------------------------------------- */
-
-static struct sim_req *new_req(struct sim *s, int member, bool is_read, uint64_t id)
-{
-    struct sim_req *r = CN_NEW(struct sim_req);
-    r->s = s;
-    r->member = member;
-    r->incarnation = s->m[member].incarnation;
-    r->is_read = is_read;
-    r->id = id;
-    if (s->n_reqs == s->cap_reqs) {
-        s->cap_reqs = s->cap_reqs ? s->cap_reqs * 2 : 256;
-        s->reqs = cn_xrealloc(s->reqs, s->cap_reqs * sizeof(*s->reqs));
-    }
-    s->reqs[s->n_reqs++] = r;
-    return r;
-}
-
-static bool answered_once(struct sim_req *r, int rc)
-{
-    if (r->answered) {
-        char why[128];
-        snprintf(why, sizeof(why), "request %s %" PRIu64 " answered twice",
-                 r->is_read ? "read" : "proposal", r->id);
-        sim_fail(r->s, why);
-        return false;
-    }
-    r->answered = true;
-    r->rc = rc;
-    return true;
-}
-
-static void prop_done(void *ctx, int rc, const void *res)
-{
-    struct sim_req *r = ctx;
-    struct sim *s = r->s;
-    if (!answered_once(r, rc) || rc != 0) return;
-    const struct sim_result *x = res;
-    if (x == NULL || x->id != r->id) {
-        sim_fail(s, "a proposal was answered with another one's result");
-        return;
-    }
-    check_ack(s->check, r->id, x->index);
-    s->n_acked++;
-    grow_by_id(s, r->id);
-    s->ack_index[r->id] = x->index;
-    if (s->applied_at[r->id] != x->index) sim_fail(s, "a proposal acknowledged at another index");
-    sim_trace(s, "ack proposal %llu at index %llu", (unsigned long long)r->id,
-              (unsigned long long)x->index);
-}
-
-static void read_done(void *ctx, int rc, const void *res)
-{
-    (void)res;
-    struct sim_req *r = ctx;
-    struct sim *s = r->s;
-    if (!answered_once(r, rc) || rc != 0) return;
-    uint64_t applied, term;
-    cn_node_raft_position(s->m[r->member].node, &applied, &term);
-    if (applied < r->watermark) {
-        char why[256];
-        snprintf(why, sizeof(why),
-                 "linearizability violated: read %llu on member %llu at index %llu misses a "
-                 "write acknowledged at index %llu before it started",
-                 (unsigned long long)r->id, (unsigned long long)s->m[r->member].id,
-                 (unsigned long long)applied, (unsigned long long)r->watermark);
-        sim_fail(s, why);
-    }
-    s->n_reads_served++;
-    sim_trace(s, "read %llu served by %llu at index %llu", (unsigned long long)r->id,
-              (unsigned long long)s->m[r->member].id, (unsigned long long)applied);
-}
-
-/* A client's write on member i (which forwards it to its leader when it is not the leader). */
-static struct sim_req *propose(struct sim *s, int i, uint64_t id)
-{
-    struct sim_member *m = &s->m[i];
-    struct cn_store_cmd c;
-    memset(&c, 0, sizeof(c));
-    char key[32], val[32];
-    snprintf(key, sizeof(key), "/k%llu", (unsigned long long)(id % 7));
-    snprintf(val, sizeof(val), "v%llu", (unsigned long long)id);
-    c.ns = CN_NS_KEYS;
-    c.op = (id % 5 == 0) ? CN_OP_DELETE : CN_OP_SET;
-    c.key = cn_str_c(key);
-    c.value = cn_str_c(val);
-    c.now_ns = (int64_t)s->now * 1000000;
-    struct cn_buf b = CN_BUF_INIT;
-    cn_buf_append(&b, &id, 8);
-    cn_store_cmd_encode(&c, &b);
-    struct sim_req *r = new_req(s, i, false, id);
-    cn_node_propose(m->node, b.p, b.len, prop_done, r);
-    cn_buf_free(&b);
-    sim_trace(s, "propose %llu on %llu", (unsigned long long)id, (unsigned long long)m->id);
-    return r;
-}
-
-static void read_on(struct sim *s, int i, uint64_t ctx)
-{
-    struct sim_req *r = new_req(s, i, true, ctx);
-    r->watermark = check_ack_watermark(s->check);
-    cn_node_read_index(s->m[i].node, read_done, r);
-    sim_trace(s, "read %llu on %llu (must see index %llu)", (unsigned long long)ctx,
-              (unsigned long long)s->m[i].id, (unsigned long long)r->watermark);
-}
-
-static void change_done(void *ctx, int rc, const void *res)
-{
-    (void)res;
-    answered_once(ctx, rc);
-}
-
-/* A membership change asked of member i, the leader: add a learner (it joins empty and the
- * node promotes it once it caught up) or remove a voter, one at a time. */
-static void change_membership(struct sim *s, int i)
-{
-    struct cn_raft_status st = status_of(&s->m[i]);
-    if (st.role != CN_RAFT_LEADER || st.conf.n_learners > 0) return;
-    struct sim_req *r;
-    if (s->n < SIM_MAX && (st.conf.n_voters <= 3 || sim_chance(s, 50))) {
-        uint64_t id = (uint64_t)s->n + 1;
-        r = new_req(s, i, false, 0);
-        cn_node_add_member(s->m[i].node, id, NULL, change_done, r);
-        sim_trace(s, "membership: add learner %llu proposed on %llu", (unsigned long long)id,
-                  (unsigned long long)s->m[i].id);
-        start_joiner(s);
-    } else if (st.conf.n_voters > 3) {
-        uint64_t id = st.conf.voters[sim_rndn(s, st.conf.n_voters)];
-        r = new_req(s, i, false, 0);
-        cn_node_remove_member(s->m[i].node, id, NULL, change_done, r);
-        sim_trace(s, "membership: remove %llu proposed on %llu", (unsigned long long)id,
-                  (unsigned long long)s->m[i].id);
-    }
-}
-
-static int leader_of(struct sim *s)
+int sim_leader_of(struct sim *s)
 {
     int best = -1;
     uint64_t best_term = 0;
     for (int i = 0; i < s->n; i++) {
         if (!s->m[i].up) continue;
-        struct cn_raft_status st = status_of(&s->m[i]);
+        struct cn_raft_status st = sim_status_of(&s->m[i]);
         if (st.role == CN_RAFT_LEADER && st.term >= best_term) {
             best = i;
             best_term = st.term;
         }
     }
     return best;
-}
-
-static void client(struct sim *s)
-{
-    int i = (int)sim_rndn(s, (uint64_t)s->n);
-    struct sim_member *m = &s->m[i];
-    if (m->up) {
-        unsigned what = (unsigned)sim_rndn(s, 100);
-        if (what < 65) {
-            propose(s, i, ++s->next_prop);
-        } else if (what < 97) {
-            read_on(s, i, ++s->next_ctx);
-        } else if (!s->faults_off) {
-            int rc = cn_node_transfer_leadership(m->node, 1 + sim_rndn(s, (uint64_t)s->n));
-            if (rc == 0) sim_trace(s, "transfer from %llu", (unsigned long long)m->id);
-        }
-        if (s->reconfig && !s->faults_off && sim_chance(s, 4)) {
-            int lead = leader_of(s);
-            if (lead >= 0) change_membership(s, lead);
-        }
-    }
-    if (!s->healed) sim_push(s, 1 + sim_rndn(s, 15), EV_CLIENT, -1, NULL);
 }
 
 /* ---- checks after every event ------------------------------------------------------------- */
@@ -546,7 +385,7 @@ static void check_roles(struct sim *s)
     for (int i = 0; i < s->n; i++) {
         struct sim_member *m = &s->m[i];
         if (!m->up) continue;
-        struct cn_raft_status st = status_of(m);
+        struct cn_raft_status st = sim_status_of(m);
         if (cn_node_removed(m->node) && !m->fsync_pending) {
             sim_trace(s, "member %llu learned it was removed: shuts down",
                       (unsigned long long)m->id);
@@ -685,7 +524,7 @@ static void handle(struct sim *s, struct sim_ev *e)
         }
         break;
     case EV_CLIENT:
-        client(s);
+        sim_client(s);
         break;
     case EV_NET:
         if (!s->healed) net_change(s);
@@ -730,14 +569,14 @@ static void run_until(struct sim *s, uint64_t t)
  * noticed yet does not count), or -1. */
 static int stable_leader(struct sim *s)
 {
-    int lead = leader_of(s);
+    int lead = sim_leader_of(s);
     if (lead < 0) return -1;
-    struct cn_raft_status ls = status_of(&s->m[lead]);
+    struct cn_raft_status ls = sim_status_of(&s->m[lead]);
     uint32_t with = 0;
     for (uint32_t k = 0; k < ls.conf.n_voters; k++) {
         int i = (int)ls.conf.voters[k] - 1;
         if (i < 0 || i >= s->n || !s->m[i].up) continue;
-        struct cn_raft_status st = status_of(&s->m[i]);
+        struct cn_raft_status st = sim_status_of(&s->m[i]);
         if (st.term == ls.term && st.lead == ls.id) with++;
     }
     return with >= ls.conf.n_voters / 2 + 1 ? lead : -1;
@@ -746,9 +585,9 @@ static int stable_leader(struct sim *s)
 /* Members of the leader's configuration (all started members without a leader). */
 static bool is_member(struct sim *s, int i)
 {
-    int lead = leader_of(s);
+    int lead = sim_leader_of(s);
     if (lead < 0) return true;
-    struct cn_raft_status st = status_of(&s->m[lead]);
+    struct cn_raft_status st = sim_status_of(&s->m[lead]);
     uint64_t id = (uint64_t)i + 1;
     for (uint32_t k = 0; k < st.conf.n_voters; k++)
         if (st.conf.voters[k] == id) return true;
@@ -794,7 +633,7 @@ static void liveness(struct sim *s)
         if (r == NULL) {
             int i = (int)sim_rndn(s, (uint64_t)s->n);
             if (!s->m[i].up || !is_member(s, i)) i = stable_leader(s);
-            if (i >= 0) r = propose(s, i, ++s->next_prop);
+            if (i >= 0) r = sim_propose(s, i, ++s->next_prop);
         }
         run_until(s, s->now + 5);
         if (r == NULL) continue;
@@ -859,7 +698,7 @@ static void trace_final(struct sim *s)
             sim_trace(s, "final: member %d %s", i + 1, m->gone ? "gone (removed)" : "down");
             continue;
         }
-        struct cn_raft_status st = status_of(m);
+        struct cn_raft_status st = sim_status_of(m);
         char ids[128];
         size_t off = 0;
         for (uint32_t k = 0; k < st.conf.n_voters; k++)

@@ -1,4 +1,4 @@
-/* sim internals shared by sim.c (the world: events, faults, clients, checks) and io_sim.c (each
+/* sim internals shared by sim.c (the world: events, faults, checks), client.c and io_sim.c (each
  * member's struct cn_node_io on the world's clock, disk and network). */
 #ifndef CN_TESTS_SIM_SIM_INT_H
 #define CN_TESTS_SIM_SIM_INT_H
@@ -70,6 +70,11 @@ struct sim {
     uint64_t n_events, n_msgs, n_acked, n_reads_served, n_crashes, n_snap_installs;
 };
 
+/* What the simulation's state machine answers a proposal with. */
+struct sim_result {
+    uint64_t index, id;
+};
+
 /* A client request (proposal or read) and what became of it. */
 struct sim_req {
     struct sim *s;
@@ -92,6 +97,17 @@ void sim_fail(struct sim *s, const char *why);
 struct sim_ev *sim_push(struct sim *s, uint64_t delay, int type, int member, struct cn_buf *msg);
 /* The member's applied entries, as the checker sees them (the node's apply observer). */
 void sim_on_apply(void *ctx, const struct cn_raft_entry *e);
+
+struct cn_raft_status sim_status_of(const struct sim_member *m);
+/* The member leading the highest term, or -1. */
+int sim_leader_of(struct sim *s);
+void sim_start_joiner(struct sim *s);
+void sim_grow_by_id(struct sim *s, uint64_t id);
+
+/* client.c */
+void sim_client(struct sim *s);
+/* A client's write on member i (which forwards it to its leader when it is not the leader). */
+struct sim_req *sim_propose(struct sim *s, int i, uint64_t id);
 
 /* io_sim.c */
 struct sim_io *sim_io_new(struct sim *s, int member);

@@ -10,8 +10,8 @@
 #include "common/json.h"
 #include "common/log.h"
 
-const char *const cn_api_method_names[M_COUNT] = {"GET",    "QGET", "PUT",  "POST",
-                                                  "DELETE", "HEAD", "OTHER"};
+const char *const cn_api__method_names[M_COUNT] = {"GET",    "QGET", "PUT",  "POST",
+                                                   "DELETE", "HEAD", "OTHER"};
 
 struct v2_err {
     int code;
@@ -64,7 +64,7 @@ void cn_api_free(struct cn_api *api)
     cn_free(api);
 }
 
-int cn_api_method_index(const struct cn_http_req *req, bool quorum)
+int cn_api__method_index(const struct cn_http_req *req, bool quorum)
 {
     switch (req->method) {
     case CN_HTTP_GET:
@@ -82,15 +82,15 @@ int cn_api_method_index(const struct cn_http_req *req, bool quorum)
     }
 }
 
-const double cn_api_latency_buckets[14] = {0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032,
-                                           0.064,  0.128, 0.256, 0.512, 1.024, 2.048, 4.096};
+const double cn_api__latency_buckets[14] = {0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032,
+                                            0.064,  0.128, 0.256, 0.512, 1.024, 2.048, 4.096};
 
-void cn_api_count(struct cn_api *api, int m, int status, int64_t start_ns)
+void cn_api__count(struct cn_api *api, int m, int status, int64_t start_ns)
 {
     if (status < 400) {
         double s = (double)(cn_clock_mono_ns() - start_ns) / 1e9;
         for (int i = 0; i < 14; i++)
-            if (s <= cn_api_latency_buckets[i]) {
+            if (s <= cn_api__latency_buckets[i]) {
                 api->ok_bucket[m][i]++;
                 break;
             }
@@ -107,21 +107,20 @@ void cn_api_count(struct cn_api *api, int m, int status, int64_t start_ns)
     }
 }
 
-void cn_api_send(struct cn_api *api, struct cn_http_req *req, int status, const char *ctype,
-                 const struct cn_http_hdr *hdrs, size_t nhdrs, const void *body, size_t len)
+void cn_api__send(struct cn_api *api, struct cn_http_req *req, int status, const char *ctype,
+                  const struct cn_http_hdr *hdrs, size_t nhdrs, const void *body, size_t len)
 {
     (void)api;
     cn_http_respond(req, status, ctype, hdrs, nhdrs, body, len, false);
 }
 
-int cn_api_status_of(int ecode)
+int cn_api__status_of(int ecode)
 {
     const struct v2_err *e = find_err(ecode);
     return e ? e->status : 500;
 }
 
-/* {"errorCode":..,"message":..,"cause":..,"index":..}\n */
-static void error_body(struct cn_buf *b, int ecode, const char *cause, uint64_t index)
+void cn_api__error_body(struct cn_buf *b, int ecode, const char *cause, uint64_t index)
 {
     const struct v2_err *e = find_err(ecode);
     cn_buf_appendf(b, "{\"errorCode\":%d,\"message\":", ecode);
@@ -135,15 +134,15 @@ static void error_body(struct cn_buf *b, int ecode, const char *cause, uint64_t 
     cn_buf_appends(b, "}\n");
 }
 
-int cn_api_send_error(struct cn_api *api, struct cn_http_req *req, int ecode, const char *cause,
-                      uint64_t index)
+int cn_api__send_error(struct cn_api *api, struct cn_http_req *req, int ecode, const char *cause,
+                       uint64_t index)
 {
     struct cn_buf b = CN_BUF_INIT;
-    error_body(&b, ecode, cause, index);
+    cn_api__error_body(&b, ecode, cause, index);
     char idx[24];
     snprintf(idx, sizeof(idx), "%" PRIu64, index);
     struct cn_http_hdr h[] = {{"X-Etcd-Cluster-Id", api->cluster_hex}, {"X-Etcd-Index", idx}};
-    int status = cn_api_status_of(ecode);
+    int status = cn_api__status_of(ecode);
     cn_http_respond(req, status, "application/json", h, 2, b.p, b.len, false);
     cn_buf_free(&b);
     return status;
@@ -152,14 +151,14 @@ int cn_api_send_error(struct cn_api *api, struct cn_http_req *req, int ecode, co
 void cn_api_reply_too_large(struct cn_http_req *req)
 {
     struct cn_buf b = CN_BUF_INIT;
-    error_body(&b, CN_V2_INVALID_FORM, "http: POST too large", 0);
-    cn_http_respond(req, cn_api_status_of(CN_V2_INVALID_FORM), "application/json", NULL, 0, b.p,
+    cn_api__error_body(&b, CN_V2_INVALID_FORM, "http: POST too large", 0);
+    cn_http_respond(req, cn_api__status_of(CN_V2_INVALID_FORM), "application/json", NULL, 0, b.p,
                     b.len, false);
     cn_buf_free(&b);
 }
 
-void cn_api_send_message(struct cn_api *api, struct cn_http_req *req, int status,
-                         const char *message)
+void cn_api__send_message(struct cn_api *api, struct cn_http_req *req, int status,
+                          const char *message)
 {
     struct cn_buf b = CN_BUF_INIT;
     cn_buf_appends(&b, "{\"message\":");
@@ -193,38 +192,28 @@ static void method_not_allowed(struct cn_http_req *req, const char *allow)
 
 #define M(x) (1u << (x))
 
-typedef void (*route_fn)(struct cn_api *api, struct cn_http_req *req, struct cn_str rest);
-
-struct route {
-    const char *path; /* exact path, or with prefix: the path and everything under path/ */
-    bool prefix;
-    unsigned methods;  /* M(CN_HTTP_...) */
-    const char *allow; /* the 405's Allow header, in etcd's order */
-    route_fn fn;       /* rest: what follows path */
-};
-
 static void route_machines(struct cn_api *api, struct cn_http_req *req, struct cn_str rest)
 {
     (void)rest;
-    cn_api_machines(api, req);
+    cn_api__machines(api, req);
 }
 
 static void route_version(struct cn_api *api, struct cn_http_req *req, struct cn_str rest)
 {
     (void)rest;
-    cn_api_version(api, req);
+    cn_api__version(api, req);
 }
 
 static void route_health(struct cn_api *api, struct cn_http_req *req, struct cn_str rest)
 {
     (void)rest;
-    cn_api_health(api, req);
+    cn_api__health(api, req);
 }
 
 static void route_metrics(struct cn_api *api, struct cn_http_req *req, struct cn_str rest)
 {
     (void)rest;
-    cn_api_metrics(api, req);
+    cn_api__metrics(api, req);
 }
 
 static void route_stats(struct cn_api *api, struct cn_http_req *req, struct cn_str rest)
@@ -232,15 +221,15 @@ static void route_stats(struct cn_api *api, struct cn_http_req *req, struct cn_s
     (void)rest;
     static const size_t n =
         sizeof("/v2/stats/") - 1; /* the routes are exact: self, leader, store */
-    cn_api_stats(api, req, cn_str_make(req->path.p + n, req->path.len - n));
+    cn_api__stats(api, req, cn_str_make(req->path.p + n, req->path.len - n));
 }
 
-static const struct route routes[] = {
+static const struct cn_api__route routes[] = {
     {"/v2/keys", true,
      M(CN_HTTP_HEAD) | M(CN_HTTP_GET) | M(CN_HTTP_PUT) | M(CN_HTTP_POST) | M(CN_HTTP_DELETE),
-     "HEAD,GET,PUT,POST,DELETE", cn_api_keys},
+     "HEAD,GET,PUT,POST,DELETE", cn_api__keys},
     {"/v2/members", true, M(CN_HTTP_GET) | M(CN_HTTP_POST) | M(CN_HTTP_DELETE) | M(CN_HTTP_PUT),
-     "GET,POST,DELETE,PUT", cn_api_members},
+     "GET,POST,DELETE,PUT", cn_api__members},
     {"/v2/machines", false, M(CN_HTTP_GET) | M(CN_HTTP_HEAD), "GET,HEAD", route_machines},
     {"/v2/stats/self", false, M(CN_HTTP_GET), "GET", route_stats},
     {"/v2/stats/leader", false, M(CN_HTTP_GET), "GET", route_stats},
@@ -250,11 +239,10 @@ static const struct route routes[] = {
     {"/metrics", false, M(CN_HTTP_GET) | M(CN_HTTP_HEAD), "GET,HEAD", route_metrics},
 };
 
-/* The route for path, with what follows its path in *rest. */
-static const struct route *find_route(struct cn_str path, struct cn_str *rest)
+const struct cn_api__route *cn_api__find_route(struct cn_str path, struct cn_str *rest)
 {
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        const struct route *r = &routes[i];
+        const struct cn_api__route *r = &routes[i];
         size_t n = strlen(r->path);
         if (path.len < n || memcmp(path.p, r->path, n) != 0) continue;
         if (path.len == n || (r->prefix && path.p[n] == '/')) {
@@ -287,13 +275,13 @@ void cn_api_handle(struct cn_http_req *req, void *ctx)
     struct cn_api *api = ctx;
     if (cors(api, req)) return;
     struct cn_str rest;
-    const struct route *r = find_route(req->path, &rest);
+    const struct cn_api__route *r = cn_api__find_route(req->path, &rest);
     if (r != NULL) {
         if (req->method < 0 || req->method >= 32 || !(r->methods & M((unsigned)req->method)))
             return method_not_allowed(req, r->allow);
         return r->fn(api, req, rest);
     }
-    if (api->discovery_service && cn_api_discovery(api, req)) return;
+    if (api->discovery_service && cn_api__discovery(api, req)) return;
     send_text(req, 404, "404 page not found\n", NULL, 0);
 }
 
@@ -302,5 +290,5 @@ void cn_api_too_large(struct cn_http_req *req, void *ctx)
     struct cn_api *api = ctx;
     /* etcd's form parser refuses bodies over its limit with this error; the connection is then
      * closed by the http layer because the rest of the body was not read. */
-    cn_api_send_error(api, req, CN_V2_INVALID_FORM, "http: POST too large", 0);
+    cn_api__send_error(api, req, CN_V2_INVALID_FORM, "http: POST too large", 0);
 }

@@ -163,7 +163,7 @@ static bool is_token(struct cn_str s)
     return true;
 }
 
-bool cn_api_discovery(struct cn_api *api, struct cn_http_req *req)
+bool cn_api__discovery(struct cn_api *api, struct cn_http_req *req)
 {
     struct cn_str path = req->path;
     if (cn_str_eqz(path, "/new")) {
@@ -177,6 +177,6 @@ bool cn_api_discovery(struct cn_api *api, struct cn_http_req *req)
     char key[4096];
     int n = snprintf(key, sizeof(key), "/_etcd/registry%.*s", (int)path.len, path.p);
     if (n < 0 || (size_t)n >= sizeof(key)) return false;
-    cn_api_keys(api, req, cn_str_make(key, (size_t)n));
+    cn_api__keys(api, req, cn_str_make(key, (size_t)n));
     return true;
 }

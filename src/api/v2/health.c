@@ -39,7 +39,7 @@ static void health_done(void *ctx, int rc, const void *res)
     cn_free(h);
 }
 
-void cn_api_health(struct cn_api *api, struct cn_http_req *req)
+void cn_api__health(struct cn_api *api, struct cn_http_req *req)
 {
     struct cn_node_status st;
     cn_node_get_status(api->node, &st);

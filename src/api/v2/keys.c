@@ -66,7 +66,7 @@ static void send_json_ok(struct cn_api *api, struct cn_http_req *req, int status
     cn_http_respond(req, status, "application/json", h, 4, body->p, body->len, false);
 }
 
-const char *cn_api_node_cause(int rc)
+const char *cn_api__node_cause(int rc)
 {
     switch (rc) {
     case CN_ERR_STOPPED:
@@ -84,13 +84,13 @@ const char *cn_api_node_cause(int rc)
 
 static int send_node_error(struct cn_api *api, struct cn_http_req *req, int rc)
 {
-    const char *cause = cn_api_node_cause(rc);
+    const char *cause = cn_api__node_cause(rc);
     char buf[160];
     if (cause == NULL) {
         snprintf(buf, sizeof(buf), "etcdserver: %s", cn_strerror(rc));
         cause = buf;
     }
-    return cn_api_send_error(api, req, CN_V2_RAFT_INTERNAL, cause, 0);
+    return cn_api__send_error(api, req, CN_V2_RAFT_INTERNAL, cause, 0);
 }
 
 static void pending_abort(struct cn_http_req *req, void *ctx)
@@ -141,7 +141,7 @@ static void write_done(void *ctx, int rc, const void *vres)
     if (rc != 0) {
         status = send_node_error(api, req, rc);
     } else if (res->err.ecode != 0) {
-        status = cn_api_send_error(api, req, res->err.ecode, res->err.cause, res->err.index);
+        status = cn_api__send_error(api, req, res->err.ecode, res->err.cause, res->err.index);
     } else {
         const struct cn_store_event *ev = res->ev;
         struct cn_buf b = CN_BUF_INIT;
@@ -158,7 +158,7 @@ static void write_done(void *ctx, int rc, const void *vres)
         send_json_ok(api, req, status, ev->index, &b);
         cn_buf_free(&b);
     }
-    cn_api_count(api, pd->method, status, pd->start_ns);
+    cn_api__count(api, pd->method, status, pd->start_ns);
     pending_finish(pd);
 }
 
@@ -171,10 +171,10 @@ static void do_get(struct cn_api *api, struct cn_http_req *req, struct cn_str ke
                           &err)) {
         cn_buf_putc(&b, '\n');
         send_json_ok(api, req, 200, cn_store_index(api->store), &b);
-        cn_api_count(api, method, 200, start_ns);
+        cn_api__count(api, method, 200, start_ns);
     } else {
-        int status = cn_api_send_error(api, req, err.ecode, err.cause, err.index);
-        cn_api_count(api, method, status, start_ns);
+        int status = cn_api__send_error(api, req, err.ecode, err.cause, err.index);
+        cn_api__count(api, method, status, start_ns);
     }
     cn_buf_free(&b);
 }
@@ -185,7 +185,7 @@ static void qget_done(void *ctx, int rc, const void *res)
     struct pending *pd = ctx;
     struct cn_http_req *req = pending_take(pd);
     if (rc != 0) {
-        cn_api_count(pd->api, pd->method, send_node_error(pd->api, req, rc), pd->start_ns);
+        cn_api__count(pd->api, pd->method, send_node_error(pd->api, req, rc), pd->start_ns);
     } else {
         do_get(pd->api, req, cn_buf_str(&pd->key), pd->recursive, pd->sorted, pd->method,
                pd->start_ns);
@@ -283,7 +283,7 @@ static void do_watch(struct cn_api *api, struct cn_http_req *req, struct cn_str 
         req->on_abort = NULL;
         req->data = NULL;
         watch_free(wt);
-        cn_api_send_error(api, req, err.ecode, err.cause, err.index);
+        cn_api__send_error(api, req, err.ecode, err.cause, err.index);
         return;
     }
     if (wt->done) { /* answered from history */
@@ -319,18 +319,18 @@ static bool is_form(const struct cn_http_req *req)
 
 #define REQ_ERR(code, cause)                                                                       \
     do {                                                                                           \
-        cn_api_count(api, method, cn_api_send_error(api, req, (code), (cause), 0), start_ns);      \
+        cn_api__count(api, method, cn_api__send_error(api, req, (code), (cause), 0), start_ns);    \
         goto out;                                                                                  \
     } while (0)
 
-void cn_api_keys(struct cn_api *api, struct cn_http_req *req, struct cn_str rest)
+void cn_api__keys(struct cn_api *api, struct cn_http_req *req, struct cn_str rest)
 {
     int64_t start_ns = cn_clock_mono_ns();
     struct cn_params p;
     cn_params_init(&p);
     struct cn_buf key = CN_BUF_INIT;
     struct cn_buf cmdbuf = CN_BUF_INIT;
-    int method = cn_api_method_index(req, false);
+    int method = cn_api__method_index(req, false);
     char err[256];
     char cause[320];
 
@@ -393,7 +393,7 @@ void cn_api_keys(struct cn_api *api, struct cn_http_req *req, struct cn_str rest
     if (req->method == CN_HTTP_GET || req->method == CN_HTTP_HEAD) {
         if (wait) {
             do_watch(api, req, k, recursive, stream, wait_index);
-            cn_api_count(api, method, 200, start_ns);
+            cn_api__count(api, method, 200, start_ns);
             goto out;
         }
         if (quorum) {

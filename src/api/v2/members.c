@@ -47,7 +47,7 @@ static int body_urls(struct cn_api *api, struct cn_http_req *req, const struct c
         (ct.len > n && ct.p[n] != ';' && ct.p[n] != ' ')) {
         snprintf(msg, sizeof(msg), "Bad Content-Type %.*s, accept application/json",
                  (int)(ct.len > 200 ? 200 : ct.len), ct.p ? ct.p : "");
-        cn_api_send_message(api, req, 415, msg);
+        cn_api__send_message(api, req, 415, msg);
         return -1;
     }
     json_error_t jerr;
@@ -57,7 +57,7 @@ static int body_urls(struct cn_api *api, struct cn_http_req *req, const struct c
         (urls && !json_is_array(urls) && !json_is_null(urls))) {
         snprintf(msg, sizeof(msg), "%s", body ? "peerURLs must be an array of strings" : jerr.text);
         json_decref(body);
-        cn_api_send_message(api, req, 400, msg);
+        cn_api__send_message(api, req, 400, msg);
         return -1;
     }
     size_t i, nurls = 0;
@@ -93,7 +93,7 @@ static int body_urls(struct cn_api *api, struct cn_http_req *req, const struct c
     if (status) {
         for (size_t k = 0; k < nurls; k++)
             cn_free(out[k]);
-        cn_api_send_message(api, req, status, msg);
+        cn_api__send_message(api, req, status, msg);
         return -1;
     }
     for (size_t a = 1; a < nurls; a++)
@@ -137,10 +137,10 @@ static void change_done(void *ctx, int rc, const void *vres)
         else
             send_json(mc->api, req, mc->status, &mc->body);
     } else {
-        const char *why = cn_api_node_cause(rc);
+        const char *why = cn_api__node_cause(rc);
         char msg[160];
         if (why == NULL) snprintf(msg, sizeof(msg), "etcdserver: %s", cn_strerror(rc));
-        cn_api_send_message(mc->api, req, 500, why ? why : msg);
+        cn_api__send_message(mc->api, req, 500, why ? why : msg);
     }
     cn_buf_free(&mc->body);
     cn_free(mc);
@@ -230,7 +230,7 @@ static void members_leader(struct cn_api *api, struct cn_http_req *req,
     cn_node_get_status(api->node, &st);
     const struct cn_member *m = st.leader ? cn_member_list_find(l, st.leader) : NULL;
     if (m == NULL) {
-        cn_api_send_message(api, req, 503, "During election");
+        cn_api__send_message(api, req, 503, "During election");
         return;
     }
     struct cn_buf b = CN_BUF_INIT;
@@ -240,7 +240,7 @@ static void members_leader(struct cn_api *api, struct cn_http_req *req,
     cn_buf_free(&b);
 }
 
-void cn_api_members(struct cn_api *api, struct cn_http_req *req, struct cn_str rest)
+void cn_api__members(struct cn_api *api, struct cn_http_req *req, struct cn_str rest)
 {
     struct cn_member_list l;
     cn_members_load(api->store, &l);
@@ -254,7 +254,7 @@ void cn_api_members(struct cn_api *api, struct cn_http_req *req, struct cn_str r
         goto out;
     }
     if (req->method == CN_HTTP_GET) {
-        cn_api_send_message(api, req, 404, "Not found");
+        cn_api__send_message(api, req, 404, "Not found");
         goto out;
     }
     char idz[80], msg[200];
@@ -266,9 +266,9 @@ void cn_api_members(struct cn_api *api, struct cn_http_req *req, struct cn_str r
     bool exists = valid && cn_member_list_find(&l, mid) != NULL;
     if (!exists && valid && cn_members_is_removed(api->store, mid)) {
         snprintf(msg, sizeof(msg), "Member permanently removed: %s", idz);
-        cn_api_send_message(api, req, 410, msg);
+        cn_api__send_message(api, req, 410, msg);
     } else if (!exists) {
-        cn_api_send_message(api, req, 404, msg);
+        cn_api__send_message(api, req, 404, msg);
     } else if (req->method == CN_HTTP_PUT) {
         char *urls[MAX_PEER_URLS];
         int n = body_urls(api, req, &l, mid, urls);
@@ -277,13 +277,13 @@ void cn_api_members(struct cn_api *api, struct cn_http_req *req, struct cn_str r
     } else if (req->method == CN_HTTP_DELETE) {
         member_remove(api, req, mid);
     } else {
-        cn_api_send_message(api, req, 405, "Method Not Allowed");
+        cn_api__send_message(api, req, 405, "Method Not Allowed");
     }
 out:
     cn_member_list_free(&l);
 }
 
-void cn_api_machines(struct cn_api *api, struct cn_http_req *req)
+void cn_api__machines(struct cn_api *api, struct cn_http_req *req)
 {
     struct cn_member_list l;
     cn_members_load(api->store, &l);

@@ -6,7 +6,7 @@
 
 #include "api_int.h"
 
-extern const double cn_api_latency_buckets[14];
+extern const double cn_api__latency_buckets[14];
 
 static void histogram(struct cn_buf *b, const char *name, const char *labels, const double *bounds,
                       const uint64_t *counts, size_t n, uint64_t total, double sum)
@@ -25,7 +25,7 @@ static void histogram(struct cn_buf *b, const char *name, const char *labels, co
                    *labels ? "}" : "", total);
 }
 
-void cn_api_metrics(struct cn_api *api, struct cn_http_req *req)
+void cn_api__metrics(struct cn_api *api, struct cn_http_req *req)
 {
     struct cn_buf b = CN_BUF_INIT;
     struct cn_node_status st;
@@ -60,7 +60,7 @@ void cn_api_metrics(struct cn_api *api, struct cn_http_req *req)
     for (int m = 0; m < M_COUNT; m++)
         if (api->received[m])
             cn_buf_appendf(&b, "etcd_http_received_total{method=\"%s\"} %" PRIu64 "\n",
-                           cn_api_method_names[m], api->received[m]);
+                           cn_api__method_names[m], api->received[m]);
     cn_buf_appends(&b, "# HELP etcd_http_failed_total Counter of handle failures of requests "
                        "(non-watches), by method (GET/PUT etc.) and code (400, 500 etc.).\n"
                        "# TYPE etcd_http_failed_total counter\n");
@@ -69,7 +69,7 @@ void cn_api_metrics(struct cn_api *api, struct cn_http_req *req)
             if (api->failed[m][c])
                 cn_buf_appendf(&b,
                                "etcd_http_failed_total{code=\"%d\",method=\"%s\"} %" PRIu64 "\n",
-                               api->failed_code[c], cn_api_method_names[m], api->failed[m][c]);
+                               api->failed_code[c], cn_api__method_names[m], api->failed[m][c]);
     cn_buf_appends(&b, "# HELP etcd_http_successful_duration_seconds Bucketed histogram of "
                        "processing time (s) of successfully handled requests (non-watches), by "
                        "method (GET/PUT etc.).\n"
@@ -77,8 +77,8 @@ void cn_api_metrics(struct cn_api *api, struct cn_http_req *req)
     for (int m = 0; m < M_COUNT; m++) {
         if (!api->ok_count[m]) continue;
         char labels[40];
-        snprintf(labels, sizeof(labels), "method=\"%s\"", cn_api_method_names[m]);
-        histogram(&b, "etcd_http_successful_duration_seconds", labels, cn_api_latency_buckets,
+        snprintf(labels, sizeof(labels), "method=\"%s\"", cn_api__method_names[m]);
+        histogram(&b, "etcd_http_successful_duration_seconds", labels, cn_api__latency_buckets,
                   api->ok_bucket[m], 14, api->ok_count[m], api->ok_sum[m]);
     }
     cn_buf_appends(&b, "# HELP etcd_wal_fsync_duration_seconds The latency distributions of fsync "

@@ -32,7 +32,7 @@ static const char *role_name(enum cn_node_role role)
     return "StateFollower";
 }
 
-void cn_api_stats(struct cn_api *api, struct cn_http_req *req, struct cn_str which)
+void cn_api__stats(struct cn_api *api, struct cn_http_req *req, struct cn_str which)
 {
     struct cn_buf b = CN_BUF_INIT;
     struct cn_node_status st;
@@ -59,7 +59,7 @@ void cn_api_stats(struct cn_api *api, struct cn_http_req *req, struct cn_str whi
         send_json(api, req, &b);
     } else { /* leader */
         if (st.leader != st.id || st.leader == 0) {
-            cn_api_send_message(api, req, 403, "not current leader");
+            cn_api__send_message(api, req, 403, "not current leader");
         } else {
             /* etcd's LeaderStats: per follower the round-trip latency of appends and
              * heartbeats (ms) and the counts of answered and failed sends */
@@ -82,7 +82,7 @@ void cn_api_stats(struct cn_api *api, struct cn_http_req *req, struct cn_str whi
     cn_buf_free(&b);
 }
 
-void cn_api_version(struct cn_api *api, struct cn_http_req *req)
+void cn_api__version(struct cn_api *api, struct cn_http_req *req)
 {
     size_t len;
     const char *v = cn_members_version(api->store, &len);
