@@ -443,8 +443,9 @@ static void told_removed(struct cn_node *n)
 
 void cn_node__process(struct cn_node *n)
 {
+    /* closing: io is flushing its last records and closing; nothing new may start */
     if (n->in_process || n->raft == NULL || n->state == CN_NODE__CLOSED ||
-        n->state == CN_NODE__OPEN)
+        n->state == CN_NODE__OPEN || n->closing)
         return;
     n->in_process = true;
     while (!n->in_ready && !n->removed) {
@@ -501,7 +502,7 @@ static void maybe_promote(struct cn_node *n)
 
 void cn_node_on_tick(struct cn_node *n)
 {
-    if (!cn_node__alive(n)) return;
+    if (!cn_node__alive(n) || n->closing) return;
     n->ticks++;
     int64_t now = n->io->now_ns(n->io);
     cn_node__expire(n, now);
