@@ -2,7 +2,8 @@
 #   make          build everything into build/
 #   make run      install what is missing, build, start one member in the foreground (etcd defaults)
 #   make test     install what is missing, build with -Werror, run unit + black-box tests, then
-#                 the same again under AddressSanitizer+UBSan
+#                 the same again under AddressSanitizer+UBSan, then every fuzz target briefly
+#   make fuzz     every libFuzzer target (fuzz/*/) for FUZZ_SECONDS each (fuzz/run.sh)
 #   make bench    side-by-side benchmarks against etcd (when installed)
 #   make bench-cluster   3-member clusters: PUT through leader/follower, failover, vs etcd
 #   make chaos    the linearizability check under a nemesis for 10 minutes (CHAOS_SECONDS)
@@ -31,7 +32,7 @@ test: deps
 	CAIRN_BIN=$(CURDIR)/build/cairn CAIRNCTL_BIN=$(CURDIR)/build/cairnctl \
 		$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 	$(MAKE) --no-print-directory test-asan
-	fuzz/cloudinit/run.sh 60 build-fuzz
+	fuzz/run.sh $(FUZZ_TEST_SECONDS) build-fuzz
 
 test-asan:
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCN_SANITIZE=ON -DCN_WERROR=ON >/dev/null
@@ -56,8 +57,13 @@ chaos: deps build
 sim-long: deps build
 	./build/tests/raft_sim --seeds 100000
 
+# Seconds per fuzz target. make test's smoke run shares FUZZ_TEST_TOTAL among the targets
+# (15 s each for four), at least 5 s each.
+FUZZ_SECONDS ?= 600
+FUZZ_TEST_TOTAL ?= 60
+FUZZ_TEST_SECONDS ?= $(shell n=$$(ls fuzz/*/CMakeLists.txt | wc -l); s=$$(( $(FUZZ_TEST_TOTAL) / (n ? n : 1) )); echo $$(( s < 5 ? 5 : s )))
 fuzz: deps
-	fuzz/cloudinit/run.sh 600 build-fuzz
+	fuzz/run.sh $(FUZZ_SECONDS) build-fuzz
 
 clean:
 	rm -rf build build-asan build-fuzz

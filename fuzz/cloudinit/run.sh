@@ -1,15 +1,6 @@
 #!/bin/sh
-# Builds the cloud-config fuzz target with clang + ASan/UBSan in its own build dir and runs it.
+# The cloud-config fuzz target alone (docs/cloudinit.md): fuzz/run.sh with one name.
 #   fuzz/cloudinit/run.sh [SECONDS] [BUILD_DIR]     (default 60 s, build-fuzz)
-# The seed corpus is read-only input; new inputs go to a temporary directory. Exit status is
-# libFuzzer's: non-zero on a crash, a sanitizer report or a leak.
 set -eu
-secs=${1:-60}
 src=$(cd "$(dirname "$0")/../.." && pwd)
-build=${2:-$src/build-fuzz}
-cmake -S "$src" -B "$build" -DCMAKE_C_COMPILER=clang -DCN_SANITIZE=ON >/dev/null
-cmake --build "$build" --target fuzz_cloudinit >/dev/null
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-"$build/fuzz_cloudinit" -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
-    -print_final_stats=1 "$work" "$src/fuzz/cloudinit/corpus"
+exec "$src/fuzz/run.sh" "${1:-60}" "${2:-$src/build-fuzz}" cloudinit

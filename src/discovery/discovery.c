@@ -6,6 +6,7 @@
  * CN_DISCOVERY_RETRIES failures in a row end it with "too many retries". Anything the server
  * answered that does not fit the protocol ends it at once with etcd's error. */
 #include "discovery.h"
+#include "discovery_int.h"
 
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
@@ -112,11 +113,11 @@ static void transient(struct cn_discovery *d, const char *what, const char *why)
     uv_timer_start(&d->timer, retry_cb, ms, 0);
 }
 
-/* ---- answers ----------------------------------------------------------------------------- */
+/* ---- answers (pure: discovery_int.h) ------------------------------------------------------ */
 
-static json_t *parse_body(const struct cn_http_client_resp *resp)
+static json_t *parse_body(struct cn_str body)
 {
-    return json_loadb(resp->body.p ? resp->body.p : "", resp->body.len, 0, NULL);
+    return json_loadb(body.p ? body.p : "", body.len, 0, NULL);
 }
 
 static int error_code(json_t *j)
@@ -125,41 +126,38 @@ static int error_code(json_t *j)
     return json_is_integer(c) ? (int)json_integer_value(c) : 0;
 }
 
-static void on_size(struct cn_discovery *d, const struct cn_http_client_resp *resp)
+int cn_discovery__parse_size(int status, struct cn_str body, uint64_t *size)
 {
-    json_t *j = parse_body(resp);
-    if (j == NULL) {
-        if (resp->status >= 500) {
-            transient(d, "size", "server error");
-            return;
-        }
-        finish(d, CN_DISC_BAD_ENDPOINT, NULL, 0);
-        return;
-    }
-    if (resp->status == 404 || error_code(j) == 100) {
+    json_t *j = parse_body(body);
+    if (j == NULL) return status >= 500 ? CN_DISCOVERY__RETRY : CN_DISC_BAD_ENDPOINT;
+    if (status == 404 || error_code(j) == 100) {
         json_decref(j);
-        finish(d, CN_DISC_SIZE_NOT_FOUND, NULL, 0);
-        return;
+        return CN_DISC_SIZE_NOT_FOUND;
     }
-    if (resp->status >= 500) {
+    if (status >= 500) {
         json_decref(j);
-        transient(d, "size", "server error");
-        return;
+        return CN_DISCOVERY__RETRY;
     }
     const char *v = json_string_value(json_object_get(json_object_get(j, "node"), "value"));
     char *end = NULL;
-    unsigned long long size = v ? strtoull(v, &end, 10) : 0;
-    bool ok = v && *v && end && *end == '\0' && *v != '-' && size > 0 && size <= 1000;
+    unsigned long long n = v ? strtoull(v, &end, 10) : 0;
+    bool ok = v && *v && end && *end == '\0' && *v != '-' && n > 0 && n <= 1000;
     json_decref(j);
-    if (!ok) {
-        finish(d, CN_DISC_BAD_SIZE, NULL, 0);
-        return;
-    }
-    d->size = size;
-    d->failures = 0;
-    CN_LOGI("discovery", "cluster size from discovery size=%" PRIu64 " url=%s", d->size, d->url);
-    d->state = ST_CHECK;
-    step(d);
+    if (!ok) return CN_DISC_BAD_SIZE;
+    *size = n;
+    return CN_DISC_OK;
+}
+
+int cn_discovery__parse_register(int status, struct cn_str body)
+{
+    json_t *j = parse_body(body);
+    if (j == NULL && status < 500) return CN_DISC_BAD_ENDPOINT;
+    int ec = error_code(j);
+    json_decref(j);
+    if (status >= 500) return CN_DISCOVERY__RETRY;
+    if (ec == 105 || status == 412) return CN_DISC_DUP_ID;
+    if (status != 201 && status != 200) return CN_DISC_BAD_ENDPOINT;
+    return CN_DISC_OK;
 }
 
 static int cmp_created(const void *a, const void *b)
@@ -196,6 +194,36 @@ static uint64_t key_id(json_t *node)
     return last ? strtoull(last + 1, NULL, 16) : 0;
 }
 
+int cn_discovery__parse_list(int status, struct cn_str body, struct cn_discovery__list *l)
+{
+    memset(l, 0, sizeof(*l));
+    json_t *j = parse_body(body);
+    if (j == NULL || status >= 500) {
+        json_decref(j);
+        if (status >= 500 || (status == 200 && body.len == 0)) return CN_DISCOVERY__RETRY;
+        return CN_DISC_BAD_ENDPOINT;
+    }
+    if (status != 200) {
+        int ec = error_code(j);
+        json_decref(j);
+        return ec == 100 ? CN_DISC_SIZE_NOT_FOUND : CN_DISC_BAD_ENDPOINT;
+    }
+    json_t *regs[CN_DISCOVERY_MAX];
+    l->root = j;
+    l->n = registrations(j, regs, CN_DISCOVERY_MAX);
+    for (size_t i = 0; i < l->n; i++) {
+        l->regs[i].id = key_id(regs[i]);
+        l->regs[i].value = (char *)json_string_value(json_object_get(regs[i], "value"));
+    }
+    return CN_DISC_OK;
+}
+
+void cn_discovery__list_free(struct cn_discovery__list *l)
+{
+    json_decref(l->root);
+    memset(l, 0, sizeof(*l));
+}
+
 /* The name part of a "name=url,..." registration. */
 static void reg_name(const char *v, char *out, size_t len)
 {
@@ -206,100 +234,122 @@ static void reg_name(const char *v, char *out, size_t len)
     out[n] = '\0';
 }
 
-static void on_list(struct cn_discovery *d, const struct cn_http_client_resp *resp)
+void cn_discovery__judge(const struct cn_discovery__list *l, uint64_t self_id, uint64_t size,
+                         bool check, struct cn_discovery__verdict *v)
 {
-    json_t *j = parse_body(resp);
-    if (j == NULL || resp->status >= 500) {
-        json_decref(j);
-        if (resp->status >= 500 || (resp->status == 200 && resp->body.len == 0))
-            transient(d, "list", "server error");
-        else
-            finish(d, CN_DISC_BAD_ENDPOINT, NULL, 0);
+    size_t n = l->n;
+    size_t self_pos = n;
+    for (size_t i = 0; i < n; i++)
+        if (l->regs[i].id == self_id) self_pos = i;
+    size_t take = n < size ? n : (size_t)size;
+    v->next = CN_DISCOVERY__NEXT_DONE;
+    v->err = CN_DISC_OK;
+    v->npeers = 0;
+    if (check) {
+        /* etcd checks fullness before registering, so a late member never registers */
+        if (n >= size && self_pos >= size) {
+            for (size_t i = 0; i < take; i++)
+                v->peers[i] = l->regs[i];
+            v->err = CN_DISC_FULL;
+            v->npeers = take;
+            return;
+        }
+        v->next = self_pos < n ? CN_DISCOVERY__NEXT_LIST : CN_DISCOVERY__NEXT_REGISTER;
         return;
     }
-    if (resp->status != 200) {
-        int ec = error_code(j);
-        json_decref(j);
-        finish(d, ec == 100 ? CN_DISC_SIZE_NOT_FOUND : CN_DISC_BAD_ENDPOINT, NULL, 0);
+    if (n < size) {
+        v->next = CN_DISCOVERY__NEXT_WAIT;
+        return;
+    }
+    if (self_pos >= size) {
+        v->err = CN_DISC_FULL;
+        return;
+    }
+    for (size_t i = 0; i < take; i++) {
+        v->peers[i].id = l->regs[i].id;
+        v->peers[i].value = l->regs[i].value ? l->regs[i].value : "";
+        char a[256], b[256];
+        reg_name(v->peers[i].value, a, sizeof(a));
+        for (size_t k = 0; k < i; k++) {
+            reg_name(v->peers[k].value, b, sizeof(b));
+            if (strcmp(a, b) == 0) v->err = CN_DISC_DUP_NAME;
+        }
+    }
+    if (v->err == CN_DISC_OK) v->npeers = take;
+}
+
+/* ---- the state machine's answers ----------------------------------------------------------- */
+
+static void on_size(struct cn_discovery *d, const struct cn_http_client_resp *resp)
+{
+    uint64_t size = 0;
+    int rc = cn_discovery__parse_size(resp->status, resp->body, &size);
+    if (rc == CN_DISCOVERY__RETRY) {
+        transient(d, "size", "server error");
+        return;
+    }
+    if (rc != CN_DISC_OK) {
+        finish(d, rc, NULL, 0);
+        return;
+    }
+    d->size = size;
+    d->failures = 0;
+    CN_LOGI("discovery", "cluster size from discovery size=%" PRIu64 " url=%s", d->size, d->url);
+    d->state = ST_CHECK;
+    step(d);
+}
+
+static void on_list(struct cn_discovery *d, const struct cn_http_client_resp *resp)
+{
+    struct cn_discovery__list l;
+    int rc = cn_discovery__parse_list(resp->status, resp->body, &l);
+    if (rc == CN_DISCOVERY__RETRY) {
+        transient(d, "list", "server error");
+        return;
+    }
+    if (rc != CN_DISC_OK) {
+        finish(d, rc, NULL, 0);
         return;
     }
     d->failures = 0;
     struct cn_str idx = cn_http_client_resp_header(resp, "X-Etcd-Index");
     uint64_t index = idx.p ? strtoull(idx.p, NULL, 10) : 0;
-    json_t *regs[CN_DISCOVERY_MAX];
-    size_t n = registrations(j, regs, CN_DISCOVERY_MAX);
-    size_t self_pos = n;
-    for (size_t i = 0; i < n; i++)
-        if (key_id(regs[i]) == d->self_id) self_pos = i;
-    size_t take = n < d->size ? n : (size_t)d->size;
-    if (d->state == ST_CHECK) {
-        /* etcd checks fullness before registering, so a late member never registers */
-        if (n >= d->size && self_pos >= d->size) {
-            struct cn_discovery_peer peers[CN_DISCOVERY_MAX];
-            for (size_t i = 0; i < take; i++) {
-                peers[i].id = key_id(regs[i]);
-                peers[i].value = (char *)json_string_value(json_object_get(regs[i], "value"));
-            }
-            finish(d, CN_DISC_FULL, peers, take);
-            json_decref(j);
-            return;
-        }
-        json_decref(j);
-        d->state = self_pos < n ? ST_LIST : ST_REGISTER;
+    struct cn_discovery__verdict v;
+    cn_discovery__judge(&l, d->self_id, d->size, d->state == ST_CHECK, &v);
+    switch (v.next) {
+    case CN_DISCOVERY__NEXT_REGISTER:
+    case CN_DISCOVERY__NEXT_LIST:
+        cn_discovery__list_free(&l);
+        d->state = v.next == CN_DISCOVERY__NEXT_LIST ? ST_LIST : ST_REGISTER;
         step(d);
         return;
-    }
-    if (n < d->size) {
-        CN_LOGN("discovery", "waiting for more members found=%zu size=%" PRIu64 " url=%s", n,
+    case CN_DISCOVERY__NEXT_WAIT:
+        CN_LOGN("discovery", "waiting for more members found=%zu size=%" PRIu64 " url=%s", l.n,
                 d->size, d->url);
         d->wait_index = index + 1;
-        json_decref(j);
+        cn_discovery__list_free(&l);
         d->state = ST_WAIT;
         step(d);
         return;
+    case CN_DISCOVERY__NEXT_DONE:
+        break;
     }
-    if (self_pos >= d->size) {
-        json_decref(j);
-        finish(d, CN_DISC_FULL, NULL, 0);
-        return;
-    }
-    struct cn_discovery_peer peers[CN_DISCOVERY_MAX];
-    int err = CN_DISC_OK;
-    for (size_t i = 0; i < take; i++) {
-        peers[i].id = key_id(regs[i]);
-        const char *v = json_string_value(json_object_get(regs[i], "value"));
-        peers[i].value = (char *)(v ? v : "");
-        char a[256], b[256];
-        reg_name(peers[i].value, a, sizeof(a));
-        for (size_t k = 0; k < i; k++) {
-            reg_name(peers[k].value, b, sizeof(b));
-            if (strcmp(a, b) == 0) err = CN_DISC_DUP_NAME;
-        }
-    }
-    CN_LOGN("discovery", "found every member size=%" PRIu64 " url=%s", d->size, d->url);
-    finish(d, err, err == CN_DISC_OK ? peers : NULL, err == CN_DISC_OK ? take : 0);
-    json_decref(j);
+    if (v.err != CN_DISC_FULL)
+        CN_LOGN("discovery", "found every member size=%" PRIu64 " url=%s", d->size, d->url);
+    /* the peers' values are borrowed from the listing: free it after the callback */
+    finish(d, v.err, v.npeers ? v.peers : NULL, v.npeers);
+    cn_discovery__list_free(&l);
 }
 
 static void on_register(struct cn_discovery *d, const struct cn_http_client_resp *resp)
 {
-    json_t *j = parse_body(resp);
-    if (j == NULL && resp->status < 500) {
-        finish(d, CN_DISC_BAD_ENDPOINT, NULL, 0);
-        return;
-    }
-    int ec = error_code(j);
-    json_decref(j);
-    if (resp->status >= 500) {
+    int rc = cn_discovery__parse_register(resp->status, resp->body);
+    if (rc == CN_DISCOVERY__RETRY) {
         transient(d, "register", "server error");
         return;
     }
-    if (ec == 105 || resp->status == 412) {
-        finish(d, CN_DISC_DUP_ID, NULL, 0);
-        return;
-    }
-    if (resp->status != 201 && resp->status != 200) {
-        finish(d, CN_DISC_BAD_ENDPOINT, NULL, 0);
+    if (rc != CN_DISC_OK) {
+        finish(d, rc, NULL, 0);
         return;
     }
     d->failures = 0;

@@ -272,9 +272,8 @@ static void add_urls(char *const *urls, size_t n, struct proxy_urls *out, const 
     }
 }
 
-/* Parses etcd's peer /members answer: [{"id":..,"name":..,"peerURLs":[..],"clientURLs":[..]}].
- * Returns the number of members, or -1 when the body is not such an array. */
-static int parse_members(struct cn_str body, struct proxy_urls *clients, struct proxy_urls *peers)
+int cn_proxy__parse_members(struct cn_str body, struct proxy_urls *clients,
+                            struct proxy_urls *peers)
 {
     struct cn_member_list l;
     char err[160];
@@ -298,11 +297,17 @@ static void on_refresh_timer(uv_timer_t *t)
     refresh_try(p);
 }
 
+uint64_t cn_proxy__refresh_wait_ms(uint64_t interval_ms, size_t available)
+{
+    uint64_t wait = interval_ms;
+    if (wait < MIN_REFRESH_MS) wait = MIN_REFRESH_MS;
+    if (wait >= DEFAULT_REFRESH_MS && available == 0) wait = FAST_REFRESH_MS;
+    return wait;
+}
+
 static void refresh_finished(struct cn_proxy *p)
 {
-    uint64_t wait = p->t.refresh_interval_ms;
-    if (wait < MIN_REFRESH_MS) wait = MIN_REFRESH_MS;
-    if (wait >= DEFAULT_REFRESH_MS && cn_proxy__available(p) == 0) wait = FAST_REFRESH_MS;
+    uint64_t wait = cn_proxy__refresh_wait_ms(p->t.refresh_interval_ms, cn_proxy__available(p));
     uv_timer_start(&p->refresh_timer, on_refresh_timer, wait, 0);
     if (!p->refreshed) {
         p->refreshed = true;
@@ -319,7 +324,7 @@ static void refresh_done(struct cn_http_client_req *creq, int rc,
     const char *peer = p->peers.v[p->refresh_i];
     struct proxy_urls clients = {0}, peers = {0};
     int n = -1;
-    if (rc == 0 && resp->status == 200) n = parse_members(resp->body, &clients, &peers);
+    if (rc == 0 && resp->status == 200) n = cn_proxy__parse_members(resp->body, &clients, &peers);
     if (n < 0) {
         if (rc != 0)
             CN_LOGW("proxy", "cannot fetch members peer=%s err=\"%s\"", peer, cn_strerror(rc));

@@ -119,6 +119,16 @@ int cn_proxy__init_peers(struct cn_proxy *p, const struct cn_config *cfg,
                          const char *const *peer_urls, size_t npeer, char *err, size_t errlen);
 void cn_proxy__refresh_start(struct cn_proxy *p);
 void cn_proxy__refresh_stop(struct cn_proxy *p);
+/* Parses etcd's peer /members answer: [{"id":..,"name":..,"peerURLs":[..],"clientURLs":[..]}],
+ * adding each member's usable (http://host:port) client and peer URLs to clients and peers
+ * (others skipped with a warning, entries that are not objects ignored). Returns the number of
+ * members (objects), or -1 when the body is not a JSON array. */
+int cn_proxy__parse_members(struct cn_str body, struct proxy_urls *clients,
+                            struct proxy_urls *peers);
+/* The delay before the next membership refresh: interval_ms (--proxy-refresh-interval), at
+ * least 100 ms, and 1 s instead of a default-sized (>= 30 s) interval while no endpoint is
+ * available (as etcd 2.3). */
+uint64_t cn_proxy__refresh_wait_ms(uint64_t interval_ms, size_t available);
 
 /* ---- forward.c ---- */
 /* The http server's handler for everything that is forwarded. */
