@@ -192,8 +192,13 @@ void cn_node__submit(struct cn_node *n)
         }
         r->state = CN_NODE__WAITING;
         r->proposed = true;
-        cn_buf_free(&r->data);
-        cn_buf_init(&r->data);
+        /* A forwarded proposal keeps its frame: the leader may answer PROP_FAIL with a code that
+         * sends it back to the queue (a transfer in progress, its queue full), and it is sent
+         * again. One proposed here can only commit or fail. */
+        if (leader) {
+            cn_buf_free(&r->data);
+            cn_buf_init(&r->data);
+        }
     }
     CN_LIST_FOREACH(it, tmp, &n->reads) {
         struct cn_node_req *r = CN_CONTAINER_OF(it, struct cn_node_req, link);

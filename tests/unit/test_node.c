@@ -159,6 +159,9 @@ struct test_io {
     bool persist_pending, deferred, snap_pending, closed;
     int fail_persist; /* the next persists fail with this */
     unsigned persists, saves, sends;
+    uint8_t last_kind;
+    uint64_t last_to;
+    struct cn_buf last_sent;
     uint64_t released;
     struct cn_buf saved; /* the last snapshot saved */
     uint64_t saved_index, saved_term;
@@ -234,8 +237,12 @@ static void t_load(struct cn_node_io *io)
 
 static int t_send(struct cn_node_io *io, uint64_t to, uint8_t kind, const void *p, size_t len)
 {
-    (void)to, (void)kind, (void)p, (void)len;
-    tio(io)->sends++;
+    struct test_io *t = tio(io);
+    t->sends++;
+    t->last_kind = kind;
+    t->last_to = to;
+    cn_buf_reset(&t->last_sent);
+    cn_buf_append(&t->last_sent, p, len);
     return 0;
 }
 
@@ -255,6 +262,7 @@ static void t_free(struct cn_node_io *io)
     for (size_t k = 0; k < t->n_ents; k++)
         cn_free(t->ents[k].data);
     cn_buf_free(&t->saved);
+    cn_buf_free(&t->last_sent);
     cn_free(t);
 }
 
@@ -468,6 +476,71 @@ static void snapshot_and_restore(void **state)
     cn_node_destroy(n);
 }
 
+/* A follower forwards a proposal; the leader answers PROP_FAIL with a code that sends it back
+ * to the queue (a transfer in progress): the follower sends the very same frame again. Before
+ * the fix the frame was freed once forwarded, and the retry proposed from freed memory. */
+static void forwarded_proposal_retried(void **state)
+{
+    (void)state;
+    struct sum_fsm f;
+    sum_init(&f);
+    struct test_io *t = test_io_new();
+    struct cn_node_member two[] = {{1, 0, NULL}, {2, 0, NULL}};
+    struct cn_node_options opt = {.member_id = 2,
+                                  .cluster_id = 7,
+                                  .seed = 9,
+                                  .heartbeat_ms = 10,
+                                  .election_ms = 100,
+                                  .members = two,
+                                  .nmembers = 2};
+    struct cn_node_state fresh = {.fresh = true};
+    char err[256];
+    struct cn_node *n = cn_node_new(&opt, &f.fsm, &t->io, &fresh, NULL, NULL, err, sizeof(err));
+    assert_non_null(n);
+    assert_int_equal(cn_node_start(n, err, sizeof(err)), 0);
+    pump(n, t);
+    /* member 1 leads term 2 */
+    struct cn_raft_msg hb = {.type = CN_RAFT_MSG_HEARTBEAT, .to = 2, .from = 1, .term = 2};
+    struct cn_buf b = CN_BUF_INIT;
+    cn_raft_msg_encode(&hb, &b);
+    cn_node_on_receive(n, 1, CN_PEER_KIND_RAFT, b.p, b.len);
+    pump(n, t);
+    struct cn_node_status st;
+    cn_node_get_status(n, &st);
+    assert_true(st.leader == 1 && st.role == CN_NODE_FOLLOWER);
+    struct answer a = {0};
+    add(n, 9, &a);
+    pump(n, t);
+    assert_int_equal(t->last_kind, CN_PEER_KIND_PROP);
+    assert_true(t->last_to == 1);
+    struct cn_buf first = CN_BUF_INIT;
+    cn_buf_append(&first, t->last_sent.p, t->last_sent.len);
+    uint64_t seq;
+    uint8_t kind;
+    const uint8_t *body;
+    size_t body_len;
+    assert_true(cn_node__prop_decode(first.p, first.len, &seq, &kind, &body, &body_len));
+    cn_buf_reset(&b);
+    cn_node__prop_fail_encode(&b, seq, -EBUSY);
+    unsigned sends = t->sends;
+    cn_node_on_receive(n, 1, CN_PEER_KIND_PROP_FAIL, b.p, b.len);
+    pump(n, t);
+    assert_true(t->sends > sends);
+    assert_int_equal(t->last_kind, CN_PEER_KIND_PROP);
+    assert_int_equal(t->last_sent.len, first.len);
+    assert_memory_equal(t->last_sent.p, first.p, first.len);
+    assert_int_equal(a.calls, 0); /* still waiting for its entry */
+    /* a code that is final fails it */
+    cn_buf_reset(&b);
+    cn_node__prop_fail_encode(&b, seq, CN_ERR_TOO_LARGE);
+    cn_node_on_receive(n, 1, CN_PEER_KIND_PROP_FAIL, b.p, b.len);
+    pump(n, t);
+    assert_true(a.calls == 1 && a.rc == CN_ERR_TOO_LARGE);
+    cn_buf_free(&b);
+    cn_buf_free(&first);
+    cn_node_destroy(n);
+}
+
 static void stopped_node_refuses(void **state)
 {
     (void)state;
@@ -497,6 +570,7 @@ int main(void)
         cmocka_unit_test(proposals_and_reads),
         cmocka_unit_test(persist_failure_and_retry),
         cmocka_unit_test(snapshot_and_restore),
+        cmocka_unit_test(forwarded_proposal_retried),
         cmocka_unit_test(stopped_node_refuses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
