@@ -20,7 +20,18 @@ void cn_raft__election_reset_timeout(struct cn_raft *r)
 
 bool cn_raft__election_promotable(const struct cn_raft *r)
 {
-    return !r->removed && cn_raft__conf_has_voter(&r->conf, r->id);
+    if (r->removed) return false;
+    if (cn_raft__conf_has_voter(&r->conf, r->id)) return true;
+    /* §4.2.2, and what the thesis leaves open: the entry that took this voter out of the
+     * configuration (effective on append) is not committed yet. Until it is, this member may hold
+     * the only copy of it, while the others, still in the old configuration, need its vote and
+     * cannot get it (its log is ahead of theirs): the cluster would stall for good. So it may
+     * still campaign, in the new configuration, without counting itself; once elected it commits
+     * the entry and steps down (cn_raft__membership_on_commit). ScyllaDB's raft met the same. */
+    if (r->conf_index == 0 || r->conf_index <= r->log.committed) return false;
+    struct cn_raft_conf prev;
+    cn_raft__membership_conf_at(r, r->conf_index - 1, &prev);
+    return cn_raft__conf_has_voter(&prev, r->id);
 }
 
 unsigned cn_raft__election_quorum(const struct cn_raft *r)
@@ -121,7 +132,9 @@ void cn_raft__election_campaign(struct cn_raft *r, bool pre, bool transfer)
     }
     TRACE(r, "campaign pre=%d transfer=%d", pre, transfer);
     r->n_granted = r->n_rejected = 0;
-    record_vote(r->votes_granted, &r->n_granted, r->id);
+    /* a member campaigning from outside the configuration (above) does not count itself */
+    if (cn_raft__conf_has_voter(&r->conf, r->id))
+        record_vote(r->votes_granted, &r->n_granted, r->id);
     if (r->n_granted >= cn_raft__election_quorum(r)) {
         tally(r);
         return;

@@ -850,6 +850,51 @@ static void membership_leader_removes_itself(void **state)
     teardown();
 }
 
+/* Two voters; the leader removes itself and crashes before anyone else has the entry. The
+ * other still counts the old configuration and needs its vote, which its shorter log cannot
+ * get; only the removed member can finish the change. Before the fix nobody ever campaigned. */
+static void membership_removed_leader_finishes_its_removal(void **state)
+{
+    setup(2);
+    elect(1);
+    propose(1, "a");
+    deliver_all();
+    isolate(1, true);
+    assert_int_equal(conf(1, CN_RAFT_CONF_REMOVE, 1), 0);
+    drop_all(); /* the entry is on 1's disk only */
+    assert_int_equal(status(1).conf.n_voters, 1);
+    assert_int_equal(status(1).conf.voters[0], 2);
+    assert_int_equal(status(2).conf.n_voters, 2);
+    crash(1);
+    restart(1);
+    isolate(1, false);
+    /* 2 cannot win: 1's log is ahead of its own */
+    age_lease(2);
+    for (unsigned i = 0; i < 3 * T; i++) {
+        tick(2, 1);
+        deliver_all();
+    }
+    assert_true(status(2).role != CN_RAFT_LEADER);
+    /* 1, out of its latest configuration but needed by the old one, campaigns; 2 elects it (its
+     * own vote does not count), it commits its removal and steps down, and 2 leads alone */
+    for (unsigned i = 0; i < 6 * T && !status(1).removed; i++) {
+        tick(1, 1);
+        tick(2, 1);
+        deliver_all();
+    }
+    assert_true(status(1).removed);
+    assert_int_equal(status(2).conf.n_voters, 1);
+    for (unsigned i = 0; i < 4 * T && status(2).role != CN_RAFT_LEADER; i++) {
+        tick(2, 1);
+        deliver_all();
+    }
+    assert_int_equal(status(2).role, CN_RAFT_LEADER);
+    propose(2, "b");
+    deliver_all();
+    assert_int_equal(node(2)->sm_count, 2);
+    teardown();
+}
+
 /* ---- snapshots ---------------------------------------------------------------------------------
  */
 
@@ -1093,6 +1138,7 @@ int main(void)
         cmocka_unit_test(transfer_gives_up_after_timeout),
         cmocka_unit_test(membership_learner_promote_remove),
         cmocka_unit_test(membership_leader_removes_itself),
+        cmocka_unit_test(membership_removed_leader_finishes_its_removal),
         cmocka_unit_test(snapshot_catches_up_lagging_follower),
         cmocka_unit_test(snapshot_lost_is_resent),
         cmocka_unit_test(codec_roundtrip_and_bounds),
