@@ -12,17 +12,8 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "fuzz.h"
 #include "node/node_int.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "check failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);              \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static void envelope(const uint8_t *p, size_t n)
 {

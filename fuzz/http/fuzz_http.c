@@ -25,17 +25,8 @@
 
 #include "common/buf.h"
 #include "common/log.h"
+#include "fuzz.h"
 #include "http/http.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "check failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);              \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 #define MAX_BODY  2048
 #define MAX_HELD  64

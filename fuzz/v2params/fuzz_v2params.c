@@ -20,17 +20,8 @@
 #include "common/buf.h"
 #include "common/parse.h"
 #include "common/url.h"
+#include "fuzz.h"
 #include "store/store.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "check failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);              \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static const char *const names[CN_P_COUNT] = {
     "value",     "dir",    "ttl",    "prevExist", "prevValue", "prevIndex", "refresh",
