@@ -328,6 +328,29 @@ def test_metrics_counters_move(member):
     assert d("etcd_http_successful_duration_seconds_count", {"method": "PUT"}) == 3
 
 
+def test_metrics_failed_label_is_the_status_sent(member):
+    """etcd_http_failed_total's code is the status the client got: 412 for a failed compare or
+    an existing key, 403 for a directory that is not empty (cairn counted both as 400)."""
+    m = member
+    m.set("lbl/a", "1")
+    t0 = m.get("/metrics").text
+    r = m.put("/v2/keys/lbl/a", data={"value": "2", "prevExist": "false"})
+    assert r.status_code == 412 and r.json()["errorCode"] == 105
+    r = m.put("/v2/keys/lbl/a", data={"value": "2", "prevValue": "nope"})
+    assert r.status_code == 412 and r.json()["errorCode"] == 101
+    r = m.delete("/v2/keys/lbl", params={"dir": "true"})
+    assert r.status_code == 403 and r.json()["errorCode"] == 108
+    t1 = m.get("/metrics").text
+
+    def d(labels):
+        return (metric_value(t1, "etcd_http_failed_total", labels) or 0) - (
+            metric_value(t0, "etcd_http_failed_total", labels) or 0)
+
+    assert d({"method": "PUT", "code": "412"}) == 2
+    assert d({"method": "DELETE", "code": "403"}) == 1
+    assert d({"method": "PUT", "code": "400"}) == 0
+
+
 @pytest.mark.cairn_only
 def test_metrics_cairn_names(member):
     """Spec 14/15: cairn uses the 2.x names (etcd_store_*, etcd_wal_fsync_duration_seconds)."""
