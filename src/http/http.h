@@ -7,6 +7,8 @@
  * The client half (requests to other servers: leader forwarding, proxies, discovery) is declared
  * in http/http_client.h.
  *
+ * Connections are struct cn_stream (src/stream): TCP today, TLS later, the same to this layer.
+ *
  * Threading: everything runs on the loop thread that owns the server.
  *
  * Side effect: cn_http_server_new() sets SIGPIPE to SIG_IGN (process-wide), because libuv writes
