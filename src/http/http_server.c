@@ -24,8 +24,9 @@
  * input drained until the peer's EOF or LINGER_MS, so unread request bytes cannot make the kernel
  * send RST over our response) -> closing (cn_stream_close called) -> conn_closed frees it.
  *
- * Bytes come and go through a struct cn_stream (src/stream), accepted from the server's own
- * listeners.
+ * Bytes come and go through a struct cn_stream (src/stream): accepted from the server's own
+ * listeners, or handed over with what was already read by another protocol sharing a port
+ * (cn_http_server_adopt: the peer transport).
  *
  * Invariants:
  *  1. Only the head of conn.queue writes to the socket (conn_emit); the others buffer in req.out.
@@ -959,6 +960,17 @@ static void on_connection(struct cn_stream_listener *l, int status, struct cn_st
     struct conn *c = conn_new(srv, s);
     (void)cn_stream_set_nodelay(s, true); /* an optimisation only: the connection works without */
     conn_update_read(c);
+}
+
+int cn_http_server_adopt(struct cn_http_server *srv, struct cn_stream *s, const void *head,
+                         size_t head_len)
+{
+    if (srv->closing) return CN_ERR_STOPPED;
+    cn_stream_read_stop(s); /* reading restarts with this module's callbacks */
+    struct conn *c = conn_new(srv, s);
+    if (head_len > 0) cn_buf_append(&c->in, head, head_len); /* parsed from the resume handle */
+    conn_update_read(c);
+    return 0;
 }
 
 /* ---- server ------------------------------------------------------------------------------ */
