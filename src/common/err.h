@@ -20,7 +20,8 @@
     X(PROTO, -10012, "protocol error")                                                             \
     X(NO_LEADER, -10013, "no leader")                                                              \
     X(IO, -10014, "i/o error")                                                                     \
-    X(CANCELED, -10015, "canceled")
+    X(CANCELED, -10015, "canceled")                                                                \
+    X(EOF, -10016, "end of stream")
 
 enum cn_err {
 #define CN_ERR_ENUM(name, code, msg) CN_ERR_##name = (code),

@@ -7,6 +7,8 @@
  * The client half (requests to other servers: leader forwarding, proxies, discovery) is declared
  * in http/http_client.h.
  *
+ * Connections are struct cn_stream (src/stream): TCP today, TLS later, the same to this layer.
+ *
  * Threading: everything runs on the loop thread that owns the server.
  *
  * Side effect: cn_http_server_new() sets SIGPIPE to SIG_IGN (process-wide), because libuv writes
@@ -91,6 +93,7 @@ typedef void (*cn_http_handler)(struct cn_http_req *req, void *ctx);
 typedef void (*cn_http_too_large_cb)(struct cn_http_req *req, void *ctx);
 
 struct cn_http_server;
+struct cn_stream;
 
 struct cn_http_server *cn_http_server_new(uv_loop_t *loop, const struct cn_http_limits *limits,
                                           cn_http_handler handler, cn_http_too_large_cb too_large,
@@ -106,6 +109,14 @@ struct cn_http_server *cn_http_server_new(uv_loop_t *loop, const struct cn_http_
  * listener of this call stays open. */
 int cn_http_server_listen(struct cn_http_server *srv, const char *host, uint16_t port, char *err,
                           size_t err_len);
+/* Serves HTTP on a stream that arrived elsewhere: a port shared with another protocol, whose
+ * owner read head_len bytes (head, copied) before it saw they were HTTP (the peer port). From
+ * here on the stream is the server's, as an accepted connection is (its data and read callbacks
+ * are taken over, reading or not; the server closes it). Requests in head are parsed from the
+ * loop, not inside this call. Returns 0, or CN_ERR_STOPPED once the server is closing (then the
+ * caller keeps the stream). */
+int cn_http_server_adopt(struct cn_http_server *srv, struct cn_stream *s, const void *head,
+                         size_t head_len);
 /* Stops accepting, aborts streaming responses (on_abort runs for each, inside this call; the
  * client then gets the stream's last chunk, i.e. a complete response), closes idle connections,
  * and lets connections with a request in flight finish it (its response says "Connection: close",

@@ -4,11 +4,14 @@
  *
  * Design notes
  *
- * Lifetimes. A request is freed when its references drop to zero: one for its timer handle (until
- * the timer's close callback) and one while a uv_getaddrinfo is pending. `finished` is set the
- * moment the user may no longer be called (on_done ran, or canceled); everything after only
- * releases. A connection is freed only in its close callback, so a parser callback that calls the
+ * Lifetimes. A request is freed in its timer's close callback. `finished` is set the moment the
+ * user may no longer be called (on_done ran, or canceled); everything after only releases. A
+ * connection is freed only in its stream's close callback, so a parser callback that calls the
  * user, who cancels, never pulls memory from under the read callback.
+ *
+ * Connections are struct cn_stream (src/stream), dialed with cn_stream_tcp_dial: it resolves
+ * names on the thread pool, tries each address in turn and applies connect_timeout_ms to each
+ * attempt, so a request only sees "connected" or why not.
  *
  * Reuse. A response ends with on_message_complete, which pauses the parser so the read callback
  * handles the end outside http-parser: the connection goes back to the idle pool only when the
@@ -26,6 +29,7 @@
 #include "common/log.h"
 #include "http/http_client.h"
 #include "http/http_int.h"
+#include "stream/stream.h"
 
 #define CREAD_BUF_LEN    (64 * 1024)
 #define MAX_RESP_HEADER  (64 * 1024)
@@ -58,10 +62,6 @@ struct cn_http_client_req {
                                     earlier one */
     const char *phase;           /* what dl_phase limits, for the log */
     uv_timer_t timer;
-    uv_getaddrinfo_t gai;
-    struct sockaddr_storage addrs[4]; /* what the name resolved to, tried in order */
-    size_t naddrs, addr_i;
-    int refs;
     int early_rc; /* an error to report from the timer callback */
     struct cconn *conn;
     bool finished, head_done, retried;
@@ -77,9 +77,7 @@ struct cn_http_client_req {
 };
 
 struct cconn {
-    uv_tcp_t tcp;
-    uv_connect_t creq;
-    uv_write_t wreq;
+    struct cn_stream *s; /* s->data is the cconn */
     struct cn_http_client *cl;
     struct cn_list link;      /* cl->conns */
     struct cn_list idle_link; /* cl->idle while idle */
@@ -87,7 +85,7 @@ struct cconn {
     http_parser parser;
     const char *exec_begin, *exec_end;
     struct cn_http_client_req *req;
-    bool closing, connected, reused, got_bytes, complete;
+    bool closing, reused, got_bytes, complete;
 };
 
 struct cn_http_client {
@@ -104,13 +102,13 @@ struct cn_http_client {
 
 static void client_maybe_done(struct cn_http_client *cl);
 static void req_start(struct cn_http_client_req *r);
-static void conn_open(struct cn_http_client_req *r, const struct sockaddr *sa);
+static void conn_open(struct cn_http_client_req *r);
 
 /* ---- requests ---------------------------------------------------------------------------- */
 
-static void req_unref(struct cn_http_client_req *r)
+static void timer_closed(uv_handle_t *h)
 {
-    if (--r->refs > 0) return;
+    struct cn_http_client_req *r = h->data;
     struct cn_http_client *cl = r->cl;
     cn_list_remove(&r->link);
     cl->nreqs--;
@@ -120,11 +118,6 @@ static void req_unref(struct cn_http_client_req *r)
     cn_free(r->hdrs);
     cn_free(r);
     client_maybe_done(cl);
-}
-
-static void timer_closed(uv_handle_t *h)
-{
-    req_unref(h->data);
 }
 
 static void conn_close(struct cconn *c);
@@ -141,7 +134,6 @@ static void req_finish(struct cn_http_client_req *r, int rc, bool report)
         r->conn = NULL;
         if (!c->complete) conn_close(c);
     }
-    if (r->refs > 1) uv_cancel((uv_req_t *)&r->gai); /* its callback still runs */
     if (report) r->on_done(r, rc, rc == 0 ? &r->resp : NULL, r->ctx);
     uv_close((uv_handle_t *)&r->timer, timer_closed);
 }
@@ -339,9 +331,9 @@ static const http_parser_settings resp_settings = {
 
 /* ---- connections ------------------------------------------------------------------------- */
 
-static void conn_closed(uv_handle_t *h)
+static void conn_closed(struct cn_stream *s)
 {
-    struct cconn *c = h->data;
+    struct cconn *c = s->data;
     struct cn_http_client *cl = c->cl;
     cn_list_remove(&c->link);
     cl->nconns--;
@@ -357,7 +349,7 @@ static void conn_close(struct cconn *c)
         cn_list_remove(&c->idle_link);
         c->cl->nidle--;
     }
-    uv_close((uv_handle_t *)&c->tcp, conn_closed);
+    cn_stream_close(c->s, conn_closed);
 }
 
 /* The connection failed under its request: retry once if that is safe, else report. */
@@ -369,12 +361,6 @@ static void conn_fail(struct cconn *c, int rc)
     if (r == NULL || r->finished) return;
     c->req = NULL;
     r->conn = NULL;
-    if (!c->connected && r->addr_i + 1 < r->naddrs) {
-        /* e.g. "localhost" gave ::1 first and the server only listens on 127.0.0.1 */
-        r->addr_i++;
-        conn_open(r, (struct sockaddr *)&r->addrs[r->addr_i]);
-        return;
-    }
     if (c->reused && !c->got_bytes && r->replayable && !r->retried) {
         r->retried = true;
         r->no_reuse = true;
@@ -409,10 +395,10 @@ static void conn_done(struct cconn *c, bool keep)
     }
 }
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+static void on_alloc(struct cn_stream *s, size_t hint, struct cn_stream_buf *buf)
 {
-    struct cconn *c = h->data;
-    buf->base = c->cl->rbuf;
+    struct cconn *c = s->data;
+    buf->p = c->cl->rbuf;
     buf->len = CREAD_BUF_LEN;
 }
 
@@ -435,7 +421,7 @@ static void conn_parse(struct cconn *c, const char *p, size_t n)
     }
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+static void on_read(struct cn_stream *s, ssize_t nread, const struct cn_stream_buf *buf)
 {
     struct cconn *c = s->data;
     if (c->closing) return;
@@ -447,8 +433,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         c->got_bytes = true;
         struct cn_http_client_req *r = c->req;
         if (r->read_timeout_ms && !r->writing) req_phase(r, "read", r->read_timeout_ms);
-        conn_parse(c, buf->base, (size_t)nread);
-    } else if (nread == UV_EOF) {
+        conn_parse(c, buf->p, (size_t)nread);
+    } else if (nread == CN_ERR_EOF) {
         if (c->req == NULL) {
             conn_close(c);
             return;
@@ -463,9 +449,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
-static void on_write(uv_write_t *w, int status)
+static void on_write(struct cn_stream *s, int status, void *arg)
 {
-    struct cconn *c = w->handle->data;
+    struct cconn *c = arg;
     if (c->closing) return;
     if (status < 0) {
         conn_fail(c, status);
@@ -488,9 +474,9 @@ static void req_writing(struct cn_http_client_req *r)
 static void conn_send(struct cconn *c)
 {
     struct cn_http_client_req *r = c->req;
-    uv_buf_t b = uv_buf_init(r->out.p, (unsigned int)r->out.len);
-    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
-    if (rc == 0) rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    struct cn_str b = cn_buf_str(&r->out);
+    int rc = cn_stream_write(c->s, &b, 1, on_write, c);
+    if (rc == 0) rc = cn_stream_read_start(c->s, on_alloc, on_read);
     if (rc != 0) {
         conn_fail(c, rc);
         return;
@@ -498,67 +484,44 @@ static void conn_send(struct cconn *c)
     req_writing(r);
 }
 
-static void on_connect(uv_connect_t *cr, int status)
+static void on_connect(struct cn_stream *s, int status)
 {
-    struct cconn *c = cr->data;
+    struct cconn *c = s->data;
     if (c->closing) return;
     if (status < 0) {
+        if (status == CN_ERR_TIMEOUT)
+            CN_LOGD("http", "client request timed out key=%s phase=connect", c->key);
+        else if (status == CN_ERR_NOT_FOUND)
+            CN_LOGD("http", "client resolve failed key=%s", c->key);
         conn_fail(c, status);
         return;
     }
-    c->connected = true;
-    uv_tcp_nodelay(&c->tcp, 1);
+    (void)cn_stream_set_nodelay(s, true); /* an optimisation only: the request works without */
     conn_send(c);
 }
 
-static void conn_open(struct cn_http_client_req *r, const struct sockaddr *sa)
+static void conn_open(struct cn_http_client_req *r)
 {
     struct cn_http_client *cl = r->cl;
     struct cconn *c = CN_NEW(struct cconn);
     c->cl = cl;
+    snprintf(c->key, sizeof(c->key), "%s", r->key);
+    /* the dial limits each connect attempt itself: no phase limit meanwhile */
+    req_phase(r, "connect", 0);
+    int rc =
+        cn_stream_tcp_dial(cl->loop, r->host, r->port, r->connect_timeout_ms, on_connect, c, &c->s);
+    if (rc != 0) { /* cannot happen: the host was checked when the request was made */
+        cn_free(c);
+        req_fail_later(r, rc);
+        return;
+    }
     cn_list_init(&c->idle_link);
     cn_list_insert_tail(&cl->conns, &c->link);
     cl->nconns++;
-    snprintf(c->key, sizeof(c->key), "%s", r->key);
-    uv_tcp_init(cl->loop, &c->tcp);
-    c->tcp.data = c;
-    c->creq.data = c;
     http_parser_init(&c->parser, HTTP_RESPONSE);
     c->parser.data = c;
     c->req = r;
     r->conn = c;
-    int rc = uv_tcp_connect(&c->creq, &c->tcp, sa, on_connect);
-    if (rc != 0) {
-        c->req = NULL;
-        r->conn = NULL;
-        conn_close(c);
-        req_fail_later(r, rc);
-        return;
-    }
-    req_phase(r, "connect", r->connect_timeout_ms);
-}
-
-static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
-{
-    struct cn_http_client_req *r = g->data;
-    if (!r->finished) {
-        if (status < 0 || res == NULL) {
-            CN_LOGD("http", "client resolve failed host=%s err=%s", r->host, uv_strerror(status));
-            req_finish(r, CN_ERR_NOT_FOUND, true);
-        } else {
-            r->naddrs = r->addr_i = 0;
-            for (struct addrinfo *ai = res; ai && r->naddrs < 4; ai = ai->ai_next) {
-                if (ai->ai_addrlen > sizeof(r->addrs[0])) continue;
-                memcpy(&r->addrs[r->naddrs++], ai->ai_addr, ai->ai_addrlen);
-            }
-            if (r->naddrs > 0)
-                conn_open(r, (struct sockaddr *)&r->addrs[0]);
-            else
-                req_finish(r, CN_ERR_NOT_FOUND, true);
-        }
-    }
-    uv_freeaddrinfo(res);
-    req_unref(r);
 }
 
 static void req_start(struct cn_http_client_req *r)
@@ -575,8 +538,8 @@ static void req_start(struct cn_http_client_req *r)
             c->reused = true;
             c->req = r;
             r->conn = c;
-            uv_buf_t b = uv_buf_init(r->out.p, (unsigned int)r->out.len);
-            int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+            struct cn_str b = cn_buf_str(&r->out);
+            int rc = cn_stream_write(c->s, &b, 1, on_write, c);
             if (rc != 0) { /* fail from the loop, not inside the caller */
                 c->req = NULL;
                 r->conn = NULL;
@@ -588,25 +551,7 @@ static void req_start(struct cn_http_client_req *r)
             return;
         }
     }
-    struct sockaddr_storage ss;
-    if (uv_ip4_addr(r->host, r->port, (struct sockaddr_in *)&ss) == 0 ||
-        uv_ip6_addr(r->host, r->port, (struct sockaddr_in6 *)&ss) == 0) {
-        conn_open(r, (struct sockaddr *)&ss);
-        return;
-    }
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    char port[8];
-    snprintf(port, sizeof(port), "%u", (unsigned)r->port);
-    r->gai.data = r;
-    int rc = uv_getaddrinfo(cl->loop, &r->gai, on_resolved, r->host, port, &hints);
-    if (rc != 0) {
-        req_fail_later(r, CN_ERR_NOT_FOUND);
-        return;
-    }
-    r->refs++;
+    conn_open(r);
 }
 
 /* ---- public ------------------------------------------------------------------------------ */
@@ -694,8 +639,7 @@ int cn_http_client_request(struct cn_http_client *cl, const struct cn_http_clien
     cn_buf_reserve(b, 256 + o->body_len);
     cn_buf_appends(b, o->method);
     cn_buf_putc(b, ' ');
-    if (o->proxy && *o->proxy) {
-        /* through a proxy the request line carries the absolute URL up to the port */
+    if (o->proxy && *o->proxy) { /* absolute form: the URL up to its authority's end */
         size_t end = (size_t)u.field_data[UF_HOST].off + u.field_data[UF_HOST].len;
         if (u.field_set & (1 << UF_PORT)) end += 1 + (size_t)u.field_data[UF_PORT].len;
         cn_buf_append(b, o->url, end);
@@ -730,7 +674,6 @@ int cn_http_client_request(struct cn_http_client *cl, const struct cn_http_clien
 
     uv_timer_init(cl->loop, &r->timer);
     r->timer.data = r;
-    r->refs = 1;
     if (r->timeout_ms) {
         r->dl_total = uv_now(cl->loop) + r->timeout_ms;
         req_arm(r);

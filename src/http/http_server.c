@@ -20,9 +20,13 @@
  *
  * Connection phases: open (reading, parsing) -> no_more (no new request will be parsed: a
  * non-keep-alive request, an error answer, EOF, server close; input is read and dropped so a
- * peer's close is noticed) -> shutting (last response written, FIN sent with uv_shutdown, input
- * drained until the peer's EOF or LINGER_MS, so unread request bytes cannot make the kernel send
- * RST over our response) -> closing (uv_close called) -> conn_closed frees it.
+ * peer's close is noticed) -> shutting (last response written, FIN sent with cn_stream_shutdown,
+ * input drained until the peer's EOF or LINGER_MS, so unread request bytes cannot make the kernel
+ * send RST over our response) -> closing (cn_stream_close called) -> conn_closed frees it.
+ *
+ * Bytes come and go through a struct cn_stream (src/stream): accepted from the server's own
+ * listeners, or handed over with what was already read by another protocol sharing a port
+ * (cn_http_server_adopt: the peer transport).
  *
  * Invariants:
  *  1. Only the head of conn.queue writes to the socket (conn_emit); the others buffer in req.out.
@@ -48,6 +52,7 @@
 #include "common/log.h"
 #include "http/http.h"
 #include "http/http_int.h"
+#include "stream/stream.h"
 
 #define READ_BUF_LEN   (64 * 1024)
 #define OUT_HIGH_WATER (256 * 1024) /* connection output backlog above which parsing pauses */
@@ -87,9 +92,7 @@ struct req {
 };
 
 struct conn {
-    uv_tcp_t tcp;
-    uv_write_t wreq;
-    uv_shutdown_t sreq;
+    struct cn_stream *s; /* s->data is the conn */
     struct cn_http_server *srv;
     struct cn_list link;        /* srv->conns */
     struct cn_list resume_link; /* srv->resume while parked input waits for the idle handle */
@@ -109,11 +112,6 @@ struct conn {
     bool no_more, final_sent, shutting, closing, peer_eof;
 };
 
-struct listener {
-    uv_tcp_t tcp;
-    struct cn_http_server *srv;
-};
-
 struct cn_http_server {
     uv_loop_t *loop;
     time_t date_sec; /* second the cached Date line is for */
@@ -123,7 +121,7 @@ struct cn_http_server {
     cn_http_handler handler;
     cn_http_too_large_cb too_large;
     void *ctx;
-    struct listener **lis;
+    struct cn_stream_listener **lis; /* data: the server */
     size_t nlis;
     uint16_t port;
     struct cn_list conns;
@@ -392,7 +390,7 @@ static const http_parser_settings parser_settings = {
 
 static size_t conn_backlog(const struct conn *c)
 {
-    return c->wout.len + c->tcp.write_queue_size;
+    return c->wout.len + cn_stream_write_queue_size(c->s);
 }
 
 static void shrink(struct cn_buf *b)
@@ -400,7 +398,7 @@ static void shrink(struct cn_buf *b)
     if (b->cap > KEEP_BUF_CAP) cn_buf_free(b);
 }
 
-static void on_write(uv_write_t *wr, int status);
+static void on_write(struct cn_stream *s, int status, void *arg);
 
 static void conn_start_write(struct conn *c)
 {
@@ -409,10 +407,10 @@ static void conn_start_write(struct conn *c)
     c->wfly = c->wout;
     c->wout = t;
     cn_buf_reset(&c->wout);
-    uv_buf_t b = uv_buf_init(c->wfly.p, (unsigned int)c->wfly.len);
-    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+    struct cn_str b = cn_str_make(c->wfly.p, c->wfly.len);
+    int rc = cn_stream_write(c->s, &b, 1, on_write, c);
     if (rc != 0) {
-        CN_LOGD("http", "write failed err=%s", uv_strerror(rc));
+        CN_LOGD("http", "write failed err=\"%s\"", cn_strerror(rc));
         conn_close(c);
         return;
     }
@@ -425,29 +423,29 @@ static void conn_emit(struct conn *c, const void *a, size_t an, const void *b, s
                       const void *d, size_t dn)
 {
     if (c->closing || c->shutting || c->final_sent) return;
-    uv_buf_t v[3];
-    unsigned int nv = 0;
-    if (an) v[nv++] = uv_buf_init((char *)a, (unsigned int)an);
-    if (bn) v[nv++] = uv_buf_init((char *)b, (unsigned int)bn);
-    if (dn) v[nv++] = uv_buf_init((char *)d, (unsigned int)dn);
+    struct cn_str v[3];
+    size_t nv = 0;
+    if (an) v[nv++] = cn_str_make(a, an);
+    if (bn) v[nv++] = cn_str_make(b, bn);
+    if (dn) v[nv++] = cn_str_make(d, dn);
     if (nv == 0) return;
     size_t skip = 0;
     if (!c->writing && c->wout.len == 0) {
-        int rc = uv_try_write((uv_stream_t *)&c->tcp, v, nv);
+        int rc = cn_stream_try_write(c->s, v, nv);
         if (rc >= 0) {
             skip = (size_t)rc;
-        } else if (rc != UV_EAGAIN && rc != UV_ENOSYS) {
-            CN_LOGD("http", "write failed err=%s", uv_strerror(rc));
+        } else if (rc != -EAGAIN) {
+            CN_LOGD("http", "write failed err=\"%s\"", cn_strerror(rc));
             conn_close(c);
             return;
         }
     }
-    for (unsigned int i = 0; i < nv; i++) {
+    for (size_t i = 0; i < nv; i++) {
         if (skip >= v[i].len) {
             skip -= v[i].len;
             continue;
         }
-        cn_buf_append(&c->wout, v[i].base + skip, v[i].len - skip);
+        cn_buf_append(&c->wout, v[i].p + skip, v[i].len - skip);
         skip = 0;
     }
     conn_start_write(c);
@@ -473,9 +471,9 @@ static void req_output(struct conn *c, struct req *r, const void *b, size_t bn, 
     }
 }
 
-static void on_shutdown(uv_shutdown_t *sr, int status)
+static void on_shutdown(struct cn_stream *s, int status)
 {
-    struct conn *c = sr->data;
+    struct conn *c = s->data;
     if (c->closing) return;
     /* else wait for the peer's EOF (or the linger timer); a closing server does not wait */
     if (status < 0 || c->peer_eof || c->srv->closing) conn_close(c);
@@ -504,8 +502,7 @@ static void conn_check_done(struct conn *c)
         return;
     }
     c->shutting = true;
-    c->sreq.data = c;
-    int rc = uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown);
+    int rc = cn_stream_shutdown(c->s, on_shutdown);
     if (rc != 0) {
         conn_close(c);
         return;
@@ -518,15 +515,15 @@ static void conn_check_done(struct conn *c)
     conn_update_read(c);
 }
 
-static void on_write(uv_write_t *wr, int status)
+static void on_write(struct cn_stream *s, int status, void *arg)
 {
-    struct conn *c = wr->handle->data;
+    struct conn *c = arg;
     c->writing = false;
     cn_buf_reset(&c->wfly);
     shrink(&c->wfly);
     if (c->closing) return;
     if (status < 0) {
-        CN_LOGD("http", "write failed err=%s", uv_strerror(status));
+        CN_LOGD("http", "write failed err=\"%s\"", cn_strerror(status));
         conn_close(c);
         return;
     }
@@ -817,10 +814,10 @@ static void on_resume(uv_idle_t *idle)
     uv_idle_stop(idle);
 }
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+static void on_alloc(struct cn_stream *s, size_t hint, struct cn_stream_buf *buf)
 {
-    struct conn *c = h->data;
-    buf->base = c->srv->rbuf;
+    struct conn *c = s->data;
+    buf->p = c->srv->rbuf;
     buf->len = READ_BUF_LEN;
 }
 
@@ -835,8 +832,7 @@ static bool conn_streaming(const struct conn *c)
 static void conn_on_eof(struct conn *c)
 {
     c->peer_eof = true;
-    if (c->reading) uv_read_stop((uv_stream_t *)&c->tcp);
-    c->reading = false;
+    c->reading = false; /* the stream stopped reading at EOF */
     /* A half-closed client still gets the answers to what it sent (as from Go's server); a
      * stream (a watch) has nobody left to deliver to. */
     if (!c->shutting && !c->final_sent && !cn_list_empty(&c->queue) && !conn_streaming(c)) {
@@ -852,7 +848,7 @@ static void conn_on_eof(struct conn *c)
     conn_check_done(c);
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+static void on_read(struct cn_stream *s, ssize_t nread, const struct cn_stream_buf *buf)
 {
     struct conn *c = s->data;
     if (c->closing) return;
@@ -862,15 +858,15 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             /* A request is in flight: park the bytes behind what is parked already and keep
              * reading (as Go's background read does), so a client that goes away while its
              * watch or write is pending is noticed. conn_update_read bounds the parking. */
-            cn_buf_append(&c->in, buf->base, (size_t)nread);
+            cn_buf_append(&c->in, buf->p, (size_t)nread);
             conn_update_read(c);
             return;
         }
-        conn_parse(c, buf->base, (size_t)nread, false);
-    } else if (nread == UV_EOF) {
+        conn_parse(c, buf->p, (size_t)nread, false);
+    } else if (nread == CN_ERR_EOF) {
         conn_on_eof(c);
     } else if (nread < 0) {
-        CN_LOGD("http", "read failed err=%s", uv_strerror((int)nread));
+        CN_LOGD("http", "read failed err=\"%s\"", cn_strerror((int)nread));
         conn_close(c);
     }
 }
@@ -883,13 +879,13 @@ static void conn_update_read(struct conn *c)
     bool want = draining || (c->in.len == 0 && conn_can_take(c)) ||
                 (c->in.len < PARK_MAX && conn_backlog(c) < OUT_HIGH_WATER);
     if (want && !c->reading) {
-        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+        if (cn_stream_read_start(c->s, on_alloc, on_read) != 0) {
             conn_close(c);
             return;
         }
         c->reading = true;
     } else if (!want && c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
+        cn_stream_read_stop(c->s);
         c->reading = false;
     }
     if (!draining && !c->in_parse && c->in.len > 0 && conn_can_take(c) &&
@@ -901,9 +897,9 @@ static void conn_update_read(struct conn *c)
 
 /* ---- connection lifetime ----------------------------------------------------------------- */
 
-static void conn_closed(uv_handle_t *h)
+static void conn_closed(struct cn_stream *s)
 {
-    struct conn *c = h->data;
+    struct conn *c = s->data;
     struct cn_http_server *srv = c->srv;
     while (!cn_list_empty(&c->queue)) {
         struct req *r = CN_CONTAINER_OF(c->queue.next, struct req, link);
@@ -932,36 +928,49 @@ static void conn_close(struct conn *c)
     c->closing = true;
     cn_list_remove(&c->resume_link);
     cn_list_remove(&c->linger_link);
-    uv_close((uv_handle_t *)&c->tcp, conn_closed);
+    cn_stream_close(c->s, conn_closed);
 }
 
-static void on_connection(uv_stream_t *ls, int status)
+static struct conn *conn_new(struct cn_http_server *srv, struct cn_stream *s)
 {
-    struct listener *l = ls->data;
-    struct cn_http_server *srv = l->srv;
-    if (status < 0) {
-        CN_LOGW("http", "accept failed err=%s", uv_strerror(status));
-        return;
-    }
-    if (srv->closing) return;
     struct conn *c = CN_NEW(struct conn);
     c->srv = srv;
+    c->s = s;
+    s->data = c;
     cn_list_init(&c->queue);
     cn_list_init(&c->resume_link);
     cn_list_init(&c->linger_link);
     cn_list_insert_tail(&srv->conns, &c->link);
     srv->nconns++;
-    uv_tcp_init(srv->loop, &c->tcp);
-    c->tcp.data = c;
     parser_reset(c);
-    int rc = uv_accept(ls, (uv_stream_t *)&c->tcp);
-    if (rc != 0) {
-        CN_LOGW("http", "accept failed err=%s", uv_strerror(rc));
-        conn_close(c);
+    return c;
+}
+
+static void on_connection(struct cn_stream_listener *l, int status, struct cn_stream *s)
+{
+    struct cn_http_server *srv = l->data;
+    if (status < 0) {
+        CN_LOGW("http", "accept failed err=\"%s\"", cn_strerror(status));
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
+    if (srv->closing) { /* cannot happen: the listeners close first */
+        cn_stream_close(s, NULL);
+        return;
+    }
+    struct conn *c = conn_new(srv, s);
+    (void)cn_stream_set_nodelay(s, true); /* an optimisation only: the connection works without */
     conn_update_read(c);
+}
+
+int cn_http_server_adopt(struct cn_http_server *srv, struct cn_stream *s, const void *head,
+                         size_t head_len)
+{
+    if (srv->closing) return CN_ERR_STOPPED;
+    cn_stream_read_stop(s); /* reading restarts with this module's callbacks */
+    struct conn *c = conn_new(srv, s);
+    if (head_len > 0) cn_buf_append(&c->in, head, head_len); /* parsed from the resume handle */
+    conn_update_read(c);
+    return 0;
 }
 
 /* ---- server ------------------------------------------------------------------------------ */
@@ -985,11 +994,9 @@ static void aux_closed(uv_handle_t *h)
     server_maybe_done(srv);
 }
 
-static void listener_closed(uv_handle_t *h)
+static void listener_closed(struct cn_stream_listener *l)
 {
-    struct listener *l = h->data;
-    struct cn_http_server *srv = l->srv;
-    cn_free(l);
+    struct cn_http_server *srv = l->data;
     srv->nhandles--;
     server_maybe_done(srv);
 }
@@ -1038,7 +1045,7 @@ struct cn_http_server *cn_http_server_new(uv_loop_t *loop, const struct cn_http_
     return srv;
 }
 
-static int addr_port(const struct sockaddr *sa)
+static uint16_t addr_port(const struct sockaddr *sa)
 {
     if (sa->sa_family == AF_INET) return ntohs(((const struct sockaddr_in *)sa)->sin_port);
     if (sa->sa_family == AF_INET6) return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
@@ -1105,27 +1112,19 @@ int cn_http_server_listen(struct cn_http_server *srv, const char *host, uint16_t
         struct sockaddr *sa = (struct sockaddr *)&ss;
         if (bound != 0) addr_set_port(sa, bound);
         addr_name(sa, where, sizeof(where));
-        struct listener *l = CN_NEW(struct listener);
-        l->srv = srv;
-        uv_tcp_init(srv->loop, &l->tcp);
-        l->tcp.data = l;
-        srv->nhandles++;
-        /* libuv sets SO_REUSEADDR on bind */
-        rc = uv_tcp_bind(&l->tcp, sa, ai->ai_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
-        if (rc == 0) rc = uv_listen((uv_stream_t *)&l->tcp, LISTEN_BACKLOG, on_connection);
+        struct cn_stream_listener *l;
+        rc = cn_stream_tcp_listen(srv->loop, sa, true, LISTEN_BACKLOG, on_connection, srv, &l);
         if (rc != 0) {
-            uv_close((uv_handle_t *)&l->tcp, listener_closed);
-            if (ai->ai_family == AF_INET6 && (rc == UV_EADDRNOTAVAIL || rc == UV_EAFNOSUPPORT)) {
+            if (ai->ai_family == AF_INET6 && (rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT)) {
                 skipped = rc;
                 rc = 0;
                 continue;
             }
             break;
         }
+        srv->nhandles++;
         struct sockaddr_storage got;
-        int glen = sizeof(got);
-        if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&got, &glen) == 0)
-            bound = (uint16_t)addr_port((struct sockaddr *)&got);
+        if (cn_stream_listener_addr(l, &got) == 0) bound = addr_port((struct sockaddr *)&got);
         srv->lis = cn_xrealloc(srv->lis, (srv->nlis + 1) * sizeof(*srv->lis));
         srv->lis[srv->nlis++] = l;
         if (srv->port == 0) srv->port = bound;
@@ -1135,7 +1134,7 @@ int cn_http_server_listen(struct cn_http_server *srv, const char *host, uint16_t
     if (rc == 0 && srv->nlis == first) rc = skipped ? skipped : CN_ERR_NOT_FOUND;
     if (rc != 0) {
         for (size_t i = first; i < srv->nlis; i++)
-            uv_close((uv_handle_t *)&srv->lis[i]->tcp, listener_closed);
+            cn_stream_listener_close(srv->lis[i], listener_closed);
         srv->nlis = first;
         if (first == 0) srv->port = 0;
         snprintf(err, err_len, "listen %s: %s", where[0] ? where : (h ? h : "*"),
@@ -1152,7 +1151,7 @@ void cn_http_server_close(struct cn_http_server *srv, void (*close_cb)(void *ctx
     srv->close_cb = close_cb;
     srv->close_ctx = ctx;
     for (size_t i = 0; i < srv->nlis; i++)
-        uv_close((uv_handle_t *)&srv->lis[i]->tcp, listener_closed);
+        cn_stream_listener_close(srv->lis[i], listener_closed);
     srv->nlis = 0;
     struct cn_list *it, *tmp;
     CN_LIST_FOREACH(it, tmp, &srv->conns) {

@@ -1,13 +1,25 @@
-/* peer: see peer.h for the wire format.
+/* peer: see peer.h for the wire format; its codec (hello line, frames, chunks) is codec.c.
  *
  * Design notes
- *   An outbound link (struct out) per known member: IDLE -> RESOLVING -> CONNECTING -> UP; any
- *   error closes the socket and arms the retry timer (backoff). Frames are appended to out->queue;
- *   when no write is in flight the queue becomes the write buffer (swap), so everything queued
- *   while a write was out leaves in the next single write: batching for free.
- *   An inbound connection (struct in) reads into a buffer, waits for the first line, then either
- *   parses frames or answers one HTTP GET and closes.
- *   Handles are freed in their close callbacks; t->handles counts them for cn_peer_close. */
+ *   An outbound link (struct out) per known member: IDLE -> CONNECTING (cn_stream_tcp_dial:
+ *   resolving, then connecting) -> UP; any error closes the stream and arms the retry timer
+ *   (backoff). Frames are appended to out->queue; when no write is in flight the queue becomes
+ *   the write buffer (swap), so everything queued while a write was out leaves in the next single
+ *   write: batching for free.
+ *   An inbound connection (struct in) reads into a buffer and looks at its first bytes: a hello
+ *   line makes it a frame connection; anything else is HTTP, and the stream goes, with the bytes
+ *   read so far, to the transport's own HTTP server (cn_http_server_adopt), whose handler answers
+ *   through on_http_get.
+ *
+ * Invariants:
+ *  1. out->s is the link's current stream (dialing or up), NULL while idle. A stream that was
+ *     dropped may still call back (connect or write with -ECANCELED) before its close callback;
+ *     callbacks compare their stream with out->s and ignore stale ones.
+ *  2. A struct out is freed only once it is dead and every stream it had is closed
+ *     (out->nstreams == 0), from its retry timer's close callback; a struct in only from its
+ *     stream's close callback, or when its stream was handed to the HTTP server.
+ *  3. t->handles counts what cn_peer_close waits for: listeners, streams, retry timers and the
+ *     HTTP server; t is freed when the last of them is closed. */
 #include "peer.h"
 
 #include <errno.h>
@@ -15,20 +27,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "common/alloc.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/url.h"
+#include "http/http.h"
+#include "peer_int.h"
+#include "stream/stream.h"
 
-#define HELLO_MAX    256
-#define HTTP_MAX     8192
-#define BACKOFF_MIN  50
-#define BACKOFF_MAX  1000
-#define FRAME_HEADER 9
+#define HTTP_MAX       8192 /* request head (and body) limit of the peer port's HTTP */
+#define BACKOFF_MIN    50
+#define BACKOFF_MAX    1000
+#define MAX_LISTENERS  8
+#define LISTEN_BACKLOG 511
+#define PATH_MAX_LEN   255 /* longest path handed to on_http_get */
 
-enum { O_IDLE, O_RESOLVING, O_CONNECTING, O_UP, O_CLOSING };
+enum { O_IDLE, O_CONNECTING, O_UP };
+enum { IN_HELLO, IN_FRAMES, IN_ANSWERED };
 
 struct out {
     struct cn_peer *t;
@@ -36,17 +52,13 @@ struct out {
     char *url;
     struct cn_url u;
     int state;
-    uv_tcp_t *tcp; /* NULL when not connected */
-    uv_connect_t conn_req;
-    uv_getaddrinfo_t gai;
-    bool gai_busy;
-    bool connect_busy;
-    uint64_t up_since; /* loop time the connection came up */
+    struct cn_stream *s; /* the current stream (invariant 1) */
+    int nstreams;        /* streams not closed yet: the current one and dropped ones */
+    uint64_t up_since;   /* loop time the connection came up */
     uv_timer_t retry;
     unsigned backoff;
-    struct cn_buf queue;   /* frames not yet handed to the socket */
+    struct cn_buf queue;   /* frames not yet handed to the stream */
     struct cn_buf writing; /* the write in flight */
-    uv_write_t wr;
     bool write_busy;
     bool dead; /* forgotten: free once nothing is pending */
     bool logged_down;
@@ -55,16 +67,13 @@ struct out {
 
 struct in {
     struct cn_peer *t;
-    uv_tcp_t tcp;
+    struct cn_stream *s;
     struct cn_buf rbuf;
     size_t roff;
-    int mode; /* 0 hello, 1 frames, 2 http (answered, closing) */
+    int mode;
     uint64_t from;
-    struct cn_buf assembly; /* chunked payload being reassembled */
-    uint64_t asm_total;
-    uint8_t asm_kind;
+    struct cn_peer__asm assembly; /* chunked payload being reassembled */
     struct cn_buf resp;
-    uv_write_t wr;
     bool closing;
     struct in *next, *prev;
 };
@@ -74,14 +83,16 @@ struct cn_peer {
     uint64_t cluster_id, self_id;
     struct cn_peer_callbacks cb;
     void *ctx;
-    uv_tcp_t *listeners[8];
+    struct cn_stream_listener *listeners[MAX_LISTENERS];
     size_t nlisteners;
+    struct cn_http_server *http; /* the port's HTTP side */
     struct out *outs;
     struct in *ins;
     int handles;
     bool closing;
     void (*close_cb)(void *);
     void *close_ctx;
+    char sink[4096]; /* where outbound links read into: they expect nearly nothing */
 };
 
 static void handle_closed(struct cn_peer *t)
@@ -93,6 +104,20 @@ static void handle_closed(struct cn_peer *t)
     if (cb) cb(ctx);
 }
 
+/* A stream's remote address, for the log ("?" when unknown). */
+static void remote_name(struct cn_stream *s, char *out, size_t len)
+{
+    struct sockaddr_storage ss;
+    snprintf(out, len, "?");
+    if (cn_stream_peer_addr(s, &ss) != 0) return;
+    char ip[64];
+    if (ss.ss_family == AF_INET && uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip)) == 0)
+        snprintf(out, len, "%s:%u", ip, ntohs(((struct sockaddr_in *)&ss)->sin_port));
+    else if (ss.ss_family == AF_INET6 &&
+             uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip)) == 0)
+        snprintf(out, len, "[%s]:%u", ip, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+}
+
 /* ---- outbound ----------------------------------------------------------------------------- */
 
 static void out_dial(struct out *o);
@@ -100,13 +125,6 @@ static void out_dial(struct out *o);
 static void retry_cb(uv_timer_t *h)
 {
     out_dial(h->data);
-}
-
-static void tcp_freed(uv_handle_t *h)
-{
-    struct cn_peer *t = h->data;
-    cn_free(h);
-    handle_closed(t);
 }
 
 static void retry_closed(uv_handle_t *h)
@@ -122,27 +140,35 @@ static void retry_closed(uv_handle_t *h)
 
 static void out_free_if_dead(struct out *o)
 {
-    if (!o->dead || o->tcp || o->gai_busy || o->write_busy || o->connect_busy) return;
+    if (!o->dead || o->s || o->nstreams > 0) return;
     if (!uv_is_closing((uv_handle_t *)&o->retry)) {
         o->retry.data = o;
         uv_close((uv_handle_t *)&o->retry, retry_closed);
     }
 }
 
+static void out_stream_closed(struct cn_stream *s)
+{
+    struct out *o = s->data;
+    struct cn_peer *t = o->t;
+    o->nstreams--;
+    out_free_if_dead(o);
+    handle_closed(t); /* never the last: o's retry timer is still counted */
+}
+
 static void out_drop_socket(struct out *o, const char *why, int err)
 {
-    if (o->tcp) {
-        o->tcp->data = o->t;
-        if (!uv_is_closing((uv_handle_t *)o->tcp)) uv_close((uv_handle_t *)o->tcp, tcp_freed);
-        o->tcp = NULL;
+    if (o->s) {
+        cn_stream_close(o->s, out_stream_closed);
+        o->s = NULL;
     }
     if (o->state == O_UP || !o->logged_down) {
         if (o->state == O_UP)
             CN_LOGW("peer", "lost connection to peer id=%" PRIx64 " url=%s why=%s err=\"%s\"",
-                    o->id, o->url, why, err ? uv_strerror(err) : "-");
+                    o->id, o->url, why, err ? cn_strerror(err) : "-");
         else
             CN_LOGI("peer", "cannot reach peer id=%" PRIx64 " url=%s why=%s err=\"%s\"", o->id,
-                    o->url, why, err ? uv_strerror(err) : "-");
+                    o->url, why, err ? cn_strerror(err) : "-");
         o->logged_down = true;
     }
     /* a link refused right after the hello (another cluster, a removed member) must not be
@@ -163,18 +189,18 @@ static void out_drop_socket(struct out *o, const char *why, int err)
 
 static void out_flush(struct out *o);
 
-static void out_write_done(uv_write_t *w, int status)
+static void out_write_done(struct cn_stream *s, int status, void *arg)
 {
-    struct out *o = w->data;
+    struct out *o = arg;
     o->write_busy = false;
     cn_buf_reset(&o->writing);
-    if (status != 0) {
-        if (o->tcp) out_drop_socket(o, "write", status);
+    if (s != o->s) { /* a dropped stream's write (invariant 1) */
+        out_flush(o);
         out_free_if_dead(o);
         return;
     }
-    if (o->dead) {
-        out_free_if_dead(o);
+    if (status != 0) {
+        out_drop_socket(o, "write", status);
         return;
     }
     out_flush(o);
@@ -186,9 +212,8 @@ static void out_flush(struct out *o)
     struct cn_buf tmp = o->writing;
     o->writing = o->queue;
     o->queue = tmp;
-    uv_buf_t b = uv_buf_init(o->writing.p, (unsigned)o->writing.len);
-    o->wr.data = o;
-    int rc = uv_write(&o->wr, (uv_stream_t *)o->tcp, &b, 1, out_write_done);
+    struct cn_str b = cn_buf_str(&o->writing);
+    int rc = cn_stream_write(o->s, &b, 1, out_write_done, o);
     if (rc != 0) {
         cn_buf_reset(&o->writing);
         out_drop_socket(o, "write", rc);
@@ -197,49 +222,47 @@ static void out_flush(struct out *o)
     o->write_busy = true;
 }
 
-static void out_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b)
+static void out_alloc(struct cn_stream *s, size_t hint, struct cn_stream_buf *buf)
 {
-    (void)h;
-    (void)sz;
-    static char sink[4096];
-    *b = uv_buf_init(sink, sizeof(sink));
+    struct out *o = s->data;
+    buf->p = o->t->sink;
+    buf->len = sizeof(o->t->sink);
 }
 
 /* The dialer expects nothing back but the acceptor's "you were removed" line; otherwise reading
  * only notices the peer closing. */
-static void out_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+static void out_read(struct cn_stream *s, ssize_t n, const struct cn_stream_buf *buf)
 {
     struct out *o = s->data;
-    if (n > 0 && (size_t)n >= 16 && memcmp(b->base, "CNPEER/1 removed", 16) == 0 &&
+    const size_t removed_len = CN_PEER__REMOVED_LEN - 1; /* without its '\n' */
+    if (n > 0 && (size_t)n >= removed_len && memcmp(buf->p, CN_PEER__REMOVED, removed_len) == 0 &&
         o->t->cb.on_told_removed) {
         o->t->cb.on_told_removed(o->t->ctx, o->id);
         return;
     }
-    if (n < 0) out_drop_socket(o, n == UV_EOF ? "closed by peer" : "read", (int)n);
+    if (n < 0) out_drop_socket(o, n == CN_ERR_EOF ? "closed by peer" : "read", (int)n);
 }
 
-static void out_connected(uv_connect_t *c, int status)
+static void out_connected(struct cn_stream *s, int status)
 {
-    struct out *o = c->data;
-    o->connect_busy = false;
-    if (o->dead) {
-        out_free_if_dead(o);
-        return;
-    }
-    if (o->state != O_CONNECTING) return;
+    struct out *o = s->data;
+    if (s != o->s) return; /* dropped while dialing: its close callback follows */
     if (status != 0) {
-        out_drop_socket(o, "connect", status);
+        out_drop_socket(o, status == CN_ERR_NOT_FOUND ? "resolve" : "connect", status);
         return;
     }
     o->state = O_UP;
     o->up_since = uv_now(o->t->loop);
     if (o->logged_down) CN_LOGI("peer", "connected to peer id=%" PRIx64 " url=%s", o->id, o->url);
     o->logged_down = false;
-    uv_tcp_nodelay(o->tcp, 1);
-    uv_read_start((uv_stream_t *)o->tcp, out_alloc, out_read);
+    (void)cn_stream_set_nodelay(s, true); /* an optimisation only: the link works without */
+    int rc = cn_stream_read_start(s, out_alloc, out_read);
+    if (rc != 0) {
+        out_drop_socket(o, "read", rc);
+        return;
+    }
     struct cn_buf hello = CN_BUF_INIT;
-    cn_buf_appendf(&hello, "CNPEER/1 cluster=%" PRIx64 " from=%" PRIx64 " to=%" PRIx64 "\n",
-                   o->t->cluster_id, o->t->self_id, o->id);
+    cn_peer__hello_put(&hello, &(struct cn_peer__hello){o->t->cluster_id, o->t->self_id, o->id});
     /* the hello goes before anything queued meanwhile */
     cn_buf_append(&hello, o->queue.p, o->queue.len);
     cn_buf_free(&o->queue);
@@ -247,64 +270,19 @@ static void out_connected(uv_connect_t *c, int status)
     out_flush(o);
 }
 
-static void out_connect_addr(struct out *o, const struct sockaddr *sa)
-{
-    o->tcp = cn_xcalloc(1, sizeof(*o->tcp));
-    uv_tcp_init(o->t->loop, o->tcp);
-    o->t->handles++;
-    o->tcp->data = o;
-    o->conn_req.data = o;
-    o->state = O_CONNECTING;
-    int rc = uv_tcp_connect(&o->conn_req, o->tcp, sa, out_connected);
-    if (rc == 0) o->connect_busy = true;
-    if (rc != 0) {
-        o->state = O_IDLE;
-        out_drop_socket(o, "connect", rc);
-    }
-}
-
-static void out_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *ai)
-{
-    struct out *o = g->data;
-    o->gai_busy = false;
-    if (o->dead || o->t->closing) {
-        uv_freeaddrinfo(ai);
-        o->state = O_IDLE;
-        out_free_if_dead(o);
-        return;
-    }
-    if (status != 0 || ai == NULL) {
-        o->state = O_IDLE;
-        uv_freeaddrinfo(ai);
-        out_drop_socket(o, "resolve", status);
-        return;
-    }
-    out_connect_addr(o, ai->ai_addr);
-    uv_freeaddrinfo(ai);
-}
-
 static void out_dial(struct out *o)
 {
     if (o->state != O_IDLE || o->dead || o->t->closing) return;
-    struct sockaddr_storage ss;
-    char port[8];
-    snprintf(port, sizeof(port), "%u", o->u.port);
-    if (uv_ip4_addr(o->u.host, o->u.port, (struct sockaddr_in *)&ss) == 0 ||
-        uv_ip6_addr(o->u.host, o->u.port, (struct sockaddr_in6 *)&ss) == 0) {
-        out_connect_addr(o, (struct sockaddr *)&ss);
+    struct cn_stream *s;
+    int rc = cn_stream_tcp_dial(o->t->loop, o->u.host, o->u.port, 0, out_connected, o, &s);
+    if (rc != 0) { /* cannot happen: the URL's host was parsed */
+        out_drop_socket(o, "connect", rc);
         return;
     }
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_socktype = SOCK_STREAM;
-    o->gai.data = o;
-    o->state = O_RESOLVING;
-    if (uv_getaddrinfo(o->t->loop, &o->gai, out_resolved, o->u.host, port, &hints) != 0) {
-        o->state = O_IDLE;
-        out_drop_socket(o, "resolve", UV_EAI_FAIL);
-        return;
-    }
-    o->gai_busy = true;
+    o->s = s;
+    o->nstreams++;
+    o->t->handles++;
+    o->state = O_CONNECTING;
 }
 
 static struct out *out_find(const struct cn_peer *t, uint64_t id)
@@ -318,7 +296,7 @@ static void out_forget(struct out *o)
 {
     o->dead = true;
     uv_timer_stop(&o->retry);
-    if (o->tcp) out_drop_socket(o, "forgotten", 0);
+    if (o->s) out_drop_socket(o, "forgotten", 0);
     out_free_if_dead(o);
 }
 
@@ -358,15 +336,6 @@ void cn_peer_set_addr(struct cn_peer *t, uint64_t id, const char *url)
     out_dial(o);
 }
 
-static void put_frame_header(struct cn_buf *b, uint8_t kind, const void *p, size_t len)
-{
-    uint32_t crc = (uint32_t)crc32(0L, &kind, 1);
-    crc = (uint32_t)crc32(crc, p, (uInt)len);
-    cn_buf_put_u32(b, (uint32_t)len);
-    cn_buf_put_u32(b, crc);
-    cn_buf_put_u8(b, kind);
-}
-
 int cn_peer_send(struct cn_peer *t, uint64_t to, uint8_t kind, const void *p, size_t len)
 {
     struct out *o = out_find(t, to);
@@ -377,23 +346,7 @@ int cn_peer_send(struct cn_peer *t, uint64_t to, uint8_t kind, const void *p, si
         return -ENOTCONN;
     }
     if (o->queue.len + len > CN_PEER_MAX_QUEUE) return -ENOBUFS;
-    if (len <= CN_PEER_CHUNK) {
-        put_frame_header(&o->queue, kind, p, len);
-        cn_buf_append(&o->queue, p, len);
-    } else {
-        const uint8_t *b = p;
-        for (size_t off = 0; off < len; off += CN_PEER_CHUNK) {
-            size_t n = len - off < CN_PEER_CHUNK ? len - off : CN_PEER_CHUNK;
-            struct cn_buf c = CN_BUF_INIT;
-            cn_buf_put_u64(&c, len);
-            cn_buf_put_u64(&c, off);
-            cn_buf_put_u8(&c, kind);
-            cn_buf_append(&c, b + off, n);
-            put_frame_header(&o->queue, CN_PEER_KIND_CHUNK, c.p, c.len);
-            cn_buf_append(&o->queue, c.p, c.len);
-            cn_buf_free(&c);
-        }
-    }
+    cn_peer__encode(&o->queue, kind, p, len);
     out_flush(o);
     return 0;
 }
@@ -406,33 +359,42 @@ bool cn_peer_connected(const struct cn_peer *t, uint64_t id)
 
 /* ---- inbound ------------------------------------------------------------------------------ */
 
-static void in_closed(uv_handle_t *h)
+static void in_unlink(struct in *c)
 {
-    struct in *c = h->data;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->t->ins = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->next = c->prev = NULL;
+}
+
+static void in_free(struct in *c)
+{
     struct cn_peer *t = c->t;
     cn_buf_free(&c->rbuf);
-    cn_buf_free(&c->assembly);
+    cn_peer__asm_free(&c->assembly);
     cn_buf_free(&c->resp);
     cn_free(c);
     handle_closed(t);
+}
+
+static void in_closed(struct cn_stream *s)
+{
+    in_free(s->data);
 }
 
 static void in_close(struct in *c)
 {
     if (c->closing) return;
     c->closing = true;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        c->t->ins = c->next;
-    if (c->next) c->next->prev = c->prev;
-    uv_close((uv_handle_t *)&c->tcp, in_closed);
+    in_unlink(c);
+    cn_stream_close(c->s, in_closed);
 }
 
-static void in_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b)
+static void in_alloc(struct cn_stream *s, size_t hint, struct cn_stream_buf *buf)
 {
-    (void)sz;
-    struct in *c = h->data;
+    struct in *c = s->data;
     if (c->roff && c->roff == c->rbuf.len) {
         c->rbuf.len = c->roff = 0;
     } else if (c->roff > 1u << 20) {
@@ -441,215 +403,174 @@ static void in_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b)
         c->roff = 0;
     }
     cn_buf_reserve(&c->rbuf, 64 * 1024);
-    *b = uv_buf_init(c->rbuf.p + c->rbuf.len, (unsigned)(c->rbuf.cap - c->rbuf.len));
+    buf->p = c->rbuf.p + c->rbuf.len;
+    buf->len = c->rbuf.cap - c->rbuf.len;
 }
 
-static void http_written(uv_write_t *w, int status)
+/* The HTTP side of the port (cn_http_server_adopt): etcd's GET /members and /version. */
+static void http_handler(struct cn_http_req *req, void *ctx)
 {
-    (void)status;
-    in_close(w->data);
-}
-
-static void in_http(struct in *c, const char *line)
-{
-    char method[8] = "", path[256] = "";
-    int status = 404;
+    struct cn_peer *t = ctx;
+    int status = 405;
     struct cn_buf body = CN_BUF_INIT;
-    if (sscanf(line, "%7s %255s", method, path) == 2 && strcmp(method, "GET") == 0) {
-        char *q = strchr(path, '?');
-        if (q) *q = '\0';
-        status = c->t->cb.on_http_get(c->t->ctx, path, &body);
-    } else {
-        status = 405;
+    if (req->method == CN_HTTP_GET) {
+        char path[PATH_MAX_LEN + 1];
+        status = 404;
+        if (req->path.len <= PATH_MAX_LEN) {
+            memcpy(path, req->path.p, req->path.len);
+            path[req->path.len] = '\0';
+            status = t->cb.on_http_get(t->ctx, path, &body);
+        }
     }
     if (status == 404 && body.len == 0) cn_buf_appends(&body, "404 page not found\n");
-    cn_buf_appendf(&c->resp,
-                   "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nX-Etcd-Cluster-ID: %" PRIx64
-                   "\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-                   status,
-                   status == 200   ? "OK"
-                   : status == 404 ? "Not Found"
-                                   : "Error",
-                   status == 200 ? "application/json" : "text/plain; charset=utf-8",
-                   c->t->cluster_id, body.len);
-    cn_buf_append(&c->resp, body.p, body.len);
+    char cid[24];
+    snprintf(cid, sizeof(cid), "%" PRIx64, t->cluster_id);
+    const struct cn_http_hdr h[] = {{"X-Etcd-Cluster-ID", cid}};
+    cn_http_respond(req, status, status == 200 ? "application/json" : "text/plain; charset=utf-8",
+                    h, 1, body.p, body.len, true);
     cn_buf_free(&body);
-    c->mode = 2;
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    uv_buf_t b = uv_buf_init(c->resp.p, (unsigned)c->resp.len);
-    c->wr.data = c;
-    if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &b, 1, http_written) != 0) in_close(c);
 }
 
-/* Returns false when the connection was closed. */
+/* Hands the stream and what was read so far to the HTTP server; c is done with. */
+static void in_to_http(struct in *c)
+{
+    int rc = cn_http_server_adopt(c->t->http, c->s, c->rbuf.p + c->roff, c->rbuf.len - c->roff);
+    if (rc != 0) { /* cannot happen: the server closes with the transport, and c with it */
+        in_close(c);
+        return;
+    }
+    /* c no longer holds the stream (the server set its data and callbacks), so it may go now,
+     * inside what was its read callback */
+    in_unlink(c);
+    in_free(c);
+}
+
+static void removed_written(struct cn_stream *s, int status, void *arg)
+{
+    in_close(arg);
+}
+
+/* Returns true when the connection carries frames from now on. */
 static bool in_hello(struct in *c)
 {
+    struct cn_peer *t = c->t;
     const char *p = c->rbuf.p + c->roff;
     size_t n = c->rbuf.len - c->roff;
-    if (n >= 4 && memcmp(p, "CNPE", 4) != 0) {
-        /* plain HTTP: wait for the end of the headers */
-        const char *end = memmem(p, n, "\r\n\r\n", 4);
-        if (end == NULL) {
-            if (n > HTTP_MAX) in_close(c);
-            return false;
-        }
-        const char *eol = memchr(p, '\r', n);
-        char line[300];
-        size_t l = (size_t)(eol - p) < sizeof(line) - 1 ? (size_t)(eol - p) : sizeof(line) - 1;
-        memcpy(line, p, l);
-        line[l] = '\0';
-        in_http(c, line);
+    if (memcmp(p, "CNPE", n < 4 ? n : 4) != 0) {
+        in_to_http(c);
         return false;
     }
-    const char *nl = memchr(p, '\n', n);
-    if (nl == NULL) {
-        if (n > HELLO_MAX) {
-            CN_LOGW("peer", "refused peer connection: no hello");
-            in_close(c);
-        }
-        return false;
-    }
-    char line[HELLO_MAX + 1];
-    size_t l = (size_t)(nl - p) < HELLO_MAX ? (size_t)(nl - p) : HELLO_MAX;
-    memcpy(line, p, l);
-    line[l] = '\0';
-    c->roff += (size_t)(nl - p) + 1;
-    uint64_t cid = 0, from = 0, to = 0;
-    if (sscanf(line, "CNPEER/1 cluster=%" SCNx64 " from=%" SCNx64 " to=%" SCNx64, &cid, &from,
-               &to) != 3) {
-        CN_LOGW("peer", "refused peer connection: bad hello line=\"%.80s\"", line);
+    struct cn_peer__hello h;
+    int rc = cn_peer__hello_parse(p, n, &h);
+    if (rc == 0) return false; /* more to come */
+    char who[80];
+    remote_name(c->s, who, sizeof(who));
+    if (rc < 0) {
+        CN_LOGW("peer", "refused peer connection: bad hello addr=%s", who);
         in_close(c);
         return false;
     }
-    if (cid != c->t->cluster_id) {
+    c->roff += (size_t)rc;
+    if (h.cluster_id != t->cluster_id) {
         CN_LOGW("peer",
                 "refused connection from a member of another cluster from=%" PRIx64
-                " their_cluster=%" PRIx64 " our_cluster=%" PRIx64,
-                from, cid, c->t->cluster_id);
+                " their_cluster=%" PRIx64 " our_cluster=%" PRIx64 " addr=%s",
+                h.from, h.cluster_id, t->cluster_id, who);
         in_close(c);
         return false;
     }
-    if (to != c->t->self_id) {
+    if (h.to != t->self_id) {
         CN_LOGW("peer",
                 "refused peer connection meant for another member from=%" PRIx64 " to=%" PRIx64
-                " self=%" PRIx64,
-                from, to, c->t->self_id);
+                " self=%" PRIx64 " addr=%s",
+                h.from, h.to, t->self_id, who);
         in_close(c);
         return false;
     }
-    c->from = from;
-    if (c->t->cb.is_removed && c->t->cb.is_removed(c->t->ctx, from)) {
-        CN_LOGI("peer", "telling a removed member it was removed from=%" PRIx64, from);
-        static const char msg[] = "CNPEER/1 removed\n";
-        cn_buf_append(&c->resp, msg, sizeof(msg) - 1);
-        c->mode = 2;
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        uv_buf_t ub = uv_buf_init(c->resp.p, (unsigned)c->resp.len);
-        c->wr.data = c;
-        if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &ub, 1, http_written) != 0) in_close(c);
+    c->from = h.from;
+    if (t->cb.is_removed && t->cb.is_removed(t->ctx, h.from)) {
+        CN_LOGI("peer", "telling a removed member it was removed from=%" PRIx64, h.from);
+        cn_buf_append(&c->resp, CN_PEER__REMOVED, CN_PEER__REMOVED_LEN);
+        c->mode = IN_ANSWERED;
+        cn_stream_read_stop(c->s);
+        struct cn_str b = cn_buf_str(&c->resp);
+        if (cn_stream_write(c->s, &b, 1, removed_written, c) != 0) in_close(c);
         return false;
     }
-    c->mode = 1;
+    c->mode = IN_FRAMES;
     return true;
 }
 
-static void in_deliver(struct in *c, uint8_t kind, const uint8_t *p, size_t len)
+static void in_payload(void *ctx, uint8_t kind, const void *p, size_t len)
 {
-    if (kind != CN_PEER_KIND_CHUNK) {
-        c->t->cb.on_frame(c->t->ctx, c->from, kind, p, len);
-        return;
-    }
-    struct cn_rd r;
-    cn_rd_init(&r, p, len);
-    uint64_t total = cn_rd_u64(&r), off = cn_rd_u64(&r);
-    uint8_t inner = cn_rd_u8(&r);
-    size_t n = cn_rd_left(&r);
-    if (!cn_rd_ok(&r) || total > CN_PEER_MAX_MESSAGE || off != c->assembly.len || off + n > total ||
-        (off > 0 && (total != c->asm_total || inner != c->asm_kind))) {
-        CN_LOGW("peer", "bad chunk from peer id=%" PRIx64 ": closing", c->from);
-        in_close(c);
-        return;
-    }
-    if (off == 0) {
-        c->asm_total = total;
-        c->asm_kind = inner;
-    }
-    cn_buf_append(&c->assembly, p + (len - n), n);
-    if (c->assembly.len == total) {
-        c->t->cb.on_frame(c->t->ctx, c->from, inner, c->assembly.p, c->assembly.len);
-        cn_buf_free(&c->assembly);
-        cn_buf_init(&c->assembly);
-    }
+    struct in *c = ctx;
+    c->t->cb.on_frame(c->t->ctx, c->from, kind, p, len);
 }
 
 static void in_frames(struct in *c)
 {
     while (!c->closing) {
-        size_t n = c->rbuf.len - c->roff;
-        if (n < FRAME_HEADER) return;
-        struct cn_rd r;
-        cn_rd_init(&r, c->rbuf.p + c->roff, FRAME_HEADER);
-        uint32_t len = cn_rd_u32(&r), crc = cn_rd_u32(&r);
-        uint8_t kind = cn_rd_u8(&r);
-        if (len > CN_PEER_MAX_FRAME) {
-            CN_LOGW("peer", "frame too large from peer id=%" PRIx64 " len=%" PRIu32 ": closing",
-                    c->from, len);
+        size_t have = c->rbuf.len - c->roff, want = 0;
+        struct cn_peer__frame f;
+        int rc = cn_peer__frame_decode(c->rbuf.p + c->roff, have, &f, &want);
+        if (rc == 0) {
+            cn_buf_reserve(&c->rbuf, want - have); /* room for the whole frame */
+            return;
+        }
+        if (rc < 0) {
+            CN_LOGW("peer", "%s from peer id=%" PRIx64 ": closing",
+                    rc == CN_ERR_TOO_LARGE ? "frame too large" : "frame checksum mismatch",
+                    c->from);
             in_close(c);
             return;
         }
-        if (n < FRAME_HEADER + (size_t)len) {
-            cn_buf_reserve(&c->rbuf, FRAME_HEADER + (size_t)len);
-            return;
-        }
-        const uint8_t *payload = (const uint8_t *)c->rbuf.p + c->roff + FRAME_HEADER;
-        uint32_t got = (uint32_t)crc32(0L, &kind, 1);
-        got = (uint32_t)crc32(got, payload, len);
-        if (got != crc) {
-            CN_LOGW("peer", "frame checksum mismatch from peer id=%" PRIx64 ": closing", c->from);
+        c->roff += (size_t)rc;
+        if (cn_peer__asm_feed(&c->assembly, &f, in_payload, c) != 0) {
+            CN_LOGW("peer", "bad chunk from peer id=%" PRIx64 ": closing", c->from);
             in_close(c);
             return;
         }
-        c->roff += FRAME_HEADER + (size_t)len;
-        in_deliver(c, kind, payload, len);
     }
 }
 
-static void in_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+static void in_read(struct cn_stream *s, ssize_t n, const struct cn_stream_buf *buf)
 {
-    (void)b;
     struct in *c = s->data;
     if (n < 0) {
-        if (n == UV_EOF && c->mode == 1 && c->t->cb.on_peer_closed)
+        if (n == CN_ERR_EOF && c->mode == IN_FRAMES && c->t->cb.on_peer_closed)
             c->t->cb.on_peer_closed(c->t->ctx, c->from);
         in_close(c);
         return;
     }
     c->rbuf.len += (size_t)n;
-    if (c->mode == 0 && !in_hello(c)) return;
-    if (c->mode == 1) in_frames(c);
+    if (n == 0) return;
+    if (c->mode == IN_HELLO && !in_hello(c)) return;
+    if (c->mode == IN_FRAMES) in_frames(c);
 }
 
-static void on_accept(uv_stream_t *srv, int status)
+static void on_accept(struct cn_stream_listener *l, int status, struct cn_stream *s)
 {
-    struct cn_peer *t = srv->data;
-    if (status != 0 || t->closing) return;
+    struct cn_peer *t = l->data;
+    if (status != 0) {
+        CN_LOGW("peer", "accept failed err=\"%s\"", cn_strerror(status));
+        return;
+    }
+    if (t->closing) { /* cannot happen: the listeners close first */
+        cn_stream_close(s, NULL);
+        return;
+    }
     struct in *c = CN_NEW(struct in);
     c->t = t;
+    c->s = s;
+    s->data = c;
     cn_buf_init(&c->rbuf);
-    cn_buf_init(&c->assembly);
     cn_buf_init(&c->resp);
-    uv_tcp_init(t->loop, &c->tcp);
-    c->tcp.data = c;
     t->handles++;
     c->next = t->ins;
     if (t->ins) t->ins->prev = c;
     t->ins = c;
-    if (uv_accept(srv, (uv_stream_t *)&c->tcp) != 0) {
-        in_close(c);
-        return;
-    }
-    uv_tcp_nodelay(&c->tcp, 1);
-    uv_read_start((uv_stream_t *)&c->tcp, in_alloc, in_read);
+    (void)cn_stream_set_nodelay(s, true); /* an optimisation only: the link works without */
+    if (cn_stream_read_start(s, in_alloc, in_read) != 0) in_close(c);
 }
 
 void cn_peer_disconnect(struct cn_peer *t, uint64_t id)
@@ -657,7 +578,7 @@ void cn_peer_disconnect(struct cn_peer *t, uint64_t id)
     struct in *c = t->ins;
     while (c) {
         struct in *next = c->next;
-        if (c->mode == 1 && c->from == id) in_close(c);
+        if (c->mode == IN_FRAMES && c->from == id) in_close(c);
         c = next;
     }
 }
@@ -673,7 +594,15 @@ struct cn_peer *cn_peer_new(uv_loop_t *loop, uint64_t cluster_id, uint64_t self_
     t->self_id = self_id;
     t->cb = *cb;
     t->ctx = ctx;
+    const struct cn_http_limits lim = {
+        .max_header_bytes = HTTP_MAX, .max_body_bytes = HTTP_MAX, .max_pipeline = 1};
+    t->http = cn_http_server_new(loop, &lim, http_handler, NULL, t);
     return t;
+}
+
+static void listener_closed(struct cn_stream_listener *l)
+{
+    handle_closed(l->data);
 }
 
 int cn_peer_listen(struct cn_peer *t, const char *host, uint16_t port, char *err, size_t errlen)
@@ -691,20 +620,15 @@ int cn_peer_listen(struct cn_peer *t, const char *host, uint16_t port, char *err
         return CN_ERR_NOT_FOUND;
     }
     int bound = 0, last = 0;
-    for (struct addrinfo *ai = res; ai && t->nlisteners < 8; ai = ai->ai_next) {
-        uv_tcp_t *l = cn_xcalloc(1, sizeof(*l));
-        uv_tcp_init(t->loop, l);
-        l->data = t;
-        t->handles++;
-        unsigned flags = ai->ai_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0;
-        int e = uv_tcp_bind(l, ai->ai_addr, flags);
-        if (e == 0) e = uv_listen((uv_stream_t *)l, 511, on_accept);
+    for (struct addrinfo *ai = res; ai && t->nlisteners < MAX_LISTENERS; ai = ai->ai_next) {
+        struct cn_stream_listener *l;
+        int e = cn_stream_tcp_listen(t->loop, ai->ai_addr, true, LISTEN_BACKLOG, on_accept, t, &l);
         if (e != 0) {
             last = e;
-            uv_close((uv_handle_t *)l, tcp_freed);
             continue;
         }
         t->listeners[t->nlisteners++] = l;
+        t->handles++;
         bound++;
     }
     freeaddrinfo(res);
@@ -715,6 +639,20 @@ int cn_peer_listen(struct cn_peer *t, const char *host, uint16_t port, char *err
     return 0;
 }
 
+uint16_t cn_peer_port(const struct cn_peer *t)
+{
+    struct sockaddr_storage ss;
+    if (t->nlisteners == 0 || cn_stream_listener_addr(t->listeners[0], &ss) != 0) return 0;
+    if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return 0;
+}
+
+static void http_closed(void *ctx)
+{
+    handle_closed(ctx);
+}
+
 void cn_peer_close(struct cn_peer *t, void (*cb)(void *ctx), void *ctx)
 {
     t->closing = true;
@@ -722,7 +660,7 @@ void cn_peer_close(struct cn_peer *t, void (*cb)(void *ctx), void *ctx)
     t->close_ctx = ctx;
     t->handles++; /* held until the end of this function */
     for (size_t i = 0; i < t->nlisteners; i++)
-        uv_close((uv_handle_t *)t->listeners[i], tcp_freed);
+        cn_stream_listener_close(t->listeners[i], listener_closed);
     while (t->ins)
         in_close(t->ins);
     struct out *o = t->outs;
@@ -732,5 +670,7 @@ void cn_peer_close(struct cn_peer *t, void (*cb)(void *ctx), void *ctx)
         out_forget(o);
         o = next;
     }
+    t->handles++; /* the HTTP server, which closes its adopted connections */
+    cn_http_server_close(t->http, http_closed, t);
     handle_closed(t);
 }

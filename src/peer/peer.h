@@ -14,9 +14,12 @@
  * CN_PEER_MAX_MESSAGE. The acceptor checks the hello: another cluster id, or a "to" that is not
  * this member, is refused with a log line and the connection closed.
  *
- * The same port answers plain HTTP GETs (a first line that is not a hello), for the endpoints
- * etcd serves there: GET /members (a joining member and proxies read the membership) and
- * /version. The owner answers them through on_http_get.
+ * The same port speaks HTTP on a connection whose first bytes are not a hello (src/http parses
+ * it and writes the answer), for the endpoints etcd serves there: GET /members (a joining member
+ * and proxies read the membership) and /version. The owner answers them through on_http_get;
+ * each answer carries X-Etcd-Cluster-ID and ends the connection, other methods get 405.
+ *
+ * Connections are struct cn_stream (src/stream): TCP today, TLS later.
  *
  * Sending never blocks: frames queue per peer (bounded by CN_PEER_MAX_QUEUE; beyond it, or while
  * the peer is unreachable, sends fail and Raft retries). A lost connection is redialed with
@@ -46,7 +49,9 @@ enum cn_peer_kind {
 struct cn_peer_callbacks {
     /* A complete payload from member from (borrowed for the call). */
     void (*on_frame)(void *ctx, uint64_t from, uint8_t kind, const void *p, size_t len);
-    /* An HTTP GET on the peer port: fill body (JSON) and return the status (404 if unknown). */
+    /* An HTTP GET on the peer port for path (NUL-terminated, still percent-encoded, without the
+     * query; at most 255 bytes, longer paths get 404 without a call): fill body (JSON) and return
+     * the status (404 if unknown). */
     int (*on_http_get)(void *ctx, const char *path, struct cn_buf *body);
     /* The connection member from dialed to us was closed by its end (EOF): its process exited
      * or closed the link. May be NULL. */
@@ -65,6 +70,8 @@ struct cn_peer *cn_peer_new(uv_loop_t *loop, uint64_t cluster_id, uint64_t self_
 /* Listens on host:port (resolved synchronously: call at start-up). Returns 0 or -errno with a
  * message in err. */
 int cn_peer_listen(struct cn_peer *t, const char *host, uint16_t port, char *err, size_t errlen);
+/* The port the first listener is bound to (after listening on port 0), 0 before listen. */
+uint16_t cn_peer_port(const struct cn_peer *t);
 /* Where member id listens ("http://host:port"); NULL forgets the member and closes its
  * connection. A changed URL redials. */
 void cn_peer_set_addr(struct cn_peer *t, uint64_t id, const char *url);

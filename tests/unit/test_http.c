@@ -16,6 +16,7 @@
 #include "common/err.h"
 #include "http/http.h"
 #include "http/http_client.h"
+#include "stream/stream.h"
 
 /* ---- fixture ----------------------------------------------------------------------------- */
 
@@ -217,17 +218,22 @@ static void raw_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         c->err = (int)n, c->eof = true;
 }
 
-static void raw_open(struct rawc *c)
+static void raw_open_port(struct rawc *c, uint16_t port)
 {
     memset(c, 0, sizeof(*c));
     uv_tcp_init(&F.loop, &c->tcp);
     c->tcp.data = c;
     c->creq.data = c;
     struct sockaddr_in sa;
-    uv_ip4_addr("127.0.0.1", F.port, &sa);
+    uv_ip4_addr("127.0.0.1", port, &sa);
     assert_int_equal(uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&sa, raw_on_connect), 0);
     RUN_UNTIL(c->connected);
     uv_read_start((uv_stream_t *)&c->tcp, raw_alloc, raw_on_read);
+}
+
+static void raw_open(struct rawc *c)
+{
+    raw_open_port(c, F.port);
 }
 
 static void raw_on_write(uv_write_t *w, int status)
@@ -618,6 +624,102 @@ static void listen_errors(void **state)
     RUN_UNTIL(closed == 1);
 }
 
+/* ---- adopting a stream -------------------------------------------------------------------- */
+
+/* A connection accepted by someone else (the peer port), who read its first bytes before seeing
+ * they were HTTP: it hands the stream over with those bytes. */
+struct other {
+    struct cn_stream *s[2];
+    size_t n;
+    struct cn_buf head; /* what the other protocol read on s[0] */
+    char rbuf[256];
+    int adopted, lis_closed;
+};
+
+static struct other O;
+
+#define ADOPT_HEAD "GET /hello HTTP/1.1\r\nHost: x\r\n"
+
+static void other_alloc(struct cn_stream *s, size_t hint, struct cn_stream_buf *buf)
+{
+    buf->p = O.rbuf;
+    buf->len = sizeof(O.rbuf);
+}
+
+static void other_read(struct cn_stream *s, ssize_t n, const struct cn_stream_buf *buf)
+{
+    assert_true(n > 0);
+    cn_buf_append(&O.head, buf->p, (size_t)n);
+    if (O.head.len == strlen(ADOPT_HEAD)) {
+        assert_int_equal(cn_http_server_adopt(F.srv, s, O.head.p, O.head.len), 0);
+        O.adopted++;
+        assert_int_equal(F.handled, 0); /* parsed from the loop, not inside the call */
+    }
+}
+
+static void other_accept(struct cn_stream_listener *l, int status, struct cn_stream *s)
+{
+    assert_int_equal(status, 0);
+    assert_true(O.n < 2);
+    O.s[O.n++] = s;
+    assert_int_equal(cn_stream_read_start(s, other_alloc, other_read), 0);
+}
+
+static void other_lis_closed(struct cn_stream_listener *l)
+{
+    O.lis_closed++;
+}
+
+static void other_closed(struct cn_stream *s)
+{
+    O.s[1] = NULL;
+}
+
+static void adopt_stream(void **state)
+{
+    memset(&O, 0, sizeof(O));
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    struct cn_stream_listener *l;
+    assert_int_equal(
+        cn_stream_tcp_listen(&F.loop, (struct sockaddr *)&sa, false, 8, other_accept, NULL, &l), 0);
+    struct sockaddr_storage ss;
+    assert_int_equal(cn_stream_listener_addr(l, &ss), 0);
+    uint16_t port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+
+    /* the head was read by the other protocol, the rest arrives after the handover */
+    struct rawc c;
+    raw_open_port(&c, port);
+    raw_send(&c, ADOPT_HEAD);
+    RUN_UNTIL(O.adopted == 1);
+    assert_int_equal(cn_http_server_conn_count(F.srv), 1);
+    raw_send(&c, "\r\n");
+    RUN_UNTIL(c.in.len >= strlen(HELLO_RESP));
+    assert_string_equal(c.in.p, HELLO_RESP);
+    assert_int_equal(F.handled, 1);
+    /* keep-alive as on any connection; closing the server closes it */
+    assert_false(c.eof);
+
+    /* a server that is closing refuses, and the stream stays the caller's */
+    struct rawc d;
+    raw_open_port(&d, port);
+    RUN_UNTIL(O.n == 2);
+    struct cn_http_server *s2 = cn_http_server_new(&F.loop, NULL, handler, NULL, &F);
+    int closed = 0;
+    cn_http_server_close(s2, count_close, &closed);
+    assert_int_equal(cn_http_server_adopt(s2, O.s[1], NULL, 0), CN_ERR_STOPPED);
+    RUN_UNTIL(closed == 1);
+    cn_stream_close(O.s[1], other_closed);
+    RUN_UNTIL(O.s[1] == NULL && d.eof);
+
+    cn_stream_listener_close(l, other_lis_closed);
+    RUN_UNTIL(O.lis_closed == 1);
+    raw_free(&c);
+    raw_free(&d);
+    RUN_UNTIL(cn_http_server_conn_count(F.srv) == 0);
+    cn_buf_free(&O.head);
+}
+
 /* ---- client ------------------------------------------------------------------------------ */
 
 struct cres {
@@ -910,6 +1012,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(date_header_when_enabled, setup_date, teardown),
         cmocka_unit_test_setup_teardown(server_close_graceful, setup, teardown),
         cmocka_unit_test_setup_teardown(listen_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(adopt_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(client_basic, setup, teardown),
         cmocka_unit_test_setup_teardown(client_stream_timeout_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(client_phase_timeouts, setup, teardown),
