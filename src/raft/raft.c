@@ -198,6 +198,24 @@ static bool valid_msg(const struct cn_raft_msg *m)
     return true;
 }
 
+/* Whether a committed entry of our log removed member id. Not being in the configuration is not
+ * enough: a member that joins through an entry this leader does not have (an earlier leader's,
+ * not committed yet, that a later leader may still commit) is not a member here either, and
+ * telling it it was removed would end it for good. A removal older than the log's start is not
+ * seen here; the node's transport refuses such a member from its own records. */
+static bool removal_committed(const struct cn_raft *r, uint64_t id)
+{
+    for (size_t i = 0; i < r->log.n && r->log.ents[i].index <= r->log.committed; i++) {
+        const struct cn_raft_entry *e = &r->log.ents[i];
+        struct cn_raft_conf_change cc;
+        if (e->type == CN_RAFT_ENTRY_CONF &&
+            cn_raft_conf_change_decode(e->data, e->len, &cc) == 0 && cc.op == CN_RAFT_CONF_REMOVE &&
+            cc.id == id)
+            return true;
+    }
+    return false;
+}
+
 int cn_raft_step(struct cn_raft *r, const struct cn_raft_msg *m)
 {
     CN_ASSERT(r->loaded && !r->ready_out);
@@ -213,7 +231,7 @@ int cn_raft_step(struct cn_raft *r, const struct cn_raft_msg *m)
         return 0;
     }
     if (r->role == CN_RAFT_LEADER && !cn_raft__conf_has_member(&r->conf, m->from) &&
-        r->conf_index <= r->log.committed) {
+        r->conf_index <= r->log.committed && removal_committed(r, m->from)) {
         /* §4.2.3: a member whose removal is committed learns it here, before any lease or
          * term rule could make us ignore it, and stops campaigning. (While the removal is not
          * committed the message goes through the usual rules: it may carry a higher term

@@ -895,6 +895,48 @@ static void membership_removed_leader_finishes_its_removal(void **state)
     teardown();
 }
 
+/* A member that joins through an entry the current leader does not have (an earlier leader
+ * appended it and lost leadership before replicating it) is not in that leader's configuration,
+ * but it was never removed: the leader must not tell it so, or it ends for good while a later
+ * leader may still commit its addition. Before the fix it was told. */
+static void membership_joiner_not_told_removed(void **state)
+{
+    setup_n(4, 3);
+    start_all();
+    elect(1);
+    propose(1, "a");
+    deliver_all();
+    isolate(1, true);
+    assert_int_equal(conf(1, CN_RAFT_CONF_ADD_LEARNER, 4), 0);
+    drop_all(); /* only 1 has it */
+    age_lease(2);
+    age_lease(3);
+    elect(2);
+    unsigned told = F.sent[CN_RAFT_MSG_REMOVED];
+    struct cn_raft_msg m = {
+        .type = CN_RAFT_MSG_APP_RESP, .to = 2, .from = 4, .term = status(2).term, .index = 0};
+    assert_int_equal(cn_raft_step(node(2)->r, &m), 0);
+    handle_ready(node(2));
+    assert_int_equal(F.sent[CN_RAFT_MSG_REMOVED], told);
+    assert_false(status(4).removed);
+    /* a member whose removal 2 committed is told */
+    isolate(1, false);
+    deliver_all();
+    assert_int_equal(conf(2, CN_RAFT_CONF_REMOVE, 3), 0);
+    for (unsigned i = 0; i < 3; i++) { /* heartbeats probe 1 again, which was cut off */
+        tick(2, 1);
+        deliver_all();
+    }
+    assert_true(status(2).commit == status(2).last_index);
+    m.from = 3;
+    m.term = status(2).term;
+
+    assert_int_equal(cn_raft_step(node(2)->r, &m), 0);
+    handle_ready(node(2));
+    assert_int_equal(F.sent[CN_RAFT_MSG_REMOVED], told + 1);
+    teardown();
+}
+
 /* ---- snapshots ---------------------------------------------------------------------------------
  */
 
@@ -1139,6 +1181,7 @@ int main(void)
         cmocka_unit_test(membership_learner_promote_remove),
         cmocka_unit_test(membership_leader_removes_itself),
         cmocka_unit_test(membership_removed_leader_finishes_its_removal),
+        cmocka_unit_test(membership_joiner_not_told_removed),
         cmocka_unit_test(snapshot_catches_up_lagging_follower),
         cmocka_unit_test(snapshot_lost_is_resent),
         cmocka_unit_test(codec_roundtrip_and_bounds),
