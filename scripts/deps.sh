@@ -7,7 +7,7 @@ pkgs=(
     build-essential cmake pkg-config clang
     libuv1-dev libhttp-parser-dev libyaml-dev libjansson-dev libsystemd-dev libssl-dev zlib1g-dev
     libcmocka-dev libclang-rt-14-dev
-    python3 python3-pytest python3-etcd python3-requests
+    python3 python3-pytest python3-pytest-xdist python3-etcd python3-requests
     etcd-client curl dnsmasq-base util-linux
 )
 # Optional: the real etcd for side-by-side benches and compatibility checks.
