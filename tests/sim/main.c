@@ -16,7 +16,7 @@
 #include "common/log.h"
 #include "sim.h"
 
-static double wallSeconds(void)
+static double wall_seconds(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -71,7 +71,7 @@ int main(int argc, char **argv)
     o.trace = replay;
     /* the core's trace (CAIRN_TRACE=raft) goes to stderr: keep the two in order */
     if (replay) setvbuf(stdout, NULL, _IOLBF, 0);
-    double t0 = wallSeconds();
+    double t0 = wall_seconds();
     unsigned long long failures = 0, first_failed = 0;
     for (unsigned long long seed = start; seed < start + n; seed++) {
         o.seed = seed;
@@ -86,7 +86,7 @@ int main(int argc, char **argv)
             if (expect_failure) break;
         }
     }
-    double dt = wallSeconds() - t0;
+    double dt = wall_seconds() - t0;
     if (expect_failure) {
         if (failures == 0) {
             printf("the broken rule went unnoticed over %llu seeds\n", n);
