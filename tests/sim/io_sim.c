@@ -282,6 +282,16 @@ static int send_payload(struct cn_node_io *io, uint64_t to, uint8_t kind, const 
     int ti = (int)to - 1;
     if (ti < 0 || ti >= s->n) return 0; /* not started: nobody listens there */
     s->n_msgs++;
+    struct sim_member *dst = &s->m[ti];
+    if (dst->up && !s->cut[m->id - 1][ti] && cn_node_peer_is_removed(dst->node, m->id)) {
+        /* as the peer transport does: a removed member's link is refused with "removed" */
+        sim_trace(s, "%llu refuses removed %llu", (unsigned long long)dst->id,
+                  (unsigned long long)m->id);
+        struct sim_ev *e =
+            sim_push(s, 1 + sim_rndn(s, s->delay_max), EV_TOLD_REMOVED, of(io)->member, NULL);
+        e->from = dst->id;
+        return 0;
+    }
     if (s->cut[m->id - 1][ti] || (!s->faults_off && sim_chance(s, s->drop_pct))) {
         sim_trace(s, "drop %llu->%d kind=%u", (unsigned long long)m->id, ti + 1, kind);
         return 0;

@@ -137,11 +137,15 @@ static struct sim_ev pop(struct sim *s)
 
 /* ---- the state machine: the v2 store, commands tagged with the proposal's id ------------- */
 
+/* The v2 store, and the ids removed from the cluster, as cairn's fsm_v2 keeps them in its member
+ * records: the transport refuses a removed member and tells it so (io_sim.c does the same). */
 struct sim_fsm {
     struct cn_fsm fsm;
     struct sim *s;
     int member;
     struct sim_result res;
+    uint64_t removed[2 * SIM_MAX];
+    uint32_t n_removed;
 };
 
 static int fsm_apply(struct cn_fsm *fsm, uint64_t index, const void *cmd, size_t len,
@@ -164,19 +168,46 @@ static int fsm_apply(struct cn_fsm *fsm, uint64_t index, const void *cmd, size_t
 static void fsm_apply_conf(struct cn_fsm *fsm, uint64_t index, enum cn_node_conf_op op, uint64_t id,
                            const void *records, size_t len, struct cn_fsm_out *out)
 {
-    (void)fsm, (void)index, (void)op, (void)id, (void)records, (void)len, (void)out;
+    (void)index, (void)records, (void)len;
+    struct sim_fsm *f = fsm->data;
+    if (op == CN_NODE_CONF_REMOVE && f->n_removed < 2 * SIM_MAX) f->removed[f->n_removed++] = id;
+    out->members_changed = true;
+}
+
+static bool fsm_is_removed(struct cn_fsm *fsm, uint64_t id)
+{
+    struct sim_fsm *f = fsm->data;
+    for (uint32_t i = 0; i < f->n_removed; i++)
+        if (f->removed[i] == id) return true;
+    return false;
 }
 
 static void fsm_snapshot(struct cn_fsm *fsm, struct cn_buf *out)
 {
     struct sim_fsm *f = fsm->data;
+    cn_buf_put_u32(out, f->n_removed);
+    for (uint32_t i = 0; i < f->n_removed; i++)
+        cn_buf_put_u64(out, f->removed[i]);
     cn_store_snapshot_save(f->s->m[f->member].store, out);
 }
 
 static int fsm_restore(struct cn_fsm *fsm, const void *p, size_t len)
 {
     struct sim_fsm *f = fsm->data;
-    return cn_store_snapshot_load(f->s->m[f->member].store, p, len);
+    struct cn_rd r;
+    cn_rd_init(&r, p, len);
+    uint32_t n = cn_rd_u32(&r);
+    if (!cn_rd_ok(&r) || n > 2 * SIM_MAX) return CN_ERR_CORRUPT;
+    uint64_t ids[2 * SIM_MAX];
+    for (uint32_t i = 0; i < n; i++)
+        ids[i] = cn_rd_u64(&r);
+    if (!cn_rd_ok(&r)) return CN_ERR_CORRUPT;
+    int rc =
+        cn_store_snapshot_load(f->s->m[f->member].store, (const uint8_t *)p + r.off, len - r.off);
+    if (rc != 0) return rc;
+    memcpy(f->removed, ids, n * sizeof(ids[0]));
+    f->n_removed = n;
+    return 0;
 }
 
 /* ---- members ----------------------------------------------------------------------------- */
@@ -280,7 +311,8 @@ static void start_member(struct sim *s, int i)
                              .apply = fsm_apply,
                              .apply_conf = fsm_apply_conf,
                              .snapshot = fsm_snapshot,
-                             .restore = fsm_restore};
+                             .restore = fsm_restore,
+                             .is_removed = fsm_is_removed};
     struct sim_disk *d = &m->disk;
     struct cn_node_state st = {
         .fresh = d->n == 0 && d->snap.index == 0 && d->hs.term == 0,
@@ -500,6 +532,9 @@ static void handle(struct sim *s, struct sim_ev *e)
         break;
     case EV_SNAP_LOADED:
         if (current(s, e)) sim_io_snapshot_loaded(s, e->member);
+        break;
+    case EV_TOLD_REMOVED:
+        if (current(s, e)) cn_node_on_told_removed(m->node, e->from);
         break;
     case EV_DEFER:
         if (current(s, e)) {

@@ -16,6 +16,7 @@ enum sim_ev_type {
     EV_SNAP_SAVED,
     EV_SNAP_LOADED,
     EV_DEFER,
+    EV_TOLD_REMOVED, /* a member's transport refused us: we were removed */
     EV_CRASH,
     EV_RESTART,
     EV_CLIENT,
