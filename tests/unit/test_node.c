@@ -159,6 +159,8 @@ struct test_io {
     bool persist_pending, deferred, snap_pending, closed;
     int fail_persist; /* the next persists fail with this */
     unsigned persists, saves, sends;
+    bool last_must;  /* the last persist's must_sync */
+    unsigned staged; /* persists asked, synced or not */
     uint8_t last_kind;
     uint64_t last_to;
     struct cn_buf last_sent;
@@ -207,6 +209,8 @@ static bool t_persist(struct cn_node_io *io, const struct cn_node_batch *b)
         t->n_ents = at + 1;
     }
     if (b->has_hard_state) t->hs = b->hard_state;
+    t->staged++;
+    t->last_must = b->must_sync;
     if (!b->must_sync) return false;
     t->persists++;
     t->persist_pending = true;
@@ -541,6 +545,51 @@ static void forwarded_proposal_retried(void **state)
     cn_node_destroy(n);
 }
 
+/* A vote is a hard state change with no entry: it must be synced before the answer goes out.
+ * When that sync fails, the retry must sync it again (the vote is not durable). Before the fix
+ * the failed attempt had already marked the vote synced, so the retry skipped the fsync and the
+ * member answered the vote on the strength of a write that had failed. */
+static void failed_vote_sync_is_retried_as_a_sync(void **state)
+{
+    (void)state;
+    struct sum_fsm f;
+    sum_init(&f);
+    struct test_io *t = test_io_new();
+    struct cn_node_member two[] = {{1, 0, NULL}, {2, 0, NULL}};
+    struct cn_node_options opt = {.member_id = 2,
+                                  .cluster_id = 7,
+                                  .seed = 9,
+                                  .heartbeat_ms = 10,
+                                  .election_ms = 100,
+                                  .members = two,
+                                  .nmembers = 2};
+    struct cn_node_state fresh = {.fresh = true};
+    char err[256];
+    struct cn_node *n = cn_node_new(&opt, &f.fsm, &t->io, &fresh, NULL, NULL, err, sizeof(err));
+    assert_non_null(n);
+    assert_int_equal(cn_node_start(n, err, sizeof(err)), 0);
+    pump(n, t);
+    /* 1 asks for 2's vote in term 5 (2's log is the bootstrap: 1's is as long) */
+    struct cn_raft_msg v = {
+        .type = CN_RAFT_MSG_VOTE, .to = 2, .from = 1, .term = 5, .index = 2, .log_term = 1};
+    struct cn_buf b = CN_BUF_INIT;
+    cn_raft_msg_encode(&v, &b);
+    t->fail_persist = -EIO;
+    unsigned sends = t->sends;
+    cn_node_on_receive(n, 1, CN_PEER_KIND_RAFT, b.p, b.len);
+    assert_true(t->last_must); /* the vote must be durable first */
+    pump(n, t);
+    assert_int_equal(t->sends, sends); /* no answer on a failed write */
+    t->fail_persist = 0;
+    cn_node_on_tick(n);
+    assert_true(t->last_must); /* the retry syncs the vote again */
+    pump(n, t);
+    assert_true(t->sends > sends);
+    assert_int_equal(t->last_kind, CN_PEER_KIND_RAFT);
+    cn_buf_free(&b);
+    cn_node_destroy(n);
+}
+
 static void stopped_node_refuses(void **state)
 {
     (void)state;
@@ -571,6 +620,7 @@ int main(void)
         cmocka_unit_test(persist_failure_and_retry),
         cmocka_unit_test(snapshot_and_restore),
         cmocka_unit_test(forwarded_proposal_retried),
+        cmocka_unit_test(failed_vote_sync_is_retried_as_a_sync),
         cmocka_unit_test(stopped_node_refuses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
