@@ -38,18 +38,17 @@ test-asan:
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCN_SANITIZE=ON -DCN_WERROR=ON >/dev/null
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		CN_SIM_SEEDS=100 ctest --output-on-failure -j $(JOBS)
+		CN_SIM_SEEDS=300 ctest --output-on-failure -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		CAIRN_BIN=$(CURDIR)/build-asan/cairn CAIRNCTL_BIN=$(CURDIR)/build-asan/cairnctl CAIRN_SANITIZED=1 \
 		$(PYTHON) -m pytest -q -p no:cacheprovider -n $(PYTEST_JOBS) $(ASAN_SUITES)
 
 # Black-box tests run PYTEST_JOBS at a time (python3-pytest-xdist): they mostly wait
 # on timers and sockets, so two at a time fit 2 cores. The sanitizer pass runs the suites that
-# reach the most code; the long fault scenarios (the linearizability check, the partition
-# proxy, 10,000 watchers) run only in the plain pass and under `make chaos`.
+# reach the most code; the two long scenarios (the linearizability check under a nemesis, 10,000
+# watchers) run only in the plain pass and under `make chaos`.
 PYTEST_JOBS ?= 2
-ASAN_SKIP   := tests/integration/test_linearizability.py tests/integration/test_partition.py \
-               tests/integration/test_watch_scale.py
+ASAN_SKIP   := tests/integration/test_linearizability.py tests/integration/test_watch_scale.py
 ASAN_SUITES ?= $(filter-out $(ASAN_SKIP),$(sort $(wildcard tests/integration/test_*.py)))
 
 bench: deps build
