@@ -14,9 +14,13 @@ bool cn_parse_bool(struct cn_str s, bool *out)
 
 bool cn_parse_u64(struct cn_str s, uint64_t *out)
 {
-    if (s.len == 0 || s.len > 20) return false;
+    if (s.len == 0) return false;
+    /* Go takes any number of leading zeros; what follows them is bounded by the overflow check */
+    size_t i = 0;
+    while (i + 1 < s.len && s.p[i] == '0')
+        i++;
     uint64_t x = 0;
-    for (size_t i = 0; i < s.len; i++) {
+    for (; i < s.len; i++) {
         if (s.p[i] < '0' || s.p[i] > '9') return false;
         uint64_t d = (uint64_t)(s.p[i] - '0');
         if (x > (UINT64_MAX - d) / 10) return false;

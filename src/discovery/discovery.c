@@ -22,6 +22,7 @@
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/parse.h"
 #include "common/url.h"
 
 enum { ST_SIZE, ST_CHECK, ST_REGISTER, ST_LIST, ST_WAIT, ST_DONE };
@@ -313,7 +314,9 @@ static void on_list(struct cn_discovery *d, const struct cn_http_client_resp *re
     }
     d->failures = 0;
     struct cn_str idx = cn_http_client_resp_header(resp, "X-Etcd-Index");
-    uint64_t index = idx.p ? strtoull(idx.p, NULL, 10) : 0;
+    /* a header value is a slice of the response, not a C string: parse exactly its bytes */
+    uint64_t index = 0;
+    if (idx.p && !cn_parse_u64(idx, &index)) index = 0;
     struct cn_discovery__verdict v;
     cn_discovery__judge(&l, d->self_id, d->size, d->state == ST_CHECK, &v);
     switch (v.next) {

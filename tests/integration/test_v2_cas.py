@@ -237,3 +237,20 @@ def test_delete_params_in_body_are_ignored(shared_member, ns):
     assert_json(r, 200, {"action": "delete",
                          "node": {"key": k, "modifiedIndex": c + 1, "createdIndex": c},
                          "prevNode": node(k, "one", c, c)})
+
+
+def test_prev_index_with_leading_zeros(shared_member, ns):
+    """Go's strconv.ParseUint takes any number of leading zeros: prevIndex=000...0N is N (cairn
+    refused more than 20 digits with error 203)."""
+    m = shared_member
+    k = f"/{ns}/z"
+    r = m.put("/v2/keys" + k, data={"value": "1"})
+    idx = r.json()["node"]["modifiedIndex"]
+    padded = "0" * 30 + str(idx)
+    r = m.put("/v2/keys" + k, data={"value": "2", "prevIndex": padded})
+    assert r.status_code == 200, r.text
+    assert r.json()["action"] == "compareAndSwap"
+    assert r.json()["node"]["value"] == "2"
+    r = m.put("/v2/keys" + k, data={"value": "3", "prevIndex": "0" * 30 + "18446744073709551616"})
+    assert_error(r, 400, 203, "The given index in POST form is not a number",
+                 'invalid value for "prevIndex"', 0)

@@ -181,6 +181,10 @@ static void go_bool_and_uint(void **state)
     assert_false(cn_parse_u64(CN_STR(" 1"), &u));
     assert_false(cn_parse_u64(CN_STR("1a"), &u));
     assert_true(cn_parse_u64(CN_STR("007"), &u) && u == 7);
+    /* strconv.ParseUint takes any number of leading zeros (prevIndex=000...042 works on etcd) */
+    assert_true(cn_parse_u64(CN_STR("000000000000000000000042"), &u) && u == 42);
+    assert_true(cn_parse_u64(CN_STR("0000000000000000000000000"), &u) && u == 0);
+    assert_false(cn_parse_u64(CN_STR("0000000000000000000000018446744073709551616"), &u));
     char tmp[24];
     assert_int_equal(cn_u64_to_str(tmp, 0), 1);
     assert_string_equal(tmp, "0");
