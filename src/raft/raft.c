@@ -275,10 +275,13 @@ int cn_raft_step(struct cn_raft *r, const struct cn_raft_msg *m)
             }
         }
     } else if (m->term < r->term) {
-        if ((r->cfg.check_quorum || r->cfg.pre_vote) &&
-            (m->type == CN_RAFT_MSG_APP || m->type == CN_RAFT_MSG_HEARTBEAT)) {
-            /* a stale leader: tell it our term so it steps down (it may be cut off from
-             * everyone else and would otherwise never learn it) */
+        if (m->type == CN_RAFT_MSG_APP || m->type == CN_RAFT_MSG_HEARTBEAT) {
+            /* a stale leader: tell it our term so it steps down (the paper's rule). It may be
+             * cut off from everyone else and would otherwise never learn it; and we may have
+             * campaigned our term up alone with a configuration so old that our vote requests
+             * reach nobody of the current one, so this answer is the only way back (etcd
+             * answers only with pre-vote or check-quorum on, and relies on the vote requests
+             * otherwise; the simulation found the stall). */
             cn_raft__send(r, CN_RAFT_MSG_APP_RESP, m->from);
         } else if (m->type == CN_RAFT_MSG_PREVOTE) {
             struct cn_raft_msg *out = cn_raft__send(r, CN_RAFT_MSG_PREVOTE_RESP, m->from);

@@ -937,6 +937,78 @@ static void membership_joiner_not_told_removed(void **state)
     teardown();
 }
 
+/* Without pre-vote and check-quorum (the Raft paper's plain rules): member 1, cut off, campaigns
+ * its term up; meanwhile the cluster replaces 2 and 3 with 4 and 5. Back, 1 asks only 2 and 3 for
+ * votes (its configuration is stale) and they are gone, so its term reaches nobody; the leader's
+ * appends carry a lower term. Only an answer to those appends with its term (the paper's rule)
+ * makes the leader step down, after which {1, 4, 5} elect a leader that brings 1 up to date.
+ * Before the fix 1 ignored the appends and stayed out for good (sim-long, seed 72011). */
+static bool has_voter(uint64_t id, uint64_t voter)
+{
+    struct cn_raft_status st = status(id);
+    for (uint32_t i = 0; i < st.conf.n_voters; i++)
+        if (st.conf.voters[i] == voter) return true;
+    return false;
+}
+
+static void stale_member_with_high_term_rejoins(void **state)
+{
+    (void)state;
+    setup_bootstrap(5, 3);
+    for (unsigned i = 0; i < F.n; i++) {
+        F.nodes[i].cfg.pre_vote = false;
+        F.nodes[i].cfg.check_quorum = false;
+    }
+    for (unsigned i = 0; i < F.n; i++) { /* the configuration is read at creation */
+        crash(i + 1);
+        restart(i + 1);
+    }
+    elect(2);
+    propose(2, "a");
+    deliver_all();
+    isolate(1, true);
+    for (uint64_t id = 4; id <= 5; id++) {
+        assert_int_equal(conf(2, CN_RAFT_CONF_ADD_LEARNER, id), 0);
+        deliver_all();
+        assert_int_equal(conf(2, CN_RAFT_CONF_PROMOTE, id), 0);
+        deliver_all();
+    }
+    /* 2 hands over to 4 and then 2 and 3 leave */
+    assert_int_equal(cn_raft_transfer(node(2)->r, 4), 0);
+    handle_ready(node(2));
+    deliver_all();
+    assert_int_equal(status(4).role, CN_RAFT_LEADER);
+    assert_int_equal(conf(4, CN_RAFT_CONF_REMOVE, 2), 0);
+    deliver_all();
+    assert_int_equal(conf(4, CN_RAFT_CONF_REMOVE, 3), 0);
+    deliver_all();
+    assert_int_equal(status(4).conf.n_voters, 3);
+    crash(2);
+    crash(3);
+    /* 1 campaigns alone, its term climbing */
+    for (unsigned i = 0; i < 6 * T; i++)
+        tick(1, 1);
+    drop_all();
+    assert_true(status(1).term > status(4).term + 2);
+    isolate(1, false);
+    for (unsigned i = 0; i < 20 * T && !has_voter(1, 4); i++) {
+        for (uint64_t id = 1; id <= 5; id++)
+            if (node(id)->r) tick(id, 1);
+        deliver_all();
+    }
+    assert_true(has_voter(1, 4) && has_voter(1, 5) && !has_voter(1, 2)); /* 1 has the log again */
+    int lead = 0;
+    for (uint64_t id = 4; id <= 5; id++)
+        if (status(id).role == CN_RAFT_LEADER) lead = (int)id;
+    assert_true(lead != 0);
+    propose((uint64_t)lead, "b");
+    deliver_all();
+    tick((uint64_t)lead, 1); /* the commit index reaches 1 with the next heartbeat */
+    deliver_all();
+    assert_int_equal(node(1)->sm_count, node((uint64_t)lead)->sm_count);
+    teardown();
+}
+
 /* ---- snapshots ---------------------------------------------------------------------------------
  */
 
@@ -1182,6 +1254,7 @@ int main(void)
         cmocka_unit_test(membership_leader_removes_itself),
         cmocka_unit_test(membership_removed_leader_finishes_its_removal),
         cmocka_unit_test(membership_joiner_not_told_removed),
+        cmocka_unit_test(stale_member_with_high_term_rejoins),
         cmocka_unit_test(snapshot_catches_up_lagging_follower),
         cmocka_unit_test(snapshot_lost_is_resent),
         cmocka_unit_test(codec_roundtrip_and_bounds),
