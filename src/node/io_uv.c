@@ -48,10 +48,8 @@ struct io_uv {
     uv_work_t snap_work;
     bool snap_busy;
     bool save_waiting, load_waiting;
-    int snap_op; /* SNAP_SAVE or SNAP_LOAD */
-    uint64_t save_term, save_index;
-    const void *save_p;
-    size_t save_len;
+    int snap_op;               /* SNAP_SAVE or SNAP_LOAD */
+    struct cn_node_snap *save; /* the node's, borrowed until snap_after */
     int snap_rc;
     struct cn_buf load_buf;
     uint64_t load_term, load_index;
@@ -185,7 +183,10 @@ static void snap_work(uv_work_t *w)
 {
     struct io_uv *u = w->data;
     if (u->snap_op == SNAP_SAVE) {
-        u->snap_rc = cn_snap_save(&u->snap, u->save_term, u->save_index, u->save_p, u->save_len);
+        /* the state machine's frozen state is encoded here, off the loop */
+        cn_node_snap_encode(u->save);
+        u->snap_rc =
+            cn_snap_save(&u->snap, u->save->term, u->save->index, u->save->buf.p, u->save->buf.len);
         if (u->snap_rc == 0 && u->max_snapshots) {
             int rc = cn_snap_purge(&u->snap, u->max_snapshots);
             if (rc < 0)
@@ -204,7 +205,7 @@ static void snap_after(uv_work_t *w, int status)
     if (u->snap_op == SNAP_SAVE) {
         if (rc != 0)
             CN_LOGE("node", "snapshot save failed index=%" PRIu64 " err=\"%s\" detail=\"%s\"",
-                    u->save_index, cn_strerror(rc), u->snap.errmsg);
+                    u->save->index, cn_strerror(rc), u->snap.errmsg);
         cn_node_on_snapshot_saved(u->io.node, rc);
     } else {
         cn_node_on_snapshot_loaded(u->io.node, rc, u->load_term, u->load_index, u->load_buf.p,
@@ -245,14 +246,10 @@ static bool lane_busy(const struct io_uv *u)
     return u->snap_busy || (u->flushing && u->install != NULL) || u->install_waiting;
 }
 
-static void save_snapshot(struct cn_node_io *io, uint64_t term, uint64_t index, const void *p,
-                          size_t len)
+static void save_snapshot(struct cn_node_io *io, struct cn_node_snap *snap)
 {
     struct io_uv *u = of(io);
-    u->save_term = term;
-    u->save_index = index;
-    u->save_p = p;
-    u->save_len = len;
+    u->save = snap;
     if (lane_busy(u))
         u->save_waiting = true;
     else

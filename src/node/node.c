@@ -61,7 +61,8 @@ static void node_free(struct cn_node *n)
         cn_buf_free(&n->inbox[i].data);
     cn_free(n->inbox);
     cn_free(n->name);
-    cn_buf_free(&n->snap_buf);
+    if (n->snap.frozen) n->fsm->thaw(n->fsm, n->snap.frozen); /* io never took it */
+    cn_buf_free(&n->snap.buf);
     cn_buf_free(&n->send_snap);
     cn_free(n);
 }
@@ -90,7 +91,7 @@ struct cn_node *cn_node_new(const struct cn_node_options *opt, struct cn_fsm *fs
     cn_list_init(&n->waiting);
     cn_list_init(&n->reads);
     cn_list_init(&n->done);
-    cn_buf_init(&n->snap_buf);
+    cn_buf_init(&n->snap.buf);
     cn_buf_init(&n->send_snap);
     copy_members(n, opt);
 
@@ -261,26 +262,39 @@ static void apply_entry(struct cn_node *n, const struct cn_raft_entry *e, bool *
 
 /* ---- snapshots ---------------------------------------------------------------------------- */
 
+void cn_node_snap_encode(struct cn_node_snap *snap)
+{
+    if (!snap->frozen) return;
+    int64_t t0 = cn_clock_mono_ns();
+    snap->fsm->encode(snap->frozen, &snap->buf);
+    snap->encode_ns = cn_clock_mono_ns() - t0;
+}
+
 void cn_node_on_snapshot_saved(struct cn_node *n, int rc)
 {
+    struct cn_node_snap *sn = &n->snap;
     n->snapping = false;
+    if (sn->frozen) {
+        n->fsm->thaw(n->fsm, sn->frozen);
+        sn->frozen = NULL;
+    }
     if (rc == 0) {
-        n->snap_index = n->snap_work_index;
+        n->snap_index = sn->index;
         n->stats.snapshots++;
-        n->compact_to = n->snap_work_index;
+        n->compact_to = sn->index;
         CN_LOGI("node",
-                "saved snapshot index=%" PRIu64 " term=%" PRIu64 " bytes=%zu encode_ms=%.1f "
-                "total_ms=%.1f",
-                n->snap_work_index, n->snap_work_term, n->snap_buf.len,
-                (double)n->snap_encode_ns / 1e6,
+                "saved snapshot index=%" PRIu64 " term=%" PRIu64 " bytes=%zu loop_ms=%.2f "
+                "encode_ms=%.1f total_ms=%.1f",
+                sn->index, sn->term, sn->buf.len, (double)n->snap_freeze_ns / 1e6,
+                (double)sn->encode_ns / 1e6,
                 (double)(n->io->now_ns(n->io) - n->snap_start_ns) / 1e6);
     } else {
-        CN_LOGE("node", "saving snapshot failed index=%" PRIu64 " err=\"%s\"", n->snap_work_index,
+        CN_LOGE("node", "saving snapshot failed index=%" PRIu64 " err=\"%s\"", sn->index,
                 cn_strerror(rc));
     }
     /* not kept: a follower that falls behind is rare, and its load goes off the loop */
-    cn_buf_free(&n->snap_buf);
-    cn_buf_init(&n->snap_buf);
+    cn_buf_free(&sn->buf);
+    cn_buf_init(&sn->buf);
     cn_node__kick(n);
     maybe_finish_stop(n);
 }
@@ -289,19 +303,27 @@ static void maybe_snapshot(struct cn_node *n)
 {
     if (n->snapping || n->state == CN_NODE__CLOSED || n->state == CN_NODE__STOPPING) return;
     if (n->applied - n->snap_index < n->opt.snapshot_count) return;
-    /* Encoded on the loop (the state machine is single-threaded), saved off it by io. */
+    /* The state is frozen on the loop (O(1) for a persistent state machine) and encoded and
+     * saved off it by io; a state machine without freeze is encoded here. */
+    struct cn_node_snap *sn = &n->snap;
     n->snap_start_ns = n->io->now_ns(n->io);
     struct cn_raft_conf conf;
     cn_raft_conf_at(n->raft, n->applied, &conf);
-    cn_buf_reset(&n->snap_buf);
-    cn_node__snap_header(&n->snap_buf, &conf);
-    n->fsm->snapshot(n->fsm, &n->snap_buf);
-    n->snap_encode_ns = n->io->now_ns(n->io) - n->snap_start_ns;
-    n->snap_work_index = n->applied;
-    n->snap_work_term = n->applied_term;
+    cn_buf_reset(&sn->buf);
+    cn_node__snap_header(&sn->buf, &conf);
+    sn->fsm = n->fsm;
+    sn->encode_ns = 0;
+    if (n->fsm->freeze) {
+        sn->frozen = n->fsm->freeze(n->fsm);
+    } else {
+        sn->frozen = NULL;
+        n->fsm->snapshot(n->fsm, &sn->buf);
+    }
+    n->snap_freeze_ns = n->io->now_ns(n->io) - n->snap_start_ns;
+    sn->index = n->applied;
+    sn->term = n->applied_term;
     n->snapping = true;
-    n->io->save_snapshot(n->io, n->snap_work_term, n->snap_work_index, n->snap_buf.p,
-                         n->snap_buf.len);
+    n->io->save_snapshot(n->io, sn);
 }
 
 /* ---- the ready loop ----------------------------------------------------------------------- */

@@ -64,6 +64,14 @@ struct cn_fsm {
                        const void *records, size_t len, struct cn_fsm_out *out);
     /* Appends a deterministic encoding of the whole state to out. */
     void (*snapshot)(struct cn_fsm *fsm, struct cn_buf *out);
+    /* Optional, all three or none: the snapshot in steps, so that its encoding runs off the
+     * loop. freeze returns the state as of now, which later calls do not change; encode appends
+     * what snapshot would have appended at the freeze, on any thread, while the loop goes on
+     * calling apply (and restore); thaw releases the frozen state, on the loop. Without them the
+     * node calls snapshot on the loop. */
+    void *(*freeze)(struct cn_fsm *fsm);
+    void (*encode)(void *frozen, struct cn_buf *out);
+    void (*thaw)(struct cn_fsm *fsm, void *frozen);
     /* Replaces the state with a snapshot's. Returns 0, or a negative code with the state
      * unchanged. */
     int (*restore)(struct cn_fsm *fsm, const void *p, size_t len);

@@ -148,9 +148,8 @@ struct cn_node {
     struct cn_node__stats stats;
     /* snapshot creation */
     bool snapping;
-    struct cn_buf snap_buf;
-    uint64_t snap_work_index, snap_work_term;
-    int64_t snap_encode_ns, snap_start_ns;
+    struct cn_node_snap snap; /* the one being saved */
+    int64_t snap_start_ns, snap_freeze_ns;
     /* the snapshot sent to followers (loaded through io on demand) */
     struct cn_buf send_snap;
     uint64_t send_snap_index;

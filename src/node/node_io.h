@@ -33,6 +33,19 @@ struct cn_node_batch {
     bool must_sync;
 };
 
+/* A snapshot of the node's own, as io saves it. */
+struct cn_node_snap {
+    uint64_t term, index;
+    struct cn_buf buf; /* the node's header, then (after cn_node_snap_encode) the state */
+    /* private */
+    struct cn_fsm *fsm;
+    void *frozen; /* the fsm's frozen state, NULL when buf is already complete */
+    int64_t encode_ns;
+};
+/* Completes snap->buf: encodes the frozen state (when there is one) into it. Any thread, once,
+ * before the snapshot is saved. */
+void cn_node_snap_encode(struct cn_node_snap *snap);
+
 struct cn_node_io {
     struct cn_node *node; /* set by cn_node_new */
     void *data;           /* the implementation's */
@@ -52,10 +65,10 @@ struct cn_node_io {
     bool (*persist)(struct cn_node_io *io, const struct cn_node_batch *b);
     /* Deletes the log up to index (a snapshot covers it), off the loop; no completion. */
     void (*release_log)(struct cn_node_io *io, uint64_t index);
-    /* Saves the node's own snapshot (term, index, p/len borrowed until the completion):
+    /* Saves the node's own snapshot (borrowed until the completion): first
+     * cn_node_snap_encode(snap), on any thread, then snap->buf under (term, index); then
      * cn_node_on_snapshot_saved. */
-    void (*save_snapshot)(struct cn_node_io *io, uint64_t term, uint64_t index, const void *p,
-                          size_t len);
+    void (*save_snapshot)(struct cn_node_io *io, struct cn_node_snap *snap);
     /* Loads the newest saved snapshot, to send to a follower: cn_node_on_snapshot_loaded. */
     void (*load_snapshot)(struct cn_node_io *io);
 

@@ -54,6 +54,22 @@ static void snapshot(struct cn_fsm *fsm, struct cn_buf *out)
     cn_store_snapshot_save(of(fsm)->store, out);
 }
 
+static void *freeze(struct cn_fsm *fsm)
+{
+    return cn_store_freeze(of(fsm)->store);
+}
+
+static void encode(void *frozen, struct cn_buf *out)
+{
+    cn_store_frozen_encode(frozen, out);
+}
+
+static void thaw(struct cn_fsm *fsm, void *frozen)
+{
+    (void)fsm;
+    cn_store_frozen_free(frozen);
+}
+
 static int restore(struct cn_fsm *fsm, const void *p, size_t len)
 {
     return cn_store_snapshot_load(of(fsm)->store, p, len);
@@ -91,6 +107,9 @@ void cn_fsm_v2_init(struct cn_fsm_v2 *f, struct cn_store *store)
         .apply = apply,
         .apply_conf = apply_conf,
         .snapshot = snapshot,
+        .freeze = freeze,
+        .encode = encode,
+        .thaw = thaw,
         .restore = restore,
         .peer_url = peer_url,
         .is_removed = is_removed,

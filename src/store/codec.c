@@ -129,50 +129,49 @@ static uint32_t crc32_buf(const void *p, size_t len)
     return (uint32_t)crc;
 }
 
-static void save_tree(const struct node *root, struct cn_buf *out)
+/* Pre-order, children in name order, iteratively with a stack of the directories above. */
+static void save_tree(const struct node *root, uint64_t count, struct cn_buf *out)
 {
-    uint64_t count = 0;
-    /* count first (the record count leads, so a reader knows where the tree ends) */
-    for (const struct node *n = cn_store__avl_first(root->kids); n;) {
-        count++;
-        if (n->is_dir && n->kids) {
-            n = cn_store__avl_first(n->kids);
-            continue;
-        }
-        while (n != root) {
-            const struct node *nx = cn_store__next_sibling(n);
-            if (nx) {
-                n = nx;
-                break;
-            }
-            n = n->parent;
-        }
-        if (n == root) break;
-    }
     cn_buf_put_uvarint(out, count);
-    for (const struct node *n = cn_store__avl_first(root->kids); n;) {
+    uint64_t written = 0;
+    struct store_stack st = {0};
+    const struct node *dir = root;
+    const struct node *n = cn_store__avl_first(root->kids);
+    while (n) {
         uint8_t f = (n->is_dir ? NF_DIR : 0) | (n->expire_ns ? NF_TTL : 0);
-        cn_buf_put_uvarint(out, n->depth);
+        cn_buf_put_uvarint(out, st.n + 1);
         cn_buf_put_u8(out, f);
-        cn_buf_put_bytes(out, cn_store__node_name(n), n->name_len);
+        cn_buf_put_bytes(out, n->name, n->name_len);
         cn_buf_put_uvarint(out, n->created_index);
         cn_buf_put_uvarint(out, n->modified_index);
         if (f & NF_TTL) cn_buf_put_i64(out, n->expire_ns);
-        if (!n->is_dir) cn_buf_put_bytes(out, cn_store__node_cvalue(n), n->value_len);
+        if (!n->is_dir)
+            cn_buf_put_bytes(out, cn_store__node_cvalue(n), cn_store__node_value_len(n));
+        written++;
         if (n->is_dir && n->kids) {
+            cn_store__stack_push(&st, dir);
+            dir = n;
             n = cn_store__avl_first(n->kids);
             continue;
         }
-        while (n != root) {
-            const struct node *nx = cn_store__next_sibling(n);
+        for (;;) {
+            const struct node *nx = cn_store__next_sibling(dir, n);
             if (nx) {
                 n = nx;
                 break;
             }
-            n = n->parent;
+            if (dir == root) {
+                n = NULL;
+                break;
+            }
+            n = dir;
+            dir = st.v[--st.n];
         }
-        if (n == root) break;
     }
+    cn_store__stack_free(&st);
+    /* the count leads the records (a reader knows where the tree ends); it is kept by every
+     * mutation, so a mismatch is a bug that would write a snapshot nobody can load */
+    CN_ASSERT(written == count);
 }
 
 static void save_copy(const struct cn_store_node_copy *c, struct cn_buf *out)
@@ -185,7 +184,34 @@ static void save_copy(const struct cn_store_node_copy *c, struct cn_buf *out)
     if (f & CF_VALUE) cn_buf_put_bytes(out, c->value, c->value_len);
 }
 
-void cn_store_snapshot_save(const struct cn_store *s, struct cn_buf *out)
+struct cn_store_frozen *cn_store_freeze(struct cn_store *s)
+{
+    struct cn_store_frozen *f = CN_NEW(struct cn_store_frozen);
+    f->index = s->index;
+    for (int ns = 0; ns < CN_NS_COUNT; ns++) {
+        f->root[ns] = s->root[ns];
+        f->root[ns]->refs++; /* from now on the live tree copies before it writes */
+        f->nnodes[ns] = s->nnodes[ns];
+    }
+    f->hist_n = s->hist_n;
+    for (size_t i = 0; i < s->hist_n; i++) {
+        f->hist[i] = s->hist[(s->hist_head + i) % STORE_HIST_CAP];
+        cn_store_event_ref(f->hist[i]);
+    }
+    return f;
+}
+
+void cn_store_frozen_free(struct cn_store_frozen *f)
+{
+    if (!f) return;
+    for (int ns = 0; ns < CN_NS_COUNT; ns++)
+        cn_store__node_unref(f->root[ns]);
+    for (size_t i = 0; i < f->hist_n; i++)
+        cn_store_event_unref(f->hist[i]);
+    cn_free(f);
+}
+
+void cn_store_frozen_encode(const struct cn_store_frozen *f, struct cn_buf *out)
 {
     size_t hdr = out->len;
     cn_buf_append(out, SNAP_MAGIC, 4);
@@ -193,12 +219,12 @@ void cn_store_snapshot_save(const struct cn_store *s, struct cn_buf *out)
     cn_buf_put_u64(out, 0); /* payload length, patched below */
     cn_buf_put_u32(out, 0); /* crc, patched below */
     size_t start = out->len;
-    cn_buf_put_u64(out, s->index);
+    cn_buf_put_u64(out, f->index);
     for (int ns = 0; ns < CN_NS_COUNT; ns++)
-        save_tree(s->root[ns], out);
-    cn_buf_put_uvarint(out, s->hist_n);
-    for (size_t i = 0; i < s->hist_n; i++) {
-        const struct cn_store_event *ev = s->hist[(s->hist_head + i) % STORE_HIST_CAP];
+        save_tree(f->root[ns], f->nnodes[ns], out);
+    cn_buf_put_uvarint(out, f->hist_n);
+    for (size_t i = 0; i < f->hist_n; i++) {
+        const struct cn_store_event *ev = f->hist[i];
         cn_buf_put_u8(out, ev->ns);
         cn_buf_put_u8(out, (uint8_t)cn_store__action_code(ev->action));
         cn_buf_put_u8(out,
@@ -218,6 +244,13 @@ void cn_store_snapshot_save(const struct cn_store *s, struct cn_buf *out)
         h[8 + i] = (unsigned char)(crc >> (8 * i));
 }
 
+void cn_store_snapshot_save(struct cn_store *s, struct cn_buf *out)
+{
+    struct cn_store_frozen *f = cn_store_freeze(s);
+    cn_store_frozen_encode(f, out);
+    cn_store_frozen_free(f);
+}
+
 static bool valid_name(struct cn_str n)
 {
     if (n.len == 0 || memchr(n.p, '/', n.len)) return false;
@@ -226,13 +259,20 @@ static bool valid_name(struct cn_str n)
     return true;
 }
 
-/* Loads one namespace tree into t (a fresh store). Returns false on any inconsistency. */
+/* Loads one namespace tree into t (a fresh store, whose nodes are all its own). Returns false
+ * on any inconsistency. */
 static bool load_tree(struct cn_store *t, uint8_t ns, struct cn_rd *r)
 {
     struct node *root = t->root[ns];
+    /* the directories above the next record, and the length of their paths in t->path */
+    struct store_stack st = {0};
+    struct cn_buf *path = &t->path;
+    size_t *plens = NULL, plens_cap = 0;
     struct node *dir = root, *last = NULL;
+    bool ok = true;
+    cn_buf_reset(path);
     uint64_t count = cn_rd_uvarint(r);
-    for (uint64_t i = 0; i < count; i++) {
+    for (uint64_t i = 0; ok && i < count; i++) {
         uint64_t depth = cn_rd_uvarint(r);
         uint8_t f = cn_rd_u8(r);
         struct cn_str name = cn_rd_bytes(r);
@@ -241,34 +281,52 @@ static bool load_tree(struct cn_store *t, uint8_t ns, struct cn_rd *r)
         int64_t expire = (f & NF_TTL) ? cn_rd_i64(r) : 0;
         struct cn_str value = CN_STR_NULL;
         if (!(f & NF_DIR)) value = cn_rd_bytes(r);
-        if (!cn_rd_ok(r)) return false;
-        if ((f & ~(NF_DIR | NF_TTL)) || depth < 1 || depth > (uint64_t)dir->depth + 1 ||
+        if (!cn_rd_ok(r) || (f & ~(NF_DIR | NF_TTL)) || depth < 1 || depth > st.n + 1 ||
             !valid_name(name) || name.len >= UINT32_MAX || value.len >= UINT32_MAX ||
             created > t->index || modified > t->index ||
-            ((f & NF_TTL) && expire < STORE_MIN_EXPIRE_NS))
-            return false;
-        while (dir->depth >= depth) {
+            ((f & NF_TTL) && expire < STORE_MIN_EXPIRE_NS)) {
+            ok = false;
+            break;
+        }
+        while (st.n + 1 > depth) {
             last = dir;
-            dir = dir->parent;
+            dir = (struct node *)st.v[--st.n];
+            path->len = plens[st.n];
         }
         /* siblings strictly in name order: the encoding is canonical */
-        if (last && last->parent == dir && cn_store__name_cmp(name.p, name.len, last) <= 0)
-            return false;
-        struct node *n = cn_store__node_new(name.p, name.len, f & NF_DIR, value.p, value.len, ns);
+        if (last && cn_store__name_cmp(name.p, name.len, last) <= 0) {
+            ok = false;
+            break;
+        }
+        struct cn_store_val *val = (f & NF_DIR) ? NULL : cn_store__val_new(value.p, value.len);
+        struct node *n = cn_store__node_new(name.p, name.len, f & NF_DIR, val, ns);
+        cn_store__val_unref(val);
         n->created_index = created;
         n->modified_index = modified;
-        n->parent = dir;
-        n->depth = dir->depth + 1;
-        dir->kids = cn_store__avl_insert(dir->kids, n);
+        cn_store__avl_insert(&dir->kids, n);
         if (!n->is_dir) t->nkeys[ns]++;
-        if (expire) cn_store__set_expire(t, n, expire);
+        t->nnodes[ns]++;
+        size_t plen = path->len;
+        cn_buf_putc(path, '/');
+        cn_buf_append(path, name.p, name.len);
+        if (expire) cn_store__set_expire(t, n, path->p, path->len, expire);
         last = n;
         if (n->is_dir) {
+            if (st.n == plens_cap) {
+                plens_cap = plens_cap ? plens_cap * 2 : 16;
+                plens = cn_xrealloc(plens, plens_cap * sizeof(*plens));
+            }
+            plens[st.n] = plen;
+            cn_store__stack_push(&st, dir);
             dir = n;
             last = NULL;
+        } else {
+            path->len = plen;
         }
     }
-    return true;
+    cn_store__stack_free(&st);
+    cn_free(plens);
+    return ok;
 }
 
 static bool load_copy(struct cn_rd *r, struct store_node_spec *sp, uint64_t max_index)
@@ -284,7 +342,8 @@ static bool load_copy(struct cn_rd *r, struct store_node_spec *sp, uint64_t max_
     }
     if (f & CF_VALUE) {
         struct cn_str v = cn_rd_bytes(r);
-        sp->value = v.p ? v.p : "";
+        sp->has_value = true;
+        sp->value = v.p;
         sp->value_len = v.len;
     }
     return cn_rd_ok(r) && !(f & ~(CF_DIR | CF_VALUE | CF_TTL)) && sp->modified_index <= max_index &&
@@ -350,11 +409,9 @@ int cn_store_snapshot_load(struct cn_store *s, const void *p, size_t len)
     memcpy(roots, s->root, sizeof(roots));
     memcpy(s->root, t->root, sizeof(roots));
     memcpy(t->root, roots, sizeof(roots));
-    uint64_t nkeys[CN_NS_COUNT];
-    memcpy(nkeys, s->nkeys, sizeof(nkeys));
-    memcpy(s->nkeys, t->nkeys, sizeof(nkeys));
-    memcpy(t->nkeys, nkeys, sizeof(nkeys));
-    struct node **heap = s->heap;
+    memcpy(s->nkeys, t->nkeys, sizeof(s->nkeys));
+    memcpy(s->nnodes, t->nnodes, sizeof(s->nnodes));
+    struct ttl **heap = s->heap;
     size_t heap_n = s->heap_n, heap_cap = s->heap_cap;
     s->heap = t->heap;
     s->heap_n = t->heap_n;

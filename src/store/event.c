@@ -1,5 +1,5 @@
-/* store events: construction (one allocation holding the key and both values), reference
- * counting, and the JSON etcd writes for events and nodes. */
+/* store events: construction (one allocation holding the key; the values are shared with the
+ * tree), reference counting, and the JSON etcd writes for events and nodes. */
 #include <string.h>
 
 #include "common/alloc.h"
@@ -25,23 +25,18 @@ const char *cn_store__action_name(int code)
     return action_names[code];
 }
 
-static char *copy_in(char **dst, const char *p, size_t len)
-{
-    char *r = *dst;
-    if (len) memcpy(r, p, len);
-    r[len] = '\0';
-    *dst += len + 1;
-    return r;
-}
+static char empty_value[1];
 
 static void fill_copy(struct cn_store_node_copy *c, char *key, size_t key_len,
-                      const struct store_node_spec *sp, char **cursor)
+                      const struct store_node_spec *sp)
 {
     c->key = key;
     c->key_len = key_len;
-    if (sp->value) {
-        c->value_len = sp->value_len;
-        c->value = copy_in(cursor, sp->value, sp->value_len);
+    c->val = NULL;
+    if (sp->has_value) {
+        c->val = sp->val ? cn_store__val_ref(sp->val) : cn_store__val_new(sp->value, sp->value_len);
+        c->value = c->val ? c->val->data : empty_value;
+        c->value_len = c->val ? c->val->len : 0;
     } else {
         c->value = NULL;
         c->value_len = 0;
@@ -57,22 +52,20 @@ struct cn_store_event *cn_store__event_alloc(uint8_t ns, const char *action, uin
                                              const struct store_node_spec *node,
                                              const struct store_node_spec *prev)
 {
-    size_t extra = key_len + 1;
-    if (node->value) extra += node->value_len + 1;
-    if (prev && prev->value) extra += prev->value_len + 1;
-    struct cn_store_event *ev = cn_xmalloc(sizeof(*ev) + extra);
-    char *cursor = (char *)(ev + 1);
+    struct cn_store_event *ev = cn_xmalloc(sizeof(*ev) + key_len + 1);
     ev->refs = 1;
     ev->ns = ns;
     ev->action = action;
     ev->refresh = false;
     ev->index = index;
     /* node and prevNode always name the same path: they share one copy of the key */
-    char *k = copy_in(&cursor, key, key_len);
-    fill_copy(&ev->node, k, key_len, node, &cursor);
+    char *k = (char *)(ev + 1);
+    if (key_len) memcpy(k, key, key_len);
+    k[key_len] = '\0';
+    fill_copy(&ev->node, k, key_len, node);
     ev->has_prev = prev != NULL;
     if (prev)
-        fill_copy(&ev->prev, k, key_len, prev, &cursor);
+        fill_copy(&ev->prev, k, key_len, prev);
     else
         memset(&ev->prev, 0, sizeof(ev->prev));
     return ev;
@@ -85,8 +78,8 @@ struct cn_store_event *cn_store__event_new(uint8_t ns, const char *action, uint6
 {
     if (!prev) return cn_store__event_alloc(ns, action, index, key, key_len, node, NULL);
     struct store_node_spec ps = {
-        .value = prev->is_dir ? NULL : cn_store__node_cvalue(prev),
-        .value_len = prev->is_dir ? 0 : prev->value_len,
+        .has_value = !prev->is_dir,
+        .val = prev->is_dir ? NULL : prev->val,
         .dir = prev->is_dir,
         .expire_ns = prev->expire_ns,
         .modified_index = prev->modified_index,
@@ -104,7 +97,10 @@ void cn_store_event_unref(struct cn_store_event *ev)
 {
     if (!ev) return;
     CN_ASSERT(ev->refs > 0);
-    if (--ev->refs == 0) cn_free(ev);
+    if (--ev->refs > 0) return;
+    cn_store__val_unref(ev->node.val);
+    cn_store__val_unref(ev->prev.val);
+    cn_free(ev);
 }
 
 /* ---- JSON ----------------------------------------------------------------------------------- */
@@ -148,7 +144,7 @@ void cn_store__json_node_open(struct cn_buf *b, const struct node *n, const char
             cn_buf_append(b, ",\"dir\":true", 11);
         } else {
             cn_buf_append(b, ",\"value\":", 9);
-            cn_json_str(b, cn_store__node_cvalue(n), n->value_len);
+            cn_json_str(b, cn_store__node_cvalue(n), cn_store__node_value_len(n));
         }
     } else {
         cn_buf_append(b, "{\"dir\":true", 11);

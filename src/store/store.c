@@ -13,7 +13,7 @@ struct cn_store *cn_store_new(void)
 {
     struct cn_store *s = CN_NEW(struct cn_store);
     for (int ns = 0; ns < CN_NS_COUNT; ns++)
-        s->root[ns] = cn_store__node_new("", 0, true, NULL, 0, (uint8_t)ns);
+        s->root[ns] = cn_store__node_new("", 0, true, NULL, (uint8_t)ns);
     cn_buf_init(&s->path);
     cn_buf_init(&s->aux);
     return s;
@@ -26,7 +26,8 @@ void cn_store_free(struct cn_store *s)
     cn_store__hist_clear(s);
     cn_store_event_unref(s->last_ev);
     for (int ns = 0; ns < CN_NS_COUNT; ns++)
-        cn_store__free_tree_raw(s->root[ns]);
+        cn_store__node_unref(s->root[ns]);
+    cn_store__heap_clear(s);
     cn_free(s->heap);
     cn_buf_free(&s->path);
     cn_buf_free(&s->aux);
@@ -125,49 +126,60 @@ static size_t last_slash(const char *path, size_t len)
     return i - 1;
 }
 
-static void detach(struct node *n)
+/* The directory holding the clean path's last component, owned with every node above it (the
+ * path's directories must exist). */
+static struct node *own_parent(struct cn_store *s, uint8_t ns, const char *path, size_t len)
 {
-    struct node *d = n->parent;
-    d->kids = cn_store__avl_remove(d->kids, cn_store__node_name(n), n->name_len);
+    size_t ls = last_slash(path, len);
+    struct node *d = cn_store__own(&s->root[ns]);
+    size_t i = 1;
+    while (i < ls) {
+        size_t st = i;
+        while (i < ls && path[i] != '/')
+            i++;
+        struct node **link = cn_store__avl_own(&d->kids, path + st, i - st);
+        CN_ASSERT(link != NULL && (*link)->is_dir);
+        d = *link;
+        i++;
+    }
+    return d;
+}
+
+/* The node at an existing clean path, owned with every node above it. */
+static struct node *own_path(struct cn_store *s, uint8_t ns, const char *path, size_t len)
+{
+    if (len == 1) return cn_store__own(&s->root[ns]);
+    struct node *d = own_parent(s, ns, path, len);
+    size_t ls = last_slash(path, len);
+    struct node **link = cn_store__avl_own(&d->kids, path + ls + 1, len - ls - 1);
+    CN_ASSERT(link != NULL);
+    return *link;
 }
 
 static void attach(struct cn_store *s, struct node *d, struct node *n)
 {
-    n->parent = d;
-    n->depth = d->depth + 1;
-    d->kids = cn_store__avl_insert(d->kids, n);
+    cn_store__avl_insert(&d->kids, n);
     if (!n->is_dir) s->nkeys[n->ns]++;
+    s->nnodes[n->ns]++;
 }
 
-/* Can a key's allocation take a value of vlen bytes without wasting much? (A node that once held
- * a big value must not keep that memory forever.) */
-static bool value_fits(const struct node *n, size_t vlen)
+/* Takes the node at an existing clean path out of the live tree and frees what only it held. */
+static void remove_path(struct cn_store *s, uint8_t ns, const char *path, size_t len)
 {
-    size_t cap = n->value_cap;
-    return vlen <= cap && !(cap - vlen > 64 && vlen < cap / 2);
+    struct node *d = own_parent(s, ns, path, len);
+    size_t ls = last_slash(path, len);
+    struct node *n = cn_store__avl_remove(&d->kids, path + ls + 1, len - ls - 1);
+    CN_ASSERT(n != NULL);
+    cn_store__forget(s, n);
+    cn_store__node_unref(n);
 }
 
-/* Replaces a key's value, keeping the node in place when the value fits, else moving it to a
- * right-sized allocation. Returns the (possibly new) node. v may point into n. */
-static struct node *rewrite_value(struct cn_store *s, struct node *n, const char *v, size_t vlen)
+/* A key's new value: n (owned) takes a reference to val and drops its old one. */
+static void set_value(struct node *n, struct cn_store_val *val)
 {
-    if (value_fits(n, vlen)) {
-        char *dst = cn_store__node_value(n);
-        if (vlen && dst != v) memmove(dst, v, vlen);
-        dst[vlen] = '\0';
-        n->value_len = (uint32_t)vlen;
-        return n;
-    }
-    CN_ASSERT(vlen < UINT32_MAX);
-    struct node *nn = cn_xmalloc(sizeof(*nn) + n->name_len + 1 + vlen + 1);
-    memcpy(nn, n, sizeof(*nn) + n->name_len + 1);
-    nn->value_len = nn->value_cap = (uint32_t)vlen;
-    memcpy(cn_store__node_value(nn), v, vlen);
-    cn_store__node_value(nn)[vlen] = '\0';
-    cn_store__avl_replace(&n->parent->kids, n, nn);
-    if (nn->heap_idx != STORE_NO_HEAP) s->heap[nn->heap_idx] = nn;
-    cn_free(n);
-    return nn;
+    cn_store__val_ref(val);
+    cn_store__val_unref(n->val);
+    n->val = val;
 }
 
 static int64_t norm_expire(int64_t expire_ns)
@@ -188,9 +200,10 @@ static void finish(struct cn_store *s, struct cn_store_event *ev, struct cn_stor
 /* ---- create / set ------------------------------------------------------------------------- */
 
 /* etcd's internalCreate on a clean path: auto-creates parent directories, replaces an existing
- * key when replace is set. value NULL for directories. */
+ * key when replace is set. val is the new key's value (borrowed; NULL: empty), unused for
+ * directories. */
 static struct cn_store_event *internal_create(struct cn_store *s, uint8_t ns, const char *path,
-                                              size_t len, bool dir, const char *value, size_t vlen,
+                                              size_t len, bool dir, struct cn_store_val *val,
                                               int64_t expire, bool replace, const char *action,
                                               struct cn_store_err *err)
 {
@@ -200,9 +213,12 @@ static struct cn_store_event *internal_create(struct cn_store *s, uint8_t ns, co
         return NULL;
     }
     size_t ls = last_slash(path, len);
+    const char *name = path + ls + 1;
+    size_t nlen = len - ls - 1;
+    /* check first, read-only: a failed create must not copy shared nodes */
     struct node *d = s->root[ns];
     size_t i = 1;
-    while (i < ls) {
+    while (i < ls && d) {
         size_t st = i;
         while (i < ls && path[i] != '/')
             i++;
@@ -213,45 +229,58 @@ static struct cn_store_event *internal_create(struct cn_store *s, uint8_t ns, co
             set_err(s, err, CN_EC_NOT_DIR, path, i);
             return NULL;
         }
-        if (!c) {
-            /* a missing directory has no children, so nothing below can fail any more */
-            c = cn_store__node_new(path + st, i - st, true, NULL, 0, ns);
-            c->created_index = c->modified_index = next;
-            attach(s, d, c);
-        }
-        d = c;
+        d = c; /* NULL: the rest is missing, so nothing below can fail any more */
         i++;
     }
-    const char *name = path + ls + 1;
-    size_t nlen = len - ls - 1;
-    struct node *old = cn_store__avl_find(d->kids, name, nlen);
+    struct node *old = d ? cn_store__avl_find(d->kids, name, nlen) : NULL;
     if (old && (!replace || old->is_dir)) {
         set_err(s, err, replace ? CN_EC_NOT_FILE : CN_EC_NODE_EXIST, path, len);
         return NULL;
     }
     struct store_node_spec spec = {
-        .value = dir ? NULL : (value ? value : ""),
-        .value_len = dir ? 0 : vlen,
+        .has_value = !dir,
+        .val = dir ? NULL : val,
         .dir = dir,
         .expire_ns = expire,
         .modified_index = next,
         .created_index = next,
     };
     struct cn_store_event *ev = cn_store__event_new(ns, action, next, path, len, &spec, old);
-    if (old && !dir && value_fits(old, vlen)) {
+
+    /* now own the path, creating the missing directories */
+    d = cn_store__own(&s->root[ns]);
+    i = 1;
+    while (i < ls) {
+        size_t st = i;
+        while (i < ls && path[i] != '/')
+            i++;
+        struct node **link = cn_store__avl_own(&d->kids, path + st, i - st);
+        if (link) {
+            d = *link;
+        } else {
+            struct node *c = cn_store__node_new(path + st, i - st, true, NULL, ns);
+            c->created_index = c->modified_index = next;
+            attach(s, d, c);
+            d = c;
+        }
+        i++;
+    }
+    if (old && !dir) {
         /* replacing a key by a key: recreate it in place (new createdIndex, as etcd) */
-        old->created_index = old->modified_index = next;
-        old = rewrite_value(s, old, spec.value, vlen);
-        cn_store__set_expire(s, old, expire);
+        struct node *n = *cn_store__avl_own(&d->kids, name, nlen);
+        set_value(n, val);
+        n->created_index = n->modified_index = next;
+        cn_store__set_expire(s, n, path, len, expire);
     } else {
         if (old) {
-            detach(old);
-            cn_store__destroy_subtree(s, old);
+            struct node *gone = cn_store__avl_remove(&d->kids, name, nlen);
+            cn_store__forget(s, gone);
+            cn_store__node_unref(gone);
         }
-        struct node *n = cn_store__node_new(name, nlen, dir, spec.value, vlen, ns);
+        struct node *n = cn_store__node_new(name, nlen, dir, dir ? NULL : val, ns);
         n->created_index = n->modified_index = next;
         attach(s, d, n);
-        if (expire) cn_store__set_expire(s, n, expire);
+        if (expire) cn_store__set_expire(s, n, path, len, expire);
     }
     s->index = next;
     return ev;
@@ -265,19 +294,18 @@ static void op_set(struct cn_store *s, const struct cn_store_cmd *c, struct cn_s
     size_t len = s->path.len;
     struct node *n = lookup(s, c->ns, path, len, err);
     if (!n && err->ecode != CN_EC_KEY_NOT_FOUND) goto fail;
-    const char *value = c->value.p;
-    size_t vlen = c->value.len;
+    struct cn_store_val *val;
     if (c->refresh) {
         if (!n) goto fail;
-        /* keep the current value; copy it out, the node is about to be rewritten */
-        cn_buf_reset(&s->aux);
-        if (!n->is_dir) cn_buf_append(&s->aux, cn_store__node_cvalue(n), n->value_len);
-        value = s->aux.p ? s->aux.p : "";
-        vlen = s->aux.len;
+        /* keep the current value (shared, not copied) */
+        val = n->is_dir ? NULL : cn_store__val_ref(n->val);
+    } else {
+        val = cn_store__val_new(c->value.p, c->value.len);
     }
     clear_err(s, err);
-    struct cn_store_event *ev = internal_create(s, c->ns, path, len, c->dir, value, vlen,
+    struct cn_store_event *ev = internal_create(s, c->ns, path, len, c->dir, val,
                                                 norm_expire(c->expire_ns), true, "set", err);
+    cn_store__val_unref(val);
     if (!ev) goto fail;
     ev->refresh = c->refresh;
     s->st.sets_success++;
@@ -298,9 +326,11 @@ static void op_create(struct cn_store *s, const struct cn_store_cmd *c, bool uni
         if (s->path.len > 1) cn_buf_putc(&s->path, '/');
         cn_buf_append(&s->path, seq, (size_t)n);
     }
+    struct cn_store_val *val = c->dir ? NULL : cn_store__val_new(c->value.p, c->value.len);
     struct cn_store_event *ev =
-        internal_create(s, c->ns, s->path.p, s->path.len, c->dir, c->value.p, c->value.len,
-                        norm_expire(c->expire_ns), false, "create", &res->err);
+        internal_create(s, c->ns, s->path.p, s->path.len, c->dir, val, norm_expire(c->expire_ns),
+                        false, "create", &res->err);
+    cn_store__val_unref(val);
     if (!ev) {
         s->st.create_fail++;
         return;
@@ -310,6 +340,44 @@ static void op_create(struct cn_store *s, const struct cn_store_cmd *c, bool uni
 }
 
 /* ---- update / compare-and-swap ------------------------------------------------------------ */
+
+/* The shared tail of update and compare-and-swap on the node n found at the clean path: a
+ * key's value becomes val (borrowed), its modifiedIndex the next index, and the TTL expire. */
+static struct cn_store_event *rewrite(struct cn_store *s, const struct cn_store_cmd *c,
+                                      const char *action, const char *path, size_t len,
+                                      const struct node *n, struct cn_store_val *val)
+{
+    uint64_t next = s->index + 1;
+    int64_t expire = norm_expire(c->expire_ns);
+    struct store_node_spec spec = {
+        .has_value = !n->is_dir,
+        .val = n->is_dir ? NULL : val,
+        .dir = n->is_dir,
+        .expire_ns = expire,
+        .modified_index = next,
+        .created_index = n->created_index,
+    };
+    struct cn_store_event *ev = cn_store__event_new(c->ns, action, next, path, len, &spec, n);
+    struct node *w = own_path(s, c->ns, path, len);
+    if (!w->is_dir) {
+        set_value(w, val);
+        w->modified_index = next;
+    }
+    /* a directory keeps its modifiedIndex (etcd's node.Write refuses dirs; spec §5 quirk) */
+    cn_store__set_expire(s, w, path, len, expire);
+    s->index = next;
+    ev->refresh = c->refresh;
+    return ev;
+}
+
+/* The value an update or compare-and-swap writes: the command's, or the node's own on a
+ * refresh. One reference, the caller's. */
+static struct cn_store_val *new_value(const struct cn_store_cmd *c, const struct node *n)
+{
+    if (n->is_dir) return NULL;
+    if (c->refresh) return cn_store__val_ref(n->val);
+    return cn_store__val_new(c->value.p, c->value.len);
+}
 
 static void op_update(struct cn_store *s, const struct cn_store_cmd *c, struct cn_store_result *res)
 {
@@ -327,31 +395,9 @@ static void op_update(struct cn_store *s, const struct cn_store_cmd *c, struct c
         set_err(s, err, CN_EC_NOT_FILE, path, len);
         goto fail;
     }
-    const char *value = c->value.p ? c->value.p : "";
-    size_t vlen = c->value.len;
-    if (c->refresh && !n->is_dir) {
-        value = cn_store__node_cvalue(n);
-        vlen = n->value_len;
-    }
-    uint64_t next = s->index + 1;
-    int64_t expire = norm_expire(c->expire_ns);
-    struct store_node_spec spec = {
-        .value = n->is_dir ? NULL : value,
-        .value_len = n->is_dir ? 0 : vlen,
-        .dir = n->is_dir,
-        .expire_ns = expire,
-        .modified_index = next,
-        .created_index = n->created_index,
-    };
-    struct cn_store_event *ev = cn_store__event_new(c->ns, "update", next, path, len, &spec, n);
-    if (!n->is_dir) {
-        n = rewrite_value(s, n, value, vlen);
-        n->modified_index = next;
-    }
-    /* a directory keeps its modifiedIndex (etcd's node.Write refuses dirs; spec §5 quirk) */
-    cn_store__set_expire(s, n, expire);
-    s->index = next;
-    ev->refresh = c->refresh;
+    struct cn_store_val *val = new_value(c, n);
+    struct cn_store_event *ev = rewrite(s, c, "update", path, len, n, val);
+    cn_store__val_unref(val);
     s->st.update_success++;
     finish(s, ev, res);
     return;
@@ -363,10 +409,10 @@ fail:
 static bool compare(struct cn_store *s, const struct node *n, const struct cn_store_cmd *c,
                     struct cn_store_err *err)
 {
-    bool value_ok = !c->has_prev_value ||
-                    (c->prev_value.len == n->value_len &&
-                     (n->value_len == 0 ||
-                      memcmp(c->prev_value.p, cn_store__node_cvalue(n), n->value_len) == 0));
+    const char *v = cn_store__node_cvalue(n);
+    size_t vlen = cn_store__node_value_len(n);
+    bool value_ok = !c->has_prev_value || (c->prev_value.len == vlen &&
+                                           (vlen == 0 || memcmp(c->prev_value.p, v, vlen) == 0));
     bool index_ok = c->prev_index == 0 || c->prev_index == n->modified_index;
     if (value_ok && index_ok) return true;
     set_err(s, err, CN_EC_TEST_FAILED, "", 0);
@@ -375,7 +421,7 @@ static bool compare(struct cn_store *s, const struct node *n, const struct cn_st
         cause_put(&cs, "[", 1);
         cause_put(&cs, c->prev_value.p, c->prev_value.len);
         cause_put(&cs, " != ", 4);
-        cause_put(&cs, cn_store__node_cvalue(n), n->value_len);
+        cause_put(&cs, v, vlen);
         cause_put(&cs, "]", 1);
     }
     if (!index_ok) {
@@ -416,30 +462,9 @@ static void op_cas(struct cn_store *s, const struct cn_store_cmd *c, struct cn_s
 {
     struct node *n = compare_target(s, c, &res->err);
     if (!n) goto fail;
-    const char *path = s->path.p;
-    size_t len = s->path.len;
-    const char *value = c->value.p ? c->value.p : "";
-    size_t vlen = c->value.len;
-    if (c->refresh) {
-        value = cn_store__node_cvalue(n);
-        vlen = n->value_len;
-    }
-    uint64_t next = s->index + 1;
-    int64_t expire = norm_expire(c->expire_ns);
-    struct store_node_spec spec = {
-        .value = value,
-        .value_len = vlen,
-        .expire_ns = expire,
-        .modified_index = next,
-        .created_index = n->created_index,
-    };
-    struct cn_store_event *ev =
-        cn_store__event_new(c->ns, "compareAndSwap", next, path, len, &spec, n);
-    n = rewrite_value(s, n, value, vlen);
-    n->modified_index = next;
-    cn_store__set_expire(s, n, expire);
-    s->index = next;
-    ev->refresh = c->refresh;
+    struct cn_store_val *val = new_value(c, n);
+    struct cn_store_event *ev = rewrite(s, c, "compareAndSwap", s->path.p, s->path.len, n, val);
+    cn_store__val_unref(val);
     s->st.cas_success++;
     finish(s, ev, res);
     return;
@@ -450,7 +475,7 @@ fail:
 /* ---- delete / compare-and-delete ---------------------------------------------------------- */
 
 static struct cn_store_event *remove_node(struct cn_store *s, uint8_t ns, const char *action,
-                                          const char *path, size_t len, struct node *n)
+                                          const char *path, size_t len, const struct node *n)
 {
     uint64_t next = s->index + 1;
     struct store_node_spec spec = {
@@ -459,8 +484,7 @@ static struct cn_store_event *remove_node(struct cn_store *s, uint8_t ns, const 
         .created_index = n->created_index,
     };
     struct cn_store_event *ev = cn_store__event_new(ns, action, next, path, len, &spec, n);
-    detach(n);
-    cn_store__destroy_subtree(s, n);
+    remove_path(s, ns, path, len);
     s->index = next;
     return ev;
 }
@@ -517,10 +541,13 @@ fail:
 static void op_sync(struct cn_store *s, int64_t now_ns, struct cn_store_result *res)
 {
     while (s->heap_n && s->heap[0]->expire_ns <= now_ns) {
-        struct node *n = s->heap[0];
+        const struct ttl *t = s->heap[0];
+        uint8_t ns = t->ns;
         cn_buf_reset(&s->aux);
-        cn_store__node_path(&s->aux, n);
-        struct cn_store_event *ev = remove_node(s, n->ns, "expire", s->aux.p, s->aux.len, n);
+        cn_buf_append(&s->aux, t->path, t->path_len); /* t goes with the node */
+        const struct node *n = lookup(s, ns, s->aux.p, s->aux.len, NULL);
+        CN_ASSERT(n != NULL && n->ttl == t);
+        struct cn_store_event *ev = remove_node(s, ns, "expire", s->aux.p, s->aux.len, n);
         s->st.expire_count++;
         res->nexpired++;
         cn_store__hub_publish(s, ev);
@@ -594,12 +621,15 @@ static inline void push_name(struct cn_buf *path, const struct node *n)
 }
 
 /* Writes ,"nodes":[...] for top's visible children (whole subtree when recursive), iteratively
- * (paths can nest arbitrarily deep). path holds top's path ("" for the root). */
+ * (paths can nest arbitrarily deep) with a stack of the directories being listed. path holds
+ * top's path ("" for the root). */
 static void json_children(struct cn_buf *b, struct cn_buf *path, const struct node *top,
                           bool recursive, int64_t now_ns)
 {
     const struct node *cur = cn_store__first_visible(top);
     if (!cur) return;
+    struct store_stack st = {0};
+    const struct node *dir = top;
     size_t base = path->len;
     cn_buf_append(b, ",\"nodes\":[", 10);
     push_name(path, cur);
@@ -609,6 +639,8 @@ static void json_children(struct cn_buf *b, struct cn_buf *path, const struct no
             const struct node *fc = cn_store__first_visible(cur);
             if (fc) {
                 cn_buf_append(b, ",\"nodes\":[", 10);
+                cn_store__stack_push(&st, dir);
+                dir = cur;
                 cur = fc;
                 push_name(path, cur);
                 continue;
@@ -616,7 +648,7 @@ static void json_children(struct cn_buf *b, struct cn_buf *path, const struct no
         }
         cn_store__json_node_close(b, cur);
         for (;;) {
-            const struct node *nx = cn_store__next_visible(cur);
+            const struct node *nx = cn_store__next_visible(dir, cur);
             path->len -= 1 + cur->name_len;
             if (nx) {
                 cn_buf_putc(b, ',');
@@ -624,8 +656,9 @@ static void json_children(struct cn_buf *b, struct cn_buf *path, const struct no
                 push_name(path, cur);
                 break;
             }
-            cur = cur->parent;
-            if (cur == top) goto done;
+            if (dir == top) goto done;
+            cur = dir;
+            dir = st.v[--st.n];
             cn_buf_putc(b, ']');
             cn_store__json_node_close(b, cur);
         }
@@ -633,6 +666,7 @@ static void json_children(struct cn_buf *b, struct cn_buf *path, const struct no
 done:
     cn_buf_putc(b, ']');
     path->len = base;
+    cn_store__stack_free(&st);
 }
 
 bool cn_store_get_json(struct cn_store *s, uint8_t ns, struct cn_str key, bool recursive,
@@ -648,7 +682,7 @@ bool cn_store_get_json(struct cn_store *s, uint8_t ns, struct cn_str key, bool r
         return false;
     }
     s->st.gets_success++;
-    if (n->parent == NULL) cn_buf_reset(&s->aux); /* the root has no key */
+    if (n == s->root[ns]) cn_buf_reset(&s->aux); /* the root has no key */
     cn_buf_append(out, "{\"action\":\"get\",\"node\":", 23);
     cn_store__json_node_open(out, n, s->aux.p, s->aux.len, now_ns);
     if (n->is_dir) json_children(out, &s->aux, n, recursive, now_ns);
@@ -663,7 +697,7 @@ const char *cn_store_peek(struct cn_store *s, uint8_t ns, const char *key, size_
     cn_store__clean_path(&s->aux, cn_str_c(key));
     struct node *n = lookup(s, ns, s->aux.p, s->aux.len, NULL);
     if (!n || n->is_dir) return NULL;
-    if (len) *len = n->value_len;
+    if (len) *len = cn_store__node_value_len(n);
     return cn_store__node_cvalue(n);
 }
 
@@ -679,11 +713,11 @@ void cn_store_each_child(struct cn_store *s, uint8_t ns, const char *dir,
     if (d && d->is_dir) {
         if (path.len == 1) path.len = 0;
         size_t base = path.len;
-        for (struct node *c = cn_store__avl_first(d->kids); c; c = cn_store__next_sibling(c)) {
+        for (struct node *c = cn_store__avl_first(d->kids); c; c = cn_store__next_sibling(d, c)) {
             path.len = base;
             push_name(&path, c);
-            fn(path.p, c->is_dir ? NULL : cn_store__node_cvalue(c), c->is_dir ? 0 : c->value_len,
-               c->is_dir, ctx);
+            fn(path.p, c->is_dir ? NULL : cn_store__node_cvalue(c),
+               c->is_dir ? 0 : cn_store__node_value_len(c), c->is_dir, ctx);
         }
     }
     cn_buf_free(&path);

@@ -60,12 +60,16 @@ void cn_store_cmd_encode(const struct cn_store_cmd *c, struct cn_buf *out);
 /* Decodes a command; borrowed fields point into p. Returns 0, CN_ERR_CORRUPT or CN_ERR_VERSION. */
 int cn_store_cmd_decode(const void *p, size_t len, struct cn_store_cmd *c);
 
-/* One node as it was at an event (copies, owned by the event). */
+struct cn_store_val;
+
+/* One node as it was at an event (owned by the event; the value is shared with the tree and
+ * other events, read-only). */
 struct cn_store_node_copy {
     char *key; /* absolute path within its namespace, NUL-terminated */
     size_t key_len;
-    char *value; /* NULL for directories and for delete/expire "node" objects */
+    const char *value; /* NULL for directories and for delete/expire "node" objects */
     size_t value_len;
+    struct cn_store_val *val; /* private: the value's reference (NULL when empty or none) */
     bool dir;
     int64_t expire_ns; /* 0 = no TTL */
     uint64_t modified_index;
@@ -214,8 +218,20 @@ void cn_store_get_stats(const struct cn_store *s, struct cn_store_stats *out);
 
 /* Appends a deterministic, versioned, checksummed encoding of the whole state (every namespace's
  * tree with TTLs, the index, the event history) to out. Two stores that applied the same commands
- * produce identical bytes. */
-void cn_store_snapshot_save(const struct cn_store *s, struct cn_buf *out);
+ * produce identical bytes. Same as freeze, encode, free. */
+void cn_store_snapshot_save(struct cn_store *s, struct cn_buf *out);
+
+/* The state as of now, frozen: later applies and snapshot loads do not change it (the tree is
+ * persistent, store_int.h). O(1) in the size of the store, plus a reference per history event.
+ * Loop thread. */
+struct cn_store_frozen;
+struct cn_store_frozen *cn_store_freeze(struct cn_store *s);
+/* Appends the frozen state's encoding, byte-identical to what cn_store_snapshot_save gave at
+ * the freeze. May run on another thread, concurrently with any call on the store, as long as
+ * cn_store_frozen_free has not been called; at most one encode per frozen state at a time. */
+void cn_store_frozen_encode(const struct cn_store_frozen *f, struct cn_buf *out);
+/* Releases it (loop thread; the store may already be freed). */
+void cn_store_frozen_free(struct cn_store_frozen *f);
 /* Replaces the state with a snapshot. Live watchers are ended: each one's callback is called once
  * with ev == NULL, and the watcher is gone when it returns. On CN_ERR_CORRUPT / CN_ERR_VERSION the
  * store is unchanged. Stats are member-local: kept, not loaded. Not from inside a watch

@@ -1,19 +1,37 @@
 /* store internals shared by the store's .c files: the node tree (one AVL tree of children per
- * directory), the TTL heap, the event history ring and the watcher hub. Nothing here is public.
+ * directory, persistent), the TTL heap, the event history ring and the watcher hub. Nothing here
+ * is public.
  *
  * Design notes
- *  1. A node is one allocation: header, name, NUL, value, NUL. No node stores its full path; paths
- *     are rebuilt from parent pointers (events, expiry) or carried along while walking (GET).
- *  2. A directory's children form an AVL tree ordered by name (byte-wise, shorter first), so
+ *  1. The tree is persistent (copy-on-write by path copying). Every node and every value is
+ *     reference counted: a node's refs is the number of pointers to it (from a parent node, a
+ *     store root or a frozen snapshot's root). cn_store_freeze takes a reference to each root, so
+ *     from then on every root is shared; a mutation first "owns" each node on its path from the
+ *     root (cn_store__own: a node with refs > 1 is copied, the copy takes a reference to each
+ *     child, the original loses one) and only ever writes into owned nodes. A frozen version is
+ *     therefore never written while it lives, and a worker thread may read it while the loop
+ *     goes on applying. With no snapshot in flight every refs is 1, owning is a compare, and the
+ *     tree is updated in place as before.
+ *  2. All reference counts are touched on the loop thread only. The worker reading a frozen
+ *     version reads fields that are never written while the version lives (a shared node's refs
+ *     field is the only one written, and the worker never reads it).
+ *  3. A node is one allocation: header, name, NUL. A key's value is a separate, reference-counted
+ *     cn_store_val, shared by the node, the events that show it and frozen versions; so a write
+ *     costs one copy of its value however many events and snapshots see it.
+ *  4. A directory's children form an AVL tree ordered by name (byte-wise, shorter first), so
  *     lookups are O(log n) per path component, listings come out sorted without sorting, and no
- *     client-chosen name can degrade it (no hash flooding).
- *  3. Every traversal that follows directory nesting is iterative (successor search by name),
- *     because a client can create arbitrarily deep paths; only AVL operations recurse, and AVL
- *     height is bounded by ~1.44 log2(children).
- *  4. Only nodes with a TTL are in the heap. The heap order is total: (expire_ns, created_index,
- *     ns, depth), so expiry order never depends on heap shape (a replica restored from a snapshot
- *     expires in the same order as one that replayed the log).
- *  5. Watchers are indexed by (namespace, path) in a hash table of path entries. Delivery never
+ *     client-chosen name can degrade it (no hash flooding). Nodes have no parent pointers (a
+ *     shared node has many parents): walks carry a stack of the directories above them, which
+ *     keeps every traversal that follows directory nesting iterative (a client can create
+ *     arbitrarily deep paths); only AVL operations recurse, and AVL height is bounded by
+ *     ~1.44 log2(children).
+ *  5. Only nodes with a TTL have a heap entry (struct ttl, owned by the heap, pointed to by the
+ *     live node). The entry repeats what the heap order needs and the node's path, so expiry
+ *     finds the node by path. The order is total: (expire_ns, created_index, ns, depth), so
+ *     expiry order never depends on heap shape (a replica restored from a snapshot expires in
+ *     the same order as one that replayed the log). A node's ttl pointer means something only
+ *     while the node is in the live tree; frozen copies never read it.
+ *  6. Watchers are indexed by (namespace, path) in a hash table of path entries. Delivery never
  *     frees a watcher or a path entry: removals during delivery are deferred to the end of the
  *     outermost delivery (hub.depth), so callbacks may unwatch anyone. */
 #ifndef CN_STORE_STORE_INT_H
@@ -32,46 +50,63 @@
 /* 2000-01-01T00:00:00Z: earlier expiry instants mean "no TTL" (etcd's minExpireTime). */
 #define STORE_MIN_EXPIRE_NS (946684800LL * 1000000000LL)
 
+/* A key's value: len bytes and a NUL. */
+struct cn_store_val {
+    uint32_t refs;
+    uint32_t len;
+    char data[];
+};
+
+/* The heap entry of a live node with a TTL. */
+struct ttl {
+    int64_t expire_ns;
+    uint64_t created_index;
+    uint32_t heap_idx; /* slot in the TTL heap */
+    uint32_t depth;    /* path components (heap order: an ancestor first) */
+    uint8_t ns;
+    size_t path_len;
+    char path[]; /* the node's absolute path within ns, NUL-terminated */
+};
+
 struct node {
-    struct node *parent;       /* directory holding it; NULL for a namespace root */
     struct node *left, *right; /* AVL links among the parent's children */
     union {
-        struct node *kids; /* directories: AVL root of the children */
-        struct {
-            uint32_t value_len; /* keys */
-            uint32_t value_cap; /* bytes available for the value in data[] */
-        };
+        struct node *kids;        /* directories: AVL root of the children */
+        struct cn_store_val *val; /* keys: the value (one reference), NULL when empty */
+    };
+    union {
+        struct ttl *ttl;        /* live nodes: the heap entry, NULL without TTL */
+        struct node *next_free; /* while being freed */
     };
     uint64_t created_index;
     uint64_t modified_index;
     int64_t expire_ns; /* 0 = permanent */
-    uint32_t heap_idx; /* slot in the TTL heap or STORE_NO_HEAP */
+    uint32_t refs;
     uint32_t name_len;
-    uint32_t depth; /* 0 for a namespace root */
     uint8_t height; /* AVL height (1 for a leaf) */
     uint8_t is_dir;
     uint8_t ns;
-    char data[]; /* name, NUL, then (keys) value, NUL */
+    char name[]; /* name, NUL */
 };
 
 static inline const char *cn_store__node_name(const struct node *n)
 {
-    return n->data;
-}
-
-static inline char *cn_store__node_value(struct node *n)
-{
-    return n->data + n->name_len + 1;
+    return n->name;
 }
 
 static inline const char *cn_store__node_cvalue(const struct node *n)
 {
-    return n->data + n->name_len + 1;
+    return n->val ? n->val->data : "";
+}
+
+static inline size_t cn_store__node_value_len(const struct node *n)
+{
+    return n->val ? n->val->len : 0;
 }
 
 static inline bool cn_store__node_hidden(const struct node *n)
 {
-    return n->name_len > 0 && n->data[0] == '_';
+    return n->name_len > 0 && n->name[0] == '_';
 }
 
 struct wpath;
@@ -89,8 +124,9 @@ struct cn_store {
     struct node *root[CN_NS_COUNT];
     uint64_t index;
     uint64_t nkeys[CN_NS_COUNT];
+    uint64_t nnodes[CN_NS_COUNT]; /* every node but the root (the snapshot's record count) */
 
-    struct node **heap;
+    struct ttl **heap;
     size_t heap_n, heap_cap;
 
     struct cn_store_event *hist[STORE_HIST_CAP]; /* ring, oldest at hist_head */
@@ -101,46 +137,83 @@ struct cn_store {
     struct cn_store_event *last_ev; /* the last result's event (one ref), until the next apply */
 
     struct cn_buf path; /* scratch: the cleaned path of the current operation */
-    struct cn_buf aux;  /* scratch: second path, values kept across a node rewrite */
+    struct cn_buf aux;  /* scratch: second path */
 };
 
+/* A version of the state, frozen by cn_store_freeze. */
+struct cn_store_frozen {
+    uint64_t index;
+    struct node *root[CN_NS_COUNT]; /* one reference each */
+    uint64_t nnodes[CN_NS_COUNT];
+    size_t hist_n;
+    struct cn_store_event *hist[STORE_HIST_CAP]; /* oldest first, one reference each */
+};
+
+/* A stack of directories, for walks (nodes have no parent pointers). */
+struct store_stack {
+    const struct node **v;
+    size_t n, cap;
+};
+void cn_store__stack_push(struct store_stack *st, const struct node *n);
+void cn_store__stack_free(struct store_stack *st);
+
 /* ---- tree.c ---- */
-struct node *cn_store__node_new(const char *name, size_t name_len, bool is_dir, const char *value,
-                                size_t value_len, uint8_t ns);
+/* Values: NULL stands for the empty value. val_new copies len bytes (NULL when len is 0). */
+struct cn_store_val *cn_store__val_new(const char *p, size_t len);
+static inline struct cn_store_val *cn_store__val_ref(struct cn_store_val *v)
+{
+    if (v) v->refs++;
+    return v;
+}
+void cn_store__val_unref(struct cn_store_val *v);
+
+/* A new node (refs 1, no links). A key takes one reference to val (may be NULL). */
+struct node *cn_store__node_new(const char *name, size_t name_len, bool is_dir,
+                                struct cn_store_val *val, uint8_t ns);
+/* Drops one reference; frees n and, recursively, what only it held (values included). Does
+ * not touch heap entries or counters (see cn_store__forget). */
+void cn_store__node_unref(struct node *n);
+/* Makes *link exclusively the caller's: when shared, replaces it by a copy (design note 1). The
+ * node holding link must itself be owned (or link be a store root). Returns *link. */
+struct node *cn_store__own(struct node **link);
+
 int cn_store__name_cmp(const char *a, size_t alen, const struct node *n);
 struct node *cn_store__avl_find(struct node *t, const char *name, size_t len);
-struct node *cn_store__avl_insert(struct node *t, struct node *n);
-struct node *cn_store__avl_remove(struct node *t, const char *name, size_t len);
-void cn_store__avl_replace(struct node **root, struct node *old, struct node *nw);
+/* The link to the child named name in the AVL tree at *link, owning every node on the way and
+ * the child itself; NULL when there is none. */
+struct node **cn_store__avl_own(struct node **link, const char *name, size_t len);
+/* Inserts n (not present) into the tree at *link, owning the nodes it rewrites. */
+void cn_store__avl_insert(struct node **link, struct node *n);
+/* Removes the node named name from the tree at *link and returns it (owned, links cleared,
+ * one reference: the caller's), or NULL when absent. */
+struct node *cn_store__avl_remove(struct node **link, const char *name, size_t len);
 struct node *cn_store__avl_first(struct node *t);
 /* Smallest node with name > (strict) or >= (not strict) the given name, or NULL. */
 struct node *cn_store__avl_lower_bound(struct node *t, const char *name, size_t len, bool strict);
-/* Next sibling in name order, or NULL. */
-struct node *cn_store__next_sibling(const struct node *n);
-/* First child / next sibling skipping hidden names. */
+/* Next child of dir after n in name order, or NULL. */
+struct node *cn_store__next_sibling(const struct node *dir, const struct node *n);
+/* First child / next child skipping hidden names. */
 struct node *cn_store__first_visible(const struct node *dir);
-struct node *cn_store__next_visible(const struct node *n);
+struct node *cn_store__next_visible(const struct node *dir, const struct node *n);
 
 /* Go's path.Clean(path.Join("/", in)) into out (NUL-terminated). */
 void cn_store__clean_path(struct cn_buf *out, struct cn_str in);
-/* Appends the absolute path of n within its namespace ("/" for a root). */
-void cn_store__node_path(struct cn_buf *out, const struct node *n);
 
-void cn_store__heap_push(struct cn_store *s, struct node *n);
-void cn_store__heap_remove(struct cn_store *s, struct node *n);
-void cn_store__heap_fix(struct cn_store *s, struct node *n);
-/* Sets n's expiry, adding, moving or removing it in the heap. */
-void cn_store__set_expire(struct cn_store *s, struct node *n, int64_t expire_ns);
-
-/* Frees n and everything below it, keeping the heap and key counts right. n must already be
- * detached from its parent. */
-void cn_store__destroy_subtree(struct cn_store *s, struct node *n);
-/* Frees a whole tree without touching the store's heap/counters (teardown, failed loads). */
-void cn_store__free_tree_raw(struct node *root);
+/* Sets the expiry of n (owned, in the live tree at path), adding, moving or removing its heap
+ * entry; also call it after changing n's created_index (the heap orders by it). */
+void cn_store__set_expire(struct cn_store *s, struct node *n, const char *path, size_t plen,
+                          int64_t expire_ns);
+/* n was just taken out of the live tree: removes the heap entries and counts of n and of
+ * everything below it (not of n's AVL siblings). The caller then drops its reference. */
+void cn_store__forget(struct cn_store *s, const struct node *n);
+/* Frees every heap entry (teardown, snapshot load). */
+void cn_store__heap_clear(struct cn_store *s);
 
 /* ---- event.c ---- */
 struct store_node_spec {
-    const char *value; /* NULL: no value field */
+    bool has_value;           /* false: no value field (directories, deleted nodes) */
+    struct cn_store_val *val; /* has_value: shared (a reference is taken), or NULL with ... */
+    const char *value;        /* ... these bytes copied into a new value (snapshot loading) */
     size_t value_len;
     bool dir;
     int64_t expire_ns;

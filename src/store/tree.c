@@ -1,37 +1,102 @@
-/* store tree: node allocation, the per-directory AVL trees of children, path cleaning, and the
- * min-heap of nodes with a TTL. */
+/* store tree: values, node allocation and reference counting, the persistent per-directory AVL
+ * trees of children (store_int.h, design notes 1-4), path cleaning, and the min-heap of TTL
+ * entries. */
 #include <string.h>
 
 #include "common/alloc.h"
 #include "common/log.h"
 #include "store_int.h"
 
-struct node *cn_store__node_new(const char *name, size_t name_len, bool is_dir, const char *value,
-                                size_t value_len, uint8_t ns)
+/* ---- values and nodes --------------------------------------------------------------------- */
+
+struct cn_store_val *cn_store__val_new(const char *p, size_t len)
 {
-    CN_ASSERT(name_len < UINT32_MAX && value_len < UINT32_MAX);
-    size_t extra = name_len + 1 + (is_dir ? 0 : value_len + 1);
-    struct node *n = cn_xmalloc(sizeof(*n) + extra);
-    n->parent = n->left = n->right = NULL;
+    if (len == 0) return NULL;
+    CN_ASSERT(len < UINT32_MAX);
+    struct cn_store_val *v = cn_xmalloc(sizeof(*v) + len + 1);
+    v->refs = 1;
+    v->len = (uint32_t)len;
+    memcpy(v->data, p, len);
+    v->data[len] = '\0';
+    return v;
+}
+
+void cn_store__val_unref(struct cn_store_val *v)
+{
+    if (!v) return;
+    CN_ASSERT(v->refs > 0);
+    if (--v->refs == 0) cn_free(v);
+}
+
+struct node *cn_store__node_new(const char *name, size_t name_len, bool is_dir,
+                                struct cn_store_val *val, uint8_t ns)
+{
+    CN_ASSERT(name_len < UINT32_MAX);
+    struct node *n = cn_xmalloc(sizeof(*n) + name_len + 1);
+    n->left = n->right = NULL;
+    if (is_dir)
+        n->kids = NULL;
+    else
+        n->val = cn_store__val_ref(val);
+    n->ttl = NULL;
     n->created_index = n->modified_index = 0;
     n->expire_ns = 0;
-    n->heap_idx = STORE_NO_HEAP;
+    n->refs = 1;
     n->name_len = (uint32_t)name_len;
-    n->depth = 0;
     n->height = 1;
     n->is_dir = is_dir;
     n->ns = ns;
-    if (name_len) memcpy(n->data, name, name_len);
-    n->data[name_len] = '\0';
-    if (is_dir) {
-        n->kids = NULL;
-    } else {
-        n->value_len = n->value_cap = (uint32_t)value_len;
-        char *v = cn_store__node_value(n);
-        if (value_len) memcpy(v, value, value_len);
-        v[value_len] = '\0';
-    }
+    if (name_len) memcpy(n->name, name, name_len);
+    n->name[name_len] = '\0';
     return n;
+}
+
+static void push_free(struct node **work, struct node *c)
+{
+    if (!c) return;
+    CN_ASSERT(c->refs > 0);
+    if (--c->refs > 0) return;
+    c->next_free = *work;
+    *work = c;
+}
+
+void cn_store__node_unref(struct node *n)
+{
+    struct node *work = NULL;
+    push_free(&work, n);
+    /* iterative: a client can nest directories arbitrarily deep */
+    while (work) {
+        struct node *x = work;
+        work = x->next_free;
+        push_free(&work, x->left);
+        push_free(&work, x->right);
+        if (x->is_dir)
+            push_free(&work, x->kids);
+        else
+            cn_store__val_unref(x->val);
+        cn_free(x);
+    }
+}
+
+struct node *cn_store__own(struct node **link)
+{
+    struct node *n = *link;
+    CN_ASSERT(n != NULL && n->refs > 0);
+    if (n->refs == 1) return n;
+    size_t size = sizeof(*n) + n->name_len + 1;
+    struct node *c = cn_xmalloc(size);
+    memcpy(c, n, size);
+    c->refs = 1;
+    if (c->left) c->left->refs++;
+    if (c->right) c->right->refs++;
+    if (c->is_dir) {
+        if (c->kids) c->kids->refs++;
+    } else {
+        cn_store__val_ref(c->val);
+    }
+    n->refs--; /* still > 0: the other holders keep the original */
+    *link = c;
+    return c;
 }
 
 /* ---- AVL ---------------------------------------------------------------------------------- */
@@ -39,7 +104,7 @@ struct node *cn_store__node_new(const char *name, size_t name_len, bool is_dir, 
 int cn_store__name_cmp(const char *a, size_t alen, const struct node *n)
 {
     size_t m = alen < n->name_len ? alen : n->name_len;
-    int c = m ? memcmp(a, n->data, m) : 0;
+    int c = m ? memcmp(a, n->name, m) : 0;
     if (c != 0) return c;
     return alen < n->name_len ? -1 : alen > n->name_len ? 1 : 0;
 }
@@ -55,39 +120,47 @@ static inline void fix_height(struct node *n)
     n->height = (uint8_t)((l > r ? l : r) + 1);
 }
 
-static struct node *rot_right(struct node *n)
+/* Rotations and balance take the link to an owned node and own every node they rewrite. */
+static void rot_right(struct node **link)
 {
-    struct node *l = n->left;
+    struct node *n = *link;
+    struct node *l = cn_store__own(&n->left);
     n->left = l->right;
     l->right = n;
     fix_height(n);
     fix_height(l);
-    return l;
+    *link = l;
 }
 
-static struct node *rot_left(struct node *n)
+static void rot_left(struct node **link)
 {
-    struct node *r = n->right;
+    struct node *n = *link;
+    struct node *r = cn_store__own(&n->right);
     n->right = r->left;
     r->left = n;
     fix_height(n);
     fix_height(r);
-    return r;
+    *link = r;
 }
 
-static struct node *balance(struct node *n)
+static void balance(struct node **link)
 {
+    struct node *n = *link;
     fix_height(n);
     int bf = ht(n->left) - ht(n->right);
     if (bf > 1) {
-        if (ht(n->left->left) < ht(n->left->right)) n->left = rot_left(n->left);
-        return rot_right(n);
+        if (ht(n->left->left) < ht(n->left->right)) {
+            cn_store__own(&n->left);
+            rot_left(&n->left);
+        }
+        rot_right(link);
+    } else if (bf < -1) {
+        if (ht(n->right->right) < ht(n->right->left)) {
+            cn_store__own(&n->right);
+            rot_right(&n->right);
+        }
+        rot_left(link);
     }
-    if (bf < -1) {
-        if (ht(n->right->right) < ht(n->right->left)) n->right = rot_right(n->right);
-        return rot_left(n);
-    }
-    return n;
 }
 
 struct node *cn_store__avl_find(struct node *t, const char *name, size_t len)
@@ -100,64 +173,77 @@ struct node *cn_store__avl_find(struct node *t, const char *name, size_t len)
     return NULL;
 }
 
-/* n must not be present. */
-struct node *cn_store__avl_insert(struct node *t, struct node *n)
+struct node **cn_store__avl_own(struct node **link, const char *name, size_t len)
 {
-    if (!t) {
+    /* a miss changes nothing: only a present name's path is owned */
+    if (!cn_store__avl_find(*link, name, len)) return NULL;
+    for (;;) {
+        int c = cn_store__name_cmp(name, len, *link);
+        struct node *t = cn_store__own(link);
+        if (c == 0) return link;
+        link = c < 0 ? &t->left : &t->right;
+    }
+}
+
+void cn_store__avl_insert(struct node **link, struct node *n)
+{
+    if (!*link) {
         n->left = n->right = NULL;
         n->height = 1;
-        return n;
+        *link = n;
+        return;
     }
-    if (cn_store__name_cmp(cn_store__node_name(n), n->name_len, t) < 0)
-        t->left = cn_store__avl_insert(t->left, n);
+    struct node *t = cn_store__own(link);
+    if (cn_store__name_cmp(n->name, n->name_len, t) < 0)
+        cn_store__avl_insert(&t->left, n);
     else
-        t->right = cn_store__avl_insert(t->right, n);
-    return balance(t);
+        cn_store__avl_insert(&t->right, n);
+    balance(link);
 }
 
-static struct node *remove_min(struct node *t, struct node **min)
+/* Takes the smallest node out of the non-empty tree at *link. */
+static struct node *remove_min(struct node **link)
 {
+    struct node *t = cn_store__own(link);
     if (!t->left) {
-        *min = t;
-        return t->right;
+        *link = t->right;
+        t->right = NULL;
+        return t;
     }
-    t->left = remove_min(t->left, min);
-    return balance(t);
+    struct node *m = remove_min(&t->left);
+    balance(link);
+    return m;
 }
 
-struct node *cn_store__avl_remove(struct node *t, const char *name, size_t len)
+/* name is present in the tree at *link. */
+static struct node *remove_present(struct node **link, const char *name, size_t len)
 {
-    if (!t) return NULL;
-    int c = cn_store__name_cmp(name, len, t);
-    if (c < 0) {
-        t->left = cn_store__avl_remove(t->left, name, len);
-    } else if (c > 0) {
-        t->right = cn_store__avl_remove(t->right, name, len);
-    } else {
-        struct node *l = t->left, *r = t->right;
-        t->left = t->right = NULL;
-        if (!r) return l;
-        struct node *m;
-        r = remove_min(r, &m);
-        m->left = l;
-        m->right = r;
-        return balance(m);
+    int c = cn_store__name_cmp(name, len, *link);
+    struct node *t = cn_store__own(link);
+    if (c != 0) {
+        struct node *found = remove_present(c < 0 ? &t->left : &t->right, name, len);
+        balance(link);
+        return found;
     }
-    return balance(t);
+    struct node *l = t->left, *r = t->right;
+    t->left = t->right = NULL;
+    t->height = 1;
+    if (!r) {
+        *link = l;
+        return t;
+    }
+    struct node *m = remove_min(&r);
+    m->left = l;
+    m->right = r;
+    *link = m;
+    balance(link);
+    return t;
 }
 
-void cn_store__avl_replace(struct node **root, struct node *old, struct node *nw)
+struct node *cn_store__avl_remove(struct node **link, const char *name, size_t len)
 {
-    struct node **link = root;
-    while (*link != old) {
-        CN_ASSERT(*link != NULL);
-        int c = cn_store__name_cmp(cn_store__node_name(old), old->name_len, *link);
-        link = c < 0 ? &(*link)->left : &(*link)->right;
-    }
-    nw->left = old->left;
-    nw->right = old->right;
-    nw->height = old->height;
-    *link = nw;
+    if (!cn_store__avl_find(*link, name, len)) return NULL;
+    return remove_present(link, name, len);
 }
 
 struct node *cn_store__avl_first(struct node *t)
@@ -183,10 +269,9 @@ struct node *cn_store__avl_lower_bound(struct node *t, const char *name, size_t 
     return best;
 }
 
-struct node *cn_store__next_sibling(const struct node *n)
+struct node *cn_store__next_sibling(const struct node *dir, const struct node *n)
 {
-    if (!n->parent) return NULL;
-    return cn_store__avl_lower_bound(n->parent->kids, cn_store__node_name(n), n->name_len, true);
+    return cn_store__avl_lower_bound(dir->kids, n->name, n->name_len, true);
 }
 
 /* Hidden names ('_' first) are contiguous in byte order; '`' is the first byte after '_'. */
@@ -201,9 +286,27 @@ struct node *cn_store__first_visible(const struct node *dir)
     return skip_hidden(dir, cn_store__avl_first(dir->kids));
 }
 
-struct node *cn_store__next_visible(const struct node *n)
+struct node *cn_store__next_visible(const struct node *dir, const struct node *n)
 {
-    return skip_hidden(n->parent, cn_store__next_sibling(n));
+    return skip_hidden(dir, cn_store__next_sibling(dir, n));
+}
+
+/* ---- walks -------------------------------------------------------------------------------- */
+
+void cn_store__stack_push(struct store_stack *st, const struct node *n)
+{
+    if (st->n == st->cap) {
+        st->cap = st->cap ? st->cap * 2 : 16;
+        st->v = cn_xrealloc(st->v, st->cap * sizeof(*st->v));
+    }
+    st->v[st->n++] = n;
+}
+
+void cn_store__stack_free(struct store_stack *st)
+{
+    cn_free(st->v);
+    st->v = NULL;
+    st->n = st->cap = 0;
 }
 
 /* ---- paths -------------------------------------------------------------------------------- */
@@ -238,30 +341,9 @@ void cn_store__clean_path(struct cn_buf *out, struct cn_str in)
     out->len = n;
 }
 
-void cn_store__node_path(struct cn_buf *out, const struct node *n)
-{
-    if (!n->parent) {
-        cn_buf_putc(out, '/');
-        return;
-    }
-    size_t total = 0;
-    for (const struct node *p = n; p->parent; p = p->parent)
-        total += 1 + p->name_len;
-    cn_buf_reserve(out, total);
-    size_t end = out->len + total;
-    size_t pos = end;
-    for (const struct node *p = n; p->parent; p = p->parent) {
-        pos -= p->name_len;
-        memcpy(out->p + pos, cn_store__node_name(p), p->name_len);
-        out->p[--pos] = '/';
-    }
-    out->len = end;
-    out->p[end] = '\0';
-}
-
 /* ---- TTL heap ----------------------------------------------------------------------------- */
 
-static bool heap_less(const struct node *a, const struct node *b)
+static bool heap_less(const struct ttl *a, const struct ttl *b)
 {
     if (a->expire_ns != b->expire_ns) return a->expire_ns < b->expire_ns;
     if (a->created_index != b->created_index) return a->created_index < b->created_index;
@@ -269,126 +351,129 @@ static bool heap_less(const struct node *a, const struct node *b)
     return a->depth < b->depth; /* an ancestor first: its subtree goes with it */
 }
 
-static void heap_set(struct cn_store *s, size_t i, struct node *n)
+static void heap_set(struct cn_store *s, size_t i, struct ttl *t)
 {
-    s->heap[i] = n;
-    n->heap_idx = (uint32_t)i;
+    s->heap[i] = t;
+    t->heap_idx = (uint32_t)i;
 }
 
 static void sift_up(struct cn_store *s, size_t i)
 {
-    struct node *n = s->heap[i];
+    struct ttl *t = s->heap[i];
     while (i > 0) {
         size_t p = (i - 1) / 2;
-        if (!heap_less(n, s->heap[p])) break;
+        if (!heap_less(t, s->heap[p])) break;
         heap_set(s, i, s->heap[p]);
         i = p;
     }
-    heap_set(s, i, n);
+    heap_set(s, i, t);
 }
 
 static void sift_down(struct cn_store *s, size_t i)
 {
-    struct node *n = s->heap[i];
+    struct ttl *t = s->heap[i];
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= s->heap_n) break;
         if (c + 1 < s->heap_n && heap_less(s->heap[c + 1], s->heap[c])) c++;
-        if (!heap_less(s->heap[c], n)) break;
+        if (!heap_less(s->heap[c], t)) break;
         heap_set(s, i, s->heap[c]);
         i = c;
     }
-    heap_set(s, i, n);
+    heap_set(s, i, t);
 }
 
-void cn_store__heap_push(struct cn_store *s, struct node *n)
+static void heap_push(struct cn_store *s, struct ttl *t)
 {
-    CN_ASSERT(n->heap_idx == STORE_NO_HEAP);
     if (s->heap_n == s->heap_cap) {
         s->heap_cap = s->heap_cap ? s->heap_cap * 2 : 64;
         CN_ASSERT(s->heap_cap < UINT32_MAX);
         s->heap = cn_xrealloc(s->heap, s->heap_cap * sizeof(*s->heap));
     }
-    heap_set(s, s->heap_n++, n);
+    heap_set(s, s->heap_n++, t);
     sift_up(s, s->heap_n - 1);
 }
 
-void cn_store__heap_remove(struct cn_store *s, struct node *n)
+static void heap_remove(struct cn_store *s, struct ttl *t)
 {
-    size_t i = n->heap_idx;
-    CN_ASSERT(i < s->heap_n && s->heap[i] == n);
-    n->heap_idx = STORE_NO_HEAP;
-    struct node *last = s->heap[--s->heap_n];
-    if (last == n) return;
-    heap_set(s, i, last);
-    sift_up(s, i);
-    sift_down(s, last->heap_idx);
+    size_t i = t->heap_idx;
+    CN_ASSERT(i < s->heap_n && s->heap[i] == t);
+    struct ttl *last = s->heap[--s->heap_n];
+    if (last != t) {
+        heap_set(s, i, last);
+        sift_up(s, i);
+        sift_down(s, last->heap_idx);
+    }
+    cn_free(t);
 }
 
-void cn_store__heap_fix(struct cn_store *s, struct node *n)
+static uint32_t path_depth(const char *path, size_t plen)
 {
-    sift_up(s, n->heap_idx);
-    sift_down(s, n->heap_idx);
+    uint32_t d = 0;
+    for (size_t i = 0; i < plen; i++)
+        d += path[i] == '/';
+    return d;
 }
 
-void cn_store__set_expire(struct cn_store *s, struct node *n, int64_t expire_ns)
+void cn_store__set_expire(struct cn_store *s, struct node *n, const char *path, size_t plen,
+                          int64_t expire_ns)
 {
+    CN_ASSERT(n->refs == 1);
     n->expire_ns = expire_ns;
     if (expire_ns == 0) {
-        if (n->heap_idx != STORE_NO_HEAP) cn_store__heap_remove(s, n);
-    } else if (n->heap_idx == STORE_NO_HEAP) {
-        cn_store__heap_push(s, n);
-    } else {
-        cn_store__heap_fix(s, n);
+        if (n->ttl) heap_remove(s, n->ttl);
+        n->ttl = NULL;
+        return;
     }
-}
-
-/* ---- freeing ------------------------------------------------------------------------------ */
-
-/* Frees the AVL tree t (nodes and, for directories, everything below) iteratively: the parent
- * field, no longer needed, links the work list. */
-static void free_avl(struct cn_store *s, struct node *t)
-{
-    if (!t) return;
-    t->parent = NULL;
-    struct node *work = t;
-    while (work) {
-        struct node *x = work;
-        work = x->parent;
-        if (x->left) {
-            x->left->parent = work;
-            work = x->left;
-        }
-        if (x->right) {
-            x->right->parent = work;
-            work = x->right;
-        }
-        if (x->is_dir) {
-            if (x->kids) {
-                x->kids->parent = work;
-                work = x->kids;
-            }
-        } else if (s) {
-            s->nkeys[x->ns]--;
-        }
-        if (s && x->heap_idx != STORE_NO_HEAP) cn_store__heap_remove(s, x);
-        cn_free(x);
+    struct ttl *t = n->ttl;
+    if (!t) {
+        t = cn_xmalloc(sizeof(*t) + plen + 1);
+        t->depth = path_depth(path, plen);
+        t->ns = n->ns;
+        t->path_len = plen;
+        memcpy(t->path, path, plen);
+        t->path[plen] = '\0';
+        t->expire_ns = expire_ns;
+        t->created_index = n->created_index;
+        n->ttl = t;
+        heap_push(s, t);
+        return;
     }
+    t->expire_ns = expire_ns;
+    t->created_index = n->created_index;
+    sift_up(s, t->heap_idx);
+    sift_down(s, t->heap_idx);
 }
 
-void cn_store__destroy_subtree(struct cn_store *s, struct node *n)
+void cn_store__heap_clear(struct cn_store *s)
 {
-    if (n->is_dir)
-        free_avl(s, n->kids);
-    else
-        s->nkeys[n->ns]--;
-    if (n->heap_idx != STORE_NO_HEAP) cn_store__heap_remove(s, n);
-    cn_free(n);
+    for (size_t i = 0; i < s->heap_n; i++)
+        cn_free(s->heap[i]);
+    s->heap_n = 0;
 }
 
-void cn_store__free_tree_raw(struct node *root)
+/* ---- forgetting a subtree ----------------------------------------------------------------- */
+
+static void forget_one(struct cn_store *s, const struct node *x)
 {
-    if (!root) return;
-    if (root->is_dir) free_avl(NULL, root->kids);
-    cn_free(root);
+    /* a shared node's ttl field is stale in its other versions, which never read it */
+    if (x->ttl) heap_remove(s, x->ttl);
+    if (!x->is_dir) s->nkeys[x->ns]--;
+    s->nnodes[x->ns]--;
+}
+
+void cn_store__forget(struct cn_store *s, const struct node *n)
+{
+    forget_one(s, n);
+    if (!n->is_dir || !n->kids) return;
+    struct store_stack st = {0};
+    cn_store__stack_push(&st, n->kids);
+    while (st.n) {
+        const struct node *x = st.v[--st.n];
+        forget_one(s, x);
+        if (x->left) cn_store__stack_push(&st, x->left);
+        if (x->right) cn_store__stack_push(&st, x->right);
+        if (x->is_dir && x->kids) cn_store__stack_push(&st, x->kids);
+    }
+    cn_store__stack_free(&st);
 }

@@ -256,15 +256,15 @@ static void release_log(struct cn_node_io *io, uint64_t index)
         sim_fail(of(io)->s, "the node released log entries no saved snapshot covers");
 }
 
-static void save_snapshot(struct cn_node_io *io, uint64_t term, uint64_t index, const void *p,
-                          size_t len)
+static void save_snapshot(struct cn_node_io *io, struct cn_node_snap *snap)
 {
     struct sim *s = of(io)->s;
+    cn_node_snap_encode(snap);
     struct cn_buf b = CN_BUF_INIT;
-    cn_buf_append(&b, p, len);
+    cn_buf_append(&b, snap->buf.p, snap->buf.len);
     struct sim_ev *e = sim_push(s, 1 + sim_rndn(s, 5), EV_SNAP_SAVED, of(io)->member, &b);
-    e->term = term;
-    e->index = index;
+    e->term = snap->term;
+    e->index = snap->index;
 }
 
 static void load_snapshot(struct cn_node_io *io)

@@ -141,6 +141,29 @@ static int sum_restore(struct cn_fsm *fsm, const void *p, size_t len)
     return 0;
 }
 
+/* The same sum with a snapshot in steps: freeze copies the sum, encode may run later. */
+static int thaws;
+
+static void *sum_freeze(struct cn_fsm *fsm)
+{
+    struct sum_fsm *f = fsm->data;
+    return cn_xmemdup(&f->sum, sizeof(f->sum));
+}
+
+static void sum_encode(void *frozen, struct cn_buf *out)
+{
+    uint64_t v;
+    memcpy(&v, frozen, sizeof(v));
+    cn_buf_put_u64(out, v);
+}
+
+static void sum_thaw(struct cn_fsm *fsm, void *frozen)
+{
+    (void)fsm;
+    cn_free(frozen);
+    thaws++;
+}
+
 static void sum_init(struct sum_fsm *f)
 {
     memset(f, 0, sizeof(*f));
@@ -157,6 +180,8 @@ struct test_io {
     struct cn_node_io io;
     int64_t now;
     bool persist_pending, deferred, snap_pending, closed;
+    bool hold_snap; /* keep the snapshot to save in held, unencoded */
+    struct cn_node_snap *held;
     int fail_persist; /* the next persists fail with this */
     unsigned persists, saves, sends;
     bool last_must;  /* the last persist's must_sync */
@@ -222,13 +247,18 @@ static void t_release(struct cn_node_io *io, uint64_t index)
     tio(io)->released = index;
 }
 
-static void t_save(struct cn_node_io *io, uint64_t term, uint64_t index, const void *p, size_t len)
+static void t_save(struct cn_node_io *io, struct cn_node_snap *snap)
 {
     struct test_io *t = tio(io);
+    if (t->hold_snap) {
+        t->held = snap;
+        return;
+    }
+    cn_node_snap_encode(snap);
     cn_buf_reset(&t->saved);
-    cn_buf_append(&t->saved, p, len);
-    t->saved_index = index;
-    t->saved_term = term;
+    cn_buf_append(&t->saved, snap->buf.p, snap->buf.len);
+    t->saved_index = snap->index;
+    t->saved_term = snap->term;
     t->saves++;
     t->snap_pending = true;
 }
@@ -480,6 +510,55 @@ static void snapshot_and_restore(void **state)
     cn_node_destroy(n);
 }
 
+/* A state machine that freezes: the node freezes it on the loop and the io encodes it later
+ * (off the loop in io_uv), while the node goes on applying; the bytes saved are the state at the
+ * freeze, and the frozen state is released once the save completed. */
+static void snapshot_frozen_encoded_later(void **state)
+{
+    (void)state;
+    struct sum_fsm f;
+    sum_init(&f);
+    f.fsm.freeze = sum_freeze;
+    f.fsm.encode = sum_encode;
+    f.fsm.thaw = sum_thaw;
+    thaws = 0;
+    struct test_io *t = test_io_new();
+    t->hold_snap = true;
+    struct cn_node *n = single(&f, t, 4, NULL);
+    struct answer a[8] = {{0}};
+    uint64_t at_freeze = 0;
+    for (int i = 0; i < 8; i++) {
+        add(n, (uint64_t)i + 1, &a[i]);
+        pump(n, t);
+        if (t->held && !at_freeze) at_freeze = f.sum;
+    }
+    assert_non_null(t->held);
+    assert_true(f.sum == 36);                     /* applying went on meanwhile */
+    assert_true(at_freeze > 0 && at_freeze < 36); /* the freeze came before the last writes */
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(a[i].calls, 1);
+        assert_int_equal(a[i].rc, 0);
+    }
+    struct cn_node_snap *sn = t->held;
+    assert_true(sn->buf.len > 0); /* the node's header only, so far */
+    cn_node_snap_encode(sn);      /* what io_uv does on its worker */
+    struct cn_raft_conf conf;
+    const void *fp;
+    size_t fl;
+    assert_int_equal(cn_node__snap_decode(sn->buf.p, sn->buf.len, &conf, &fp, &fl), 0);
+    assert_int_equal(fl, 8);
+    uint64_t got;
+    memcpy(&got, fp, 8);
+    assert_true(got == at_freeze);
+    assert_int_equal(thaws, 0);
+    t->held = NULL;
+    t->hold_snap = false;
+    cn_node_on_snapshot_saved(n, 0);
+    assert_int_equal(thaws, 1);
+    pump(n, t);
+    cn_node_destroy(n);
+}
+
 /* A follower forwards a proposal; the leader answers PROP_FAIL with a code that sends it back
  * to the queue (a transfer in progress): the follower sends the very same frame again. Before
  * the fix the frame was freed once forwarded, and the retry proposed from freed memory. */
@@ -618,6 +697,7 @@ int main(void)
         cmocka_unit_test(snapshot_framing),
         cmocka_unit_test(proposals_and_reads),
         cmocka_unit_test(persist_failure_and_retry),
+        cmocka_unit_test(snapshot_frozen_encoded_later),
         cmocka_unit_test(snapshot_and_restore),
         cmocka_unit_test(forwarded_proposal_retried),
         cmocka_unit_test(failed_vote_sync_is_retried_as_a_sync),

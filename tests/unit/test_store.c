@@ -1,6 +1,7 @@
 /* Unit tests for src/store: every operation and error code on concrete values (index after each
  * write, exact JSON of results and GETs), TTL and expiry through SYNC, watches (history, 401,
  * hidden, ancestors, recursive, stream, refresh), snapshots and the command codec. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1079,6 +1080,204 @@ static void snapshot_corrupt_rejected(void **state)
     cn_buf_free(&again);
 }
 
+/* ---- frozen versions (the persistent tree) ------------------------------------------------ */
+
+static uint64_t rng_state;
+
+static uint32_t rnd(uint32_t n)
+{
+    rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (uint32_t)((rng_state >> 33) % n);
+}
+
+/* One deterministic pseudo-random write: every op, keys at several depths, TTLs and expiry,
+ * directories replaced and deleted recursively, values of several sizes. */
+static void random_cmd(struct cn_store_cmd *c, char *key, size_t keycap, char *val, size_t valcap,
+                       int64_t *now)
+{
+    static const uint8_t ops[] = {CN_OP_SET,        CN_OP_SET,    CN_OP_SET, CN_OP_CREATE,
+                                  CN_OP_CREATE_SEQ, CN_OP_UPDATE, CN_OP_CAS, CN_OP_DELETE,
+                                  CN_OP_CAD,        CN_OP_SYNC};
+    memset(c, 0, sizeof(*c));
+    c->op = ops[rnd(sizeof(ops))];
+    c->ns = rnd(8) == 0 ? CN_NS_SYS : CN_NS_KEYS;
+    switch (rnd(3)) {
+    case 0:
+        snprintf(key, keycap, "/k%u", rnd(40));
+        break;
+    case 1:
+        snprintf(key, keycap, "/d%u/k%u", rnd(4), rnd(30));
+        break;
+    default:
+        snprintf(key, keycap, "/d%u/e%u/%sk%u", rnd(4), rnd(3), rnd(5) == 0 ? "_" : "", rnd(10));
+        break;
+    }
+    if (rnd(6) == 0) snprintf(key, keycap, "/d%u", rnd(4)); /* a directory itself */
+    size_t vlen = rnd(4) == 0 ? 0 : 1 + rnd((uint32_t)valcap - 1);
+    for (size_t i = 0; i < vlen; i++)
+        val[i] = (char)('a' + rnd(26));
+    c->key = cn_str_c(key);
+    c->value = cn_str_make(val, vlen);
+    c->dir = rnd(10) == 0;
+    c->recursive = rnd(2) == 0;
+    c->refresh = c->op != CN_OP_CREATE && c->op != CN_OP_CREATE_SEQ && rnd(12) == 0;
+    if (c->refresh) c->value = CN_STR_NULL;
+    if (c->op == CN_OP_CAS || c->op == CN_OP_CAD) {
+        if (rnd(2)) c->prev_index = 1 + rnd(200);
+        c->has_prev_value = rnd(2);
+        c->prev_value = cn_str_make(val, vlen > 3 ? 3 : vlen);
+    }
+    *now += rnd(3) * CN_NS_PER_S;
+    c->now_ns = *now;
+    if (rnd(4) == 0) c->expire_ns = *now + (1 + rnd(20)) * CN_NS_PER_S;
+}
+
+static void apply_random(struct cn_store *s, uint64_t seed, int n)
+{
+    uint64_t saved = rng_state;
+    rng_state = seed;
+    char key[64], val[300];
+    int64_t now = NOW;
+    struct cn_store_result res;
+    for (int i = 0; i < n; i++) {
+        struct cn_store_cmd c;
+        random_cmd(&c, key, sizeof(key), val, sizeof(val), &now);
+        cn_store_apply_cmd(s, &c, &res);
+    }
+    rng_state = saved;
+}
+
+static void snapshot_of(struct cn_store *s, struct cn_buf *out)
+{
+    cn_buf_reset(out);
+    cn_store_snapshot_save(s, out);
+}
+
+/* A frozen version keeps the bytes it had at the freeze however the store changes after it,
+ * several versions can be frozen at once, and the live store ends exactly as one that was never
+ * frozen (the copies are invisible). */
+static void frozen_versions_unchanged(void **state)
+{
+    struct cn_store *plain = cn_store_new();
+    apply_random(S, 7, 3000);
+    apply_random(plain, 7, 3000);
+    struct cn_buf at1 = CN_BUF_INIT, at2 = CN_BUF_INIT, enc = CN_BUF_INIT, a = CN_BUF_INIT,
+                  b = CN_BUF_INIT;
+    snapshot_of(S, &at1);
+    struct cn_store_frozen *f1 = cn_store_freeze(S);
+    apply_random(S, 8, 1500);
+    apply_random(plain, 8, 1500);
+    snapshot_of(S, &at2);
+    struct cn_store_frozen *f2 = cn_store_freeze(S);
+    apply_random(S, 9, 1500);
+    apply_random(plain, 9, 1500);
+    /* the mix: about half the writes succeed, and a live key set of some size */
+    assert_true(cn_store_index(S) > 2000);
+    assert_true(cn_store_key_count(S, CN_NS_KEYS) > 50);
+
+    cn_store_frozen_encode(f2, &enc);
+    assert_int_equal(enc.len, at2.len);
+    assert_memory_equal(enc.p, at2.p, enc.len);
+    cn_store_frozen_free(f2);
+    cn_buf_reset(&enc);
+    cn_store_frozen_encode(f1, &enc);
+    assert_int_equal(enc.len, at1.len);
+    assert_memory_equal(enc.p, at1.p, enc.len);
+
+    /* the live store and the never-frozen one agree byte for byte, and on every read */
+    snapshot_of(S, &a);
+    snapshot_of(plain, &b);
+    assert_int_equal(a.len, b.len);
+    assert_memory_equal(a.p, b.p, a.len);
+    cn_buf_reset(&a);
+    struct cn_store_err e;
+    assert_true(cn_store_get_json(S, CN_NS_KEYS, CN_STR("/"), true, true, NOW, &a, &e));
+    cn_buf_reset(&b);
+    assert_true(cn_store_get_json(plain, CN_NS_KEYS, CN_STR("/"), true, true, NOW, &b, &e));
+    assert_string_equal(a.p, b.p);
+    assert_int_equal(cn_store_next_expiry(S), cn_store_next_expiry(plain));
+    assert_int_equal(cn_store_key_count(S, CN_NS_KEYS), cn_store_key_count(plain, CN_NS_KEYS));
+
+    /* a frozen version outlives a snapshot load and the store itself */
+    assert_int_equal(cn_store_snapshot_load(S, at2.p, at2.len), 0);
+    snapshot_of(S, &a);
+    assert_memory_equal(a.p, at2.p, at2.len);
+    cn_store_free(S);
+    S = cn_store_new();
+    cn_buf_reset(&enc);
+    cn_store_frozen_encode(f1, &enc);
+    assert_memory_equal(enc.p, at1.p, at1.len);
+    cn_store_frozen_free(f1);
+    /* and what it encoded loads into a store equal to the one frozen */
+    assert_int_equal(cn_store_snapshot_load(S, enc.p, enc.len), 0);
+    snapshot_of(S, &a);
+    assert_memory_equal(a.p, at1.p, at1.len);
+
+    cn_store_free(plain);
+    cn_buf_free(&at1);
+    cn_buf_free(&at2);
+    cn_buf_free(&enc);
+    cn_buf_free(&a);
+    cn_buf_free(&b);
+}
+
+struct encoder {
+    const struct cn_store_frozen *f;
+    struct cn_buf out;
+};
+
+static void *encode_thread(void *arg)
+{
+    struct encoder *e = arg;
+    cn_store_frozen_encode(e->f, &e->out);
+    return NULL;
+}
+
+/* The encoding runs on another thread while the loop applies: the bytes are those of the
+ * freeze (under ASan this also proves no frozen node is freed or rewritten meanwhile). */
+static void frozen_encode_on_a_thread(void **state)
+{
+    apply_random(S, 21, 4000);
+    struct cn_buf at = CN_BUF_INIT;
+    for (int round = 0; round < 5; round++) {
+        snapshot_of(S, &at);
+        struct encoder e = {cn_store_freeze(S), CN_BUF_INIT};
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, encode_thread, &e), 0);
+        apply_random(S, 100 + (uint64_t)round, 2000);
+        assert_int_equal(pthread_join(th, NULL), 0);
+        assert_int_equal(e.out.len, at.len);
+        assert_memory_equal(e.out.p, at.p, at.len);
+        cn_store_frozen_free((struct cn_store_frozen *)e.f);
+        cn_buf_free(&e.out);
+    }
+    cn_buf_free(&at);
+}
+
+/* History events share their values with the tree: a key written with a big value, then its
+ * events, hold one copy (checked through the event pointers). */
+static void history_shares_values(void **state)
+{
+    char big[4096];
+    memset(big, 'v', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    set("/big", big);
+    struct cn_store_event *first = R.ev;
+    cn_store_event_ref(first);
+    run(CMD(.op = CN_OP_SET, .key = CN_STR("/big"), .refresh = true,
+            .expire_ns = NOW + CN_NS_PER_S));
+    /* the refresh's node and prevNode, the first event's node and the tree: one value */
+    assert_ptr_equal(R.ev->node.value, first->node.value);
+    assert_ptr_equal(R.ev->prev.value, first->node.value);
+    size_t len;
+    assert_ptr_equal(cn_store_peek(S, CN_NS_KEYS, "/big", &len), first->node.value);
+    assert_int_equal(len, sizeof(big) - 1);
+    run(CMD(.op = CN_OP_DELETE, .key = CN_STR("/big")));
+    assert_ptr_equal(R.ev->prev.value, first->node.value);
+    assert_null(R.ev->node.value);
+    cn_store_event_unref(first);
+}
+
 /* ---- command codec ------------------------------------------------------------------------- */
 
 static void cmd_codec(void **state)
@@ -1167,6 +1366,9 @@ int main(void)
         T(deep_paths),
         T(snapshot_roundtrip),
         T(snapshot_corrupt_rejected),
+        T(frozen_versions_unchanged),
+        T(frozen_encode_on_a_thread),
+        T(history_shares_values),
         T(cmd_codec),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
