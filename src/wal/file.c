@@ -33,6 +33,7 @@ const struct cn_wal_fs cn_wal_fs_default = {
     .ftruncate = ftruncate,
     .rename = rename,
     .fallocate = sys_fallocate,
+    .fstatvfs = fstatvfs,
 };
 
 void cn_wal__errf(char *errmsg, const char *fmt, ...)

@@ -427,6 +427,18 @@ static int spare_make(const struct cn_wal *w, uint64_t len, int *fd_out, char *e
     }
     const char *step = "fallocate";
     int rc = 0;
+    struct statvfs st;
+    if (w->fs->fstatvfs != NULL && w->fs->fstatvfs(fd, &st) == 0 &&
+        (uint64_t)st.f_bavail * st.f_frsize / 2 < len) {
+        /* Half of what is free at most: the rest is for snapshots, metadata and the log. */
+        rc = -ENOSPC;
+        cn_wal__errf(errmsg, "preallocate %s (%llu bytes): only %llu bytes free", path,
+                     (unsigned long long)len,
+                     (unsigned long long)((uint64_t)st.f_bavail * st.f_frsize));
+        close(fd);
+        unlink(path);
+        return rc;
+    }
     if (w->fs->fallocate != NULL) {
         while (rc == 0 && w->fs->fallocate(fd, 0, (off_t)len) != 0) {
             if (errno == EINTR) continue;

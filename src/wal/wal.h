@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 
 #include "common/buf.h"
@@ -32,13 +33,15 @@
  * fallocated and then filled with written zeros (fallocate alone leaves unwritten extents, and
  * converting them costs a metadata commit on the next fdatasync; fallocate first fails early
  * with ENOSPC and makes the zeroing faster on ext4) and fsynced, by cn_wal_prepare_run() off the
- * loop. A cut writes the header into it, fsyncs it, renames it to the segment's name and
- * fsyncs the directory. Records are written from offset 0; a segment's data ends at a frame
- * header of 9 zero bytes (crc 0, len 0, type 0: type 0 does not exist, so no record has it), at
- * fewer than 9 zero bytes before the end of the file, or at the end of the file. Segments that
- * grow with each write (logs written before preallocation, segments cut when no spare was ready,
- * cn_wal_options.no_prealloc) have no zero tail and read the same way. A batch may run past the
- * preallocated size; the file then grows. The same version 1 format either way.
+ * loop. It is made only while the file system has at least twice its size free, so that
+ * preallocation never takes the last space the snapshots, the metadata and the log itself
+ * need (below that, segments grow as written). A cut writes the header into it, fsyncs it, renames
+ * it to the segment's name and fsyncs the directory. Records are written from offset 0; a segment's
+ * data ends at a frame header of 9 zero bytes (crc 0, len 0, type 0: type 0 does not exist, so no
+ * record has it), at fewer than 9 zero bytes before the end of the file, or at the end of the file.
+ * Segments that grow with each write (logs written before preallocation, segments cut when no spare
+ * was ready, cn_wal_options.no_prealloc) have no zero tail and read the same way. A batch may run
+ * past the preallocated size; the file then grows. The same version 1 format either way.
  *
  * Invariants:
  *  1. Only the last segment is ever written. A segment starts as a .tmp file (spare.tmp, or
@@ -108,6 +111,8 @@ struct cn_wal_fs {
     /* Reserves [off, off + len) as Linux fallocate(fd, 0, off, len) does. NULL, or -1 with
      * EOPNOTSUPP, where the file system has none: the zeros are then written without it. */
     int (*fallocate)(int fd, off_t off, off_t len);
+    /* Free space of the file system holding fd, asked before preallocating. NULL: not asked. */
+    int (*fstatvfs)(int fd, struct statvfs *st);
 };
 
 /* The real file system (libc). */

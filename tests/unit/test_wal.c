@@ -80,6 +80,7 @@ static struct {
     int fallocate_fail_n;
     int fsync_errno;
     int fsync_fail_n;
+    uint64_t free_bytes;   /* fstatvfs reports this much free, when not 0 */
     uint64_t pwrite_bytes; /* written through the seam, for tests that count */
     int fallocate_calls;
 } inj;
@@ -142,6 +143,13 @@ static int t_fallocate(int fd, off_t off, off_t len)
     return cn_wal_fs_default.fallocate(fd, off, len);
 }
 
+static int t_fstatvfs(int fd, struct statvfs *st)
+{
+    if (fstatvfs(fd, st) != 0) return -1;
+    if (inj.free_bytes) st->f_bavail = (fsblkcnt_t)(inj.free_bytes / st->f_frsize);
+    return 0;
+}
+
 static const struct cn_wal_fs test_fs = {
     .open = t_open,
     .pwrite = t_pwrite,
@@ -150,6 +158,7 @@ static const struct cn_wal_fs test_fs = {
     .ftruncate = ftruncate,
     .rename = rename,
     .fallocate = t_fallocate,
+    .fstatvfs = t_fstatvfs,
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -1206,6 +1215,33 @@ static void prealloc_failure_falls_back_to_growing(void **state)
     cn_wal_close(w);
 }
 
+/* A spare takes at most half of the free space: below that, segments grow. */
+static void prealloc_leaves_half_the_free_space(void **state)
+{
+    struct fx *f = *state;
+    inj.free_bytes = 8191; /* fstatvfs rounds down to whole blocks */
+    struct cn_wal *w = open_ok(f->wal, 4096, NULL);
+    const char *msg = NULL;
+    assert_int_equal(cn_wal_prealloc_failures(w, &msg), 1);
+    assert_int_equal(inj.fallocate_calls, 0);
+    assert_non_null(strstr(msg, "spare.tmp (4096 bytes): only "));
+    assert_non_null(strstr(msg, " bytes free"));
+    char path[256];
+    only_seg_path(f, path, sizeof(path));
+    assert_int_equal(file_size(path), SEG_HEAD_LEN);
+    assert_false(exists(f->wal, "spare.tmp"));
+    append_fixed(w, 1, 1, 1);
+    assert_int_equal(cn_wal_sync(w), 0);
+    cn_wal_close(w);
+
+    inj.free_bytes = 2 * 4096 * 4096; /* plenty again (in 4 KiB blocks or larger) */
+    w = open_ok(f->wal, 4096, NULL);
+    assert_int_equal(cn_wal_prepare(w), 1);
+    assert_int_equal(inj.fallocate_calls, 1);
+    assert_int_equal(cn_wal_prealloc_failures(w, NULL), 0);
+    cn_wal_close(w);
+}
+
 static void spare_prepared_then_used_by_the_cut(void **state)
 {
     struct fx *f = *state;
@@ -1540,6 +1576,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(prealloc_failure_falls_back_to_growing, reset_inj,
                                         teardown),
+        cmocka_unit_test_setup_teardown(prealloc_leaves_half_the_free_space, reset_inj, teardown),
         cmocka_unit_test_setup_teardown(spare_prepared_then_used_by_the_cut, reset_inj, teardown),
         cmocka_unit_test_setup_teardown(prepare_alongside_flush, reset_inj, teardown),
         cmocka_unit_test_setup_teardown(old_format_log_opens_and_continues, reset_inj, teardown),
