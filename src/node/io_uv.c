@@ -3,7 +3,8 @@
  * received one) go through one lane of pool jobs so that no two of them touch the snapshot
  * directory at once; old log segments are deleted by a pool job of their own, and the next
  * preallocated segment is made by another, ahead of need; messages go through the peer
- * transport (src/peer); ticks and deferred calls are libuv timers.
+ * transport (src/peer); ticks and deferred calls are libuv timers. Disk latencies are measured
+ * on the workers and reported with cn_node_on_disk_timing.
  *
  * Threads: a pool job touches only what its own fields name (the flushing batch and the active
  * segment through cn_wal_flush_run, the spare through cn_wal_prepare_run, the snapshot
@@ -44,6 +45,8 @@ struct io_uv {
     bool flushing, flush_has_wal, flush_final;
     int flush_rc;
     int64_t flush_ns;
+    int64_t fsync_ns;   /* the flush's WAL fdatasync, -1 if it did not run */
+    int64_t install_ns; /* its snapshot save, -1 if none ran */
     const struct cn_raft_snapshot *install;
     bool install_waiting; /* for the snapshot lane */
     /* the snapshot lane */
@@ -55,6 +58,7 @@ struct io_uv {
     const void *save_p;
     size_t save_len;
     int snap_rc;
+    int64_t save_ns;
     struct cn_buf load_buf;
     uint64_t load_term, load_index;
     /* releasing old segments */
@@ -197,7 +201,9 @@ static void snap_work(uv_work_t *w)
 {
     struct io_uv *u = w->data;
     if (u->snap_op == SNAP_SAVE) {
+        int64_t t0 = cn_clock_mono_ns();
         u->snap_rc = cn_snap_save(&u->snap, u->save_term, u->save_index, u->save_p, u->save_len);
+        u->save_ns = cn_clock_mono_ns() - t0;
         if (u->snap_rc == 0 && u->max_snapshots) {
             int rc = cn_snap_purge(&u->snap, u->max_snapshots);
             if (rc < 0)
@@ -217,6 +223,8 @@ static void snap_after(uv_work_t *w, int status)
         if (rc != 0)
             CN_LOGE("node", "snapshot save failed index=%" PRIu64 " err=\"%s\" detail=\"%s\"",
                     u->save_index, cn_strerror(rc), u->snap.errmsg);
+        else
+            cn_node_on_disk_timing(u->io.node, CN_NODE_DISK_SNAP_SAVE, u->save_ns);
         cn_node_on_snapshot_saved(u->io.node, rc);
     } else {
         cn_node_on_snapshot_loaded(u->io.node, rc, u->load_term, u->load_index, u->load_buf.p,
@@ -288,11 +296,16 @@ static void flush_work(uv_work_t *w)
     struct io_uv *u = w->data;
     int64_t t0 = cn_clock_mono_ns();
     int rc = 0;
+    u->fsync_ns = u->install_ns = -1;
     if (u->install) {
         const struct cn_raft_snapshot *s = u->install;
         rc = cn_snap_save(&u->snap, s->meta.term, s->meta.index, s->data, s->len);
+        if (rc == 0) u->install_ns = cn_clock_mono_ns() - t0;
     }
-    if (rc == 0 && u->flush_has_wal) rc = cn_wal_flush_run(u->wal);
+    if (rc == 0 && u->flush_has_wal) {
+        rc = cn_wal_flush_run(u->wal);
+        u->fsync_ns = cn_wal_last_fsync_ns(u->wal);
+    }
     u->flush_rc = rc;
     u->flush_ns = cn_clock_mono_ns() - t0;
 }
@@ -324,6 +337,8 @@ static void flush_after(uv_work_t *w, int status)
     lane_next(u);
     note_prealloc(u);
     maybe_prepare(u); /* after a cut: the next segment */
+    cn_node_on_disk_timing(u->io.node, CN_NODE_DISK_WAL_FSYNC, u->fsync_ns);
+    cn_node_on_disk_timing(u->io.node, CN_NODE_DISK_SNAP_SAVE, u->install_ns);
     cn_node_on_persisted(u->io.node, rc, u->flush_ns);
 }
 
