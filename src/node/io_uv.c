@@ -1,12 +1,15 @@
 /* io_uv: struct cn_node_io on libuv. The log (src/wal) is staged on the loop and flushed on the
  * thread pool with group commit; snapshot files (save, load, purge, and the install of a
  * received one) go through one lane of pool jobs so that no two of them touch the snapshot
- * directory at once; old log segments are deleted by a pool job of their own; messages go
- * through the peer transport (src/peer); ticks and deferred calls are libuv timers.
+ * directory at once; old log segments are deleted by a pool job of their own, and the next
+ * preallocated segment is made by another, ahead of need; messages go through the peer
+ * transport (src/peer); ticks and deferred calls are libuv timers. Disk latencies are measured
+ * on the workers and reported with cn_node_on_disk_timing.
  *
  * Threads: a pool job touches only what its own fields name (the flushing batch and the active
- * segment through cn_wal_flush_run, the snapshot directory, a cn_wal_release); the hand-off of
- * uv_queue_work orders the memory, so no locks are needed. Everything else is the loop's. */
+ * segment through cn_wal_flush_run, the spare through cn_wal_prepare_run, the snapshot
+ * directory, a cn_wal_release); the hand-off of uv_queue_work orders the memory, so no locks are
+ * needed. Everything else is the loop's. */
 #include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
@@ -42,6 +45,8 @@ struct io_uv {
     bool flushing, flush_has_wal, flush_final;
     int flush_rc;
     int64_t flush_ns;
+    int64_t fsync_ns;   /* the flush's WAL fdatasync, -1 if it did not run */
+    int64_t install_ns; /* its snapshot save, -1 if none ran */
     const struct cn_raft_snapshot *install;
     bool install_waiting; /* for the snapshot lane */
     /* the snapshot lane */
@@ -51,6 +56,7 @@ struct io_uv {
     int snap_op;               /* SNAP_SAVE or SNAP_LOAD */
     struct cn_node_snap *save; /* the node's, borrowed until snap_after */
     int snap_rc;
+    int64_t save_ns;
     struct cn_buf load_buf;
     uint64_t load_term, load_index;
     /* releasing old segments */
@@ -59,6 +65,11 @@ struct io_uv {
     uint64_t release_wanted;
     struct cn_wal_release rel;
     int rel_rc;
+    /* preparing the next log segment */
+    uv_work_t prep_work;
+    bool preparing;
+    int prep_rc;
+    uint64_t prealloc_logged; /* failures already reported */
     /* stop */
     bool closing;
 };
@@ -150,6 +161,9 @@ static void set_peer(struct cn_node_io *io, uint64_t id, const char *url)
     if (url == NULL) cn_peer_disconnect(u->peer, id);
 }
 
+static void note_prealloc(struct io_uv *u);
+static void maybe_prepare(struct io_uv *u);
+
 static int start(struct cn_node_io *io, unsigned interval_ms, char *errmsg, size_t errlen)
 {
     struct io_uv *u = of(io);
@@ -170,6 +184,8 @@ static int start(struct cn_node_io *io, unsigned interval_ms, char *errmsg, size
     u->open_handles = 2;
     u->started = true;
     uv_timer_start(&u->tick, tick_cb, interval_ms, interval_ms);
+    note_prealloc(u); /* the first segment's, if open could not preallocate it */
+    maybe_prepare(u);
     return 0;
 }
 
@@ -185,8 +201,10 @@ static void snap_work(uv_work_t *w)
     if (u->snap_op == SNAP_SAVE) {
         /* the state machine's frozen state is encoded here, off the loop */
         cn_node_snap_encode(u->save);
+        int64_t t0 = cn_clock_mono_ns();
         u->snap_rc =
             cn_snap_save(&u->snap, u->save->term, u->save->index, u->save->buf.p, u->save->buf.len);
+        u->save_ns = cn_clock_mono_ns() - t0;
         if (u->snap_rc == 0 && u->max_snapshots) {
             int rc = cn_snap_purge(&u->snap, u->max_snapshots);
             if (rc < 0)
@@ -206,6 +224,8 @@ static void snap_after(uv_work_t *w, int status)
         if (rc != 0)
             CN_LOGE("node", "snapshot save failed index=%" PRIu64 " err=\"%s\" detail=\"%s\"",
                     u->save->index, cn_strerror(rc), u->snap.errmsg);
+        else
+            cn_node_on_disk_timing(u->io.node, CN_NODE_DISK_SNAP_SAVE, u->save_ns);
         cn_node_on_snapshot_saved(u->io.node, rc);
     } else {
         cn_node_on_snapshot_loaded(u->io.node, rc, u->load_term, u->load_index, u->load_buf.p,
@@ -273,11 +293,16 @@ static void flush_work(uv_work_t *w)
     struct io_uv *u = w->data;
     int64_t t0 = cn_clock_mono_ns();
     int rc = 0;
+    u->fsync_ns = u->install_ns = -1;
     if (u->install) {
         const struct cn_raft_snapshot *s = u->install;
         rc = cn_snap_save(&u->snap, s->meta.term, s->meta.index, s->data, s->len);
+        if (rc == 0) u->install_ns = cn_clock_mono_ns() - t0;
     }
-    if (rc == 0 && u->flush_has_wal) rc = cn_wal_flush_run(u->wal);
+    if (rc == 0 && u->flush_has_wal) {
+        rc = cn_wal_flush_run(u->wal);
+        u->fsync_ns = cn_wal_last_fsync_ns(u->wal);
+    }
     u->flush_rc = rc;
     u->flush_ns = cn_clock_mono_ns() - t0;
 }
@@ -307,6 +332,10 @@ static void flush_after(uv_work_t *w, int status)
         return;
     }
     lane_next(u);
+    note_prealloc(u);
+    maybe_prepare(u); /* after a cut: the next segment */
+    cn_node_on_disk_timing(u->io.node, CN_NODE_DISK_WAL_FSYNC, u->fsync_ns);
+    cn_node_on_disk_timing(u->io.node, CN_NODE_DISK_SNAP_SAVE, u->install_ns);
     cn_node_on_persisted(u->io.node, rc, u->flush_ns);
 }
 
@@ -387,6 +416,51 @@ static void release_log(struct cn_node_io *io, uint64_t index)
     CN_ASSERT(rc == 0);
 }
 
+/* ---- preallocating the next segment ------------------------------------------------------ */
+
+/* Preallocation failures cost speed, not data (the log grows its segments instead): the first is
+ * worth a warning, the rest a debug line. */
+static void note_prealloc(struct io_uv *u)
+{
+    const char *detail = "";
+    uint64_t n = cn_wal_prealloc_failures(u->wal, &detail);
+    if (n == u->prealloc_logged) return;
+    if (u->prealloc_logged == 0)
+        CN_LOGW("node",
+                "cannot preallocate write-ahead log segments: they grow as written, with slower "
+                "fsyncs detail=\"%s\"",
+                detail);
+    else
+        CN_LOGD("node",
+                "preallocating a log segment failed again failures=%" PRIu64 " detail=\"%s\"", n,
+                detail);
+    u->prealloc_logged = n;
+}
+
+static void prep_work(uv_work_t *w)
+{
+    struct io_uv *u = w->data;
+    u->prep_rc = cn_wal_prepare_run(u->wal);
+}
+
+static void prep_after(uv_work_t *w, int status)
+{
+    struct io_uv *u = w->data;
+    u->preparing = false;
+    cn_wal_prepare_end(u->wal, status != 0 ? status : u->prep_rc);
+    note_prealloc(u);
+    maybe_closed(u);
+}
+
+static void maybe_prepare(struct io_uv *u)
+{
+    if (u->preparing || u->closing || !cn_wal_prepare_begin(u->wal)) return;
+    u->preparing = true;
+    u->prep_work.data = u;
+    int rc = uv_queue_work(u->loop, &u->prep_work, prep_work, prep_after);
+    CN_ASSERT(rc == 0);
+}
+
 /* ---- stop --------------------------------------------------------------------------------- */
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -455,7 +529,9 @@ static void close_handles(struct io_uv *u)
 /* Once no job runs: the final flush, then the handles. */
 static void maybe_closed(struct io_uv *u)
 {
-    if (!u->closing || u->flushing || u->snap_busy || u->releasing || u->flush_final) return;
+    if (!u->closing || u->flushing || u->snap_busy || u->releasing || u->preparing ||
+        u->flush_final)
+        return;
     u->flush_final = true; /* the hard state set last (a commit index) goes to disk */
     u->install = NULL;
     u->flush_has_wal = cn_wal_flush_begin(u->wal);

@@ -198,6 +198,14 @@ enum cn_node_role {
 #define CN_NODE_MAX_MEMBERS   16
 #define CN_NODE_FSYNC_BUCKETS 14
 
+/* A latency histogram on etcd's disk buckets (cn_node_fsync_buckets: 1 ms doubling to 8.192 s):
+ * counts per bucket (not cumulative; slower ones are only in count), the count, the sum in s. */
+struct cn_node_histogram {
+    uint64_t bucket[CN_NODE_FSYNC_BUCKETS];
+    uint64_t count;
+    double sum_s;
+};
+
 /* A follower's replication health as the leader sees it (etcd's LeaderStats). */
 struct cn_node_follower {
     uint64_t id;
@@ -228,10 +236,9 @@ struct cn_node_status {
     unsigned n_voters, n_learners;
     unsigned n_followers; /* leader only */
     struct cn_node_follower followers[CN_NODE_MAX_MEMBERS];
-    /* WAL fsync durations: counts per bucket (upper bounds in cn_node_fsync_buckets), sum in s. */
-    uint64_t fsync_bucket[CN_NODE_FSYNC_BUCKETS];
-    uint64_t fsync_count;
-    double fsync_sum_s;
+    /* Disk latencies: each persist (the log write and its fdatasync, with a received snapshot's
+     * save when there is one), each WAL fdatasync alone, each snapshot file saved. */
+    struct cn_node_histogram persist, wal_fsync, snap_save;
 };
 
 extern const double cn_node_fsync_buckets[CN_NODE_FSYNC_BUCKETS];

@@ -106,8 +106,7 @@ struct cn_node__stats {
     uint64_t leader_changes;
     struct cn_node__follower_stats fstats[CN_NODE_MAX_MEMBERS];
     unsigned nfstats;
-    uint64_t fsync_bucket[CN_NODE_FSYNC_BUCKETS], fsync_count;
-    double fsync_sum;
+    struct cn_node_histogram persist, wal_fsync, snap_save;
     uint64_t snapshots;
 };
 

@@ -115,6 +115,13 @@ void cn_node_on_deferred(struct cn_node *n);
  * back to what was durable). dur_ns: how long the write and fsync took. */
 void cn_node_on_persisted(struct cn_node *n, int rc, int64_t dur_ns);
 void cn_node_on_snapshot_saved(struct cn_node *n, int rc);
+
+/* What a disk operation took, measured around the call where it ran, for /metrics. */
+enum cn_node_disk_op {
+    CN_NODE_DISK_WAL_FSYNC, /* one fdatasync of the log (etcd_disk_wal_fsync_duration_seconds) */
+    CN_NODE_DISK_SNAP_SAVE, /* one snapshot file written and synced (etcd's backend commit) */
+};
+void cn_node_on_disk_timing(struct cn_node *n, enum cn_node_disk_op op, int64_t dur_ns);
 /* The newest snapshot (p/len borrowed for the call), or rc < 0. */
 void cn_node_on_snapshot_loaded(struct cn_node *n, int rc, uint64_t term, uint64_t index,
                                 const void *p, size_t len);

@@ -52,17 +52,27 @@ void cn_node__note_received(struct cn_node *n, const struct cn_raft_msg *m)
     f->st.lat_sq += ms * ms;
 }
 
-void cn_node__note_fsync(struct cn_node *n, int64_t dur_ns)
+static void observe(struct cn_node_histogram *h, int64_t dur_ns)
 {
-    struct cn_node__stats *s = &n->stats;
     double sec = (double)dur_ns / 1e9;
     for (int i = 0; i < CN_NODE_FSYNC_BUCKETS; i++)
         if (sec <= cn_node_fsync_buckets[i]) {
-            s->fsync_bucket[i]++;
+            h->bucket[i]++;
             break;
         }
-    s->fsync_count++;
-    s->fsync_sum += sec;
+    h->count++;
+    h->sum_s += sec;
+}
+
+void cn_node__note_fsync(struct cn_node *n, int64_t dur_ns)
+{
+    observe(&n->stats.persist, dur_ns);
+}
+
+void cn_node_on_disk_timing(struct cn_node *n, enum cn_node_disk_op op, int64_t dur_ns)
+{
+    if (dur_ns < 0) return;
+    observe(op == CN_NODE_DISK_WAL_FSYNC ? &n->stats.wal_fsync : &n->stats.snap_save, dur_ns);
 }
 
 void cn_node__note_leader(struct cn_node *n, uint64_t lead)
@@ -130,7 +140,7 @@ void cn_node_get_status(const struct cn_node *n, struct cn_node_status *st)
             }
         }
     }
-    memcpy(st->fsync_bucket, s->fsync_bucket, sizeof(st->fsync_bucket));
-    st->fsync_count = s->fsync_count;
-    st->fsync_sum_s = s->fsync_sum;
+    st->persist = s->persist;
+    st->wal_fsync = s->wal_fsync;
+    st->snap_save = s->snap_save;
 }

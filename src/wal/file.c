@@ -20,6 +20,11 @@ static int sys_open(const char *path, int flags, mode_t mode)
     return open(path, flags, mode);
 }
 
+static int sys_fallocate(int fd, off_t off, off_t len)
+{
+    return fallocate(fd, 0, off, len);
+}
+
 const struct cn_wal_fs cn_wal_fs_default = {
     .open = sys_open,
     .pwrite = pwrite,
@@ -27,6 +32,8 @@ const struct cn_wal_fs cn_wal_fs_default = {
     .fsync = fsync,
     .ftruncate = ftruncate,
     .rename = rename,
+    .fallocate = sys_fallocate,
+    .fstatvfs = fstatvfs,
 };
 
 void cn_wal__errf(char *errmsg, const char *fmt, ...)
@@ -74,6 +81,19 @@ int cn_wal__pwrite_all(const struct cn_wal_fs *fs, int fd, const void *p, size_t
         c += w;
         n -= (size_t)w;
         off += (uint64_t)w;
+    }
+    return 0;
+}
+
+int cn_wal__write_zeros(const struct cn_wal_fs *fs, int fd, uint64_t off, uint64_t len)
+{
+    static const char zeros[64 * 1024];
+    while (len > 0) {
+        size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
+        int rc = cn_wal__pwrite_all(fs, fd, zeros, n, off);
+        if (rc != 0) return rc;
+        off += n;
+        len -= n;
     }
     return 0;
 }

@@ -1,5 +1,6 @@
 /* wal: the segmented, CRC-framed Raft log: open with torn-tail repair, replay, group-committed
- * appends and segment release. The record format and invariants are in wal.h's design notes. */
+ * appends into preallocated segments, the spare segment made ahead of need, and segment release.
+ * The record format and invariants are in wal.h's design notes. */
 #include "wal.h"
 
 #include <dirent.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "wal_int.h"
@@ -26,7 +28,13 @@
 #define SEG_HDR_LEN  24u
 #define ENTRY_FIXED  17u
 #define HARD_LEN     24u
-#define SEG_NAME_LEN 37u /* %016llx-%016llx.wal */
+#define SEG_NAME_LEN 37u                                     /* %016llx-%016llx.wal */
+#define HEAD_LEN     (2u * REC_HDR + SEG_HDR_LEN + HARD_LEN) /* what a cut writes: 66 bytes */
+#define SPARE_NAME   "spare.tmp"
+#define SECTOR       512u /* the unit a torn write is made of (etcd's minSectorSize) */
+
+/* The spare's states (wal.h's diagram). */
+enum spare_state { SPARE_NONE, SPARE_MAKING, SPARE_READY, SPARE_LENT, SPARE_OFF };
 
 struct seg {
     uint64_t seq;
@@ -52,6 +60,16 @@ struct cn_wal {
     uint64_t durable_index;
     struct cn_wal_hard_state durable_hs;
     bool flushing;
+    bool prealloc;          /* !no_prealloc */
+    enum spare_state spare; /* see wal.h */
+    uint64_t prealloc_failures;
+    char prealloc_errmsg[256];
+
+    /* The spare: its file's descriptor and size, and prepare_run's errmsg. Owned by prepare_run
+     * while MAKING, by flush_run while LENT, by the loop thread otherwise. */
+    int spare_fd;
+    uint64_t spare_len;
+    char spare_errmsg[256];
 
     /* The flushing batch: filled by flush_begin, read by the worker, reset by flush_end. */
     struct cn_buf batch;
@@ -69,9 +87,15 @@ struct cn_wal {
     uint64_t seg_len;         /* its last good length */
     uint64_t file_last_index; /* last entry index in the files */
     struct cn_wal_hard_state file_hs;
-    bool broken;   /* a failed flush could not be rolled back */
-    bool cut_done; /* flush_run cut `cut`; flush_end adds it to segs */
+    uint64_t alloc_len; /* its preallocated size: zeros from seg_len to here; 0 if none */
+    bool broken;        /* a failed flush could not be rolled back */
+    bool cut_done;      /* flush_run cut `cut`; flush_end adds it to segs */
     struct seg cut;
+    int64_t fsync_ns;   /* the last flush_run's batch fdatasync, -1 if it did not run */
+    bool flush_spare;   /* flush_begin lent the spare; flush_run clears it when it uses it */
+    bool spare_used;    /* flush_run used (or spoiled) the lent spare */
+    bool spare_dropped; /* flush_run deleted the lent spare after ENOSPC */
+    int spare_rc;       /* a cut into the lent spare failed with this (and grew instead) */
 };
 
 static void seg_name(char *out, size_t n, uint64_t seq, uint64_t first_index)
@@ -140,6 +164,55 @@ static void put_hard(struct cn_buf *b, const struct cn_wal_hard_state *hs)
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Zero tails. */
+
+static const uint8_t zeros[64 * 1024];
+
+/* The offset of the first nonzero byte of p[from, n), or n when there is none. */
+static size_t first_nonzero(const uint8_t *p, size_t from, size_t n)
+{
+    while (from < n) {
+        size_t k = n - from < sizeof(zeros) ? n - from : sizeof(zeros);
+        if (memcmp(p + from, zeros, k) != 0) {
+            while (p[from] == 0)
+                from++;
+            return from;
+        }
+        from += k;
+    }
+    return n;
+}
+
+/* One past the last nonzero byte of p[from, n), or from when they are all zero. */
+static size_t nonzero_end(const uint8_t *p, size_t from, size_t n)
+{
+    while (n > from) {
+        size_t k = n - from < sizeof(zeros) ? n - from : sizeof(zeros);
+        if (memcmp(p + n - k, zeros, k) != 0) {
+            while (p[n - 1] == 0)
+                n--;
+            return n;
+        }
+        n -= k;
+    }
+    return from;
+}
+
+/* Whether the record at p[off, off + n) has a zero-filled piece in one of the disk sectors it
+ * spans: what a write torn by a crash leaves in a preallocated file (etcd's isTornEntry). */
+static bool torn_sectors(const uint8_t *p, size_t off, size_t n)
+{
+    size_t end = off + n;
+    while (off < end) {
+        size_t next = (off / SECTOR + 1) * SECTOR;
+        size_t k = (next < end ? next : end) - off;
+        if (memcmp(p + off, zeros, k) == 0) return true;
+        off += k;
+    }
+    return false;
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Record decoding. */
 
 struct rec {
@@ -148,17 +221,19 @@ struct rec {
     const uint8_t *payload;
 };
 
-/* Reads the frame at *off. Returns 1 and advances *off, 0 at the end of the data, or -1 with *why
- * set when the frame is torn or corrupt. */
+/* Reads the frame at *off. Returns 1 and advances *off, 0 at the end of the data (the end of the
+ * file, a zero frame header, or fewer than REC_HDR zero bytes before the end), or -1 with *why
+ * set when the frame is torn or corrupt. What follows a zero header is not looked at here. */
 static int rec_next(const uint8_t *p, size_t n, size_t *off, struct rec *r, const char **why)
 {
     size_t left = n - *off;
     if (left == 0) return 0;
+    const uint8_t *h = p + *off;
+    if (memcmp(h, zeros, left < REC_HDR ? left : REC_HDR) == 0) return 0;
     if (left < REC_HDR) {
         *why = "torn record header";
         return -1;
     }
-    const uint8_t *h = p + *off;
     uint32_t len = cn_wal__get32(h + 4);
     if (len > CN_WAL_MAX_RECORD) {
         *why = "record length too large";
@@ -169,7 +244,9 @@ static int rec_next(const uint8_t *p, size_t n, size_t *off, struct rec *r, cons
         return -1;
     }
     if (cn_wal__crc(0, h + 4, REC_HDR - 4 + (size_t)len) != cn_wal__get32(h)) {
-        *why = "crc mismatch";
+        *why = torn_sectors(p, *off, REC_HDR + (size_t)len)
+                   ? "torn record (a sector of it is zeros)"
+                   : "crc mismatch";
         return -1;
     }
     r->type = h[8];
@@ -284,13 +361,12 @@ static int check_rec(struct cn_wal *w, const char *name, size_t off, const struc
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Cutting a segment: header + current hard state, written to a temp file, fsynced, renamed, the
- * directory fsynced (invariant 1), then opened for appending. Runs on the worker inside
- * flush_run, or on the loop thread in open. */
+ * Cutting a segment: header + current hard state, written into a .tmp file (the spare, or a new
+ * growing one), fsynced, renamed, the directory fsynced (invariant 1), then kept open for
+ * appending. Runs on the worker inside flush_run, or on the loop thread in open. */
 
-static int cut(struct cn_wal *w, uint64_t seq, uint64_t first_index)
+static void head_encode(const struct cn_wal *w, uint8_t *rec, uint64_t seq, uint64_t first_index)
 {
-    uint8_t rec[2 * REC_HDR + SEG_HDR_LEN + HARD_LEN];
     uint8_t *p = rec + REC_HDR;
     cn_wal__put32(p, SEG_MAGIC);
     cn_wal__put32(p + 4, SEG_VERSION);
@@ -299,7 +375,28 @@ static int cut(struct cn_wal *w, uint64_t seq, uint64_t first_index)
     frame_seal(rec, REC_SEGMENT, SEG_HDR_LEN);
     hard_encode(rec + 2 * REC_HDR + SEG_HDR_LEN, &w->file_hs);
     frame_seal(rec + REC_HDR + SEG_HDR_LEN, REC_HARD, HARD_LEN);
+}
 
+/* The new segment is the active one. */
+static void cut_installed(struct cn_wal *w, int fd, uint64_t seq, uint64_t first_index,
+                          uint64_t alloc_len)
+{
+    if (w->fd >= 0) close(w->fd);
+    w->fd = fd;
+    w->seq = seq;
+    w->seg_first = first_index;
+    w->seg_len = HEAD_LEN;
+    w->alloc_len = alloc_len;
+    w->cut_done = true;
+    w->cut.seq = seq;
+    w->cut.first_index = first_index;
+}
+
+/* A segment that grows with each write: the way before preallocation, and the fallback. */
+static int cut_grow(struct cn_wal *w, uint64_t seq, uint64_t first_index)
+{
+    uint8_t rec[HEAD_LEN];
+    head_encode(w, rec, seq, first_index);
     char name[64], path[4096];
     seg_name(name, sizeof(name), seq, first_index);
     int rc = cn_wal__atomic_write(w->fs, w->dir, name, rec, sizeof(rec), NULL, 0, w->errmsg);
@@ -311,14 +408,110 @@ static int cut(struct cn_wal *w, uint64_t seq, uint64_t first_index)
         cn_wal__errf(w->errmsg, "open new segment %s: %s", name, cn_strerror(rc));
         return rc;
     }
-    if (w->fd >= 0) close(w->fd);
-    w->fd = fd;
-    w->seq = seq;
-    w->seg_first = first_index;
-    w->seg_len = sizeof(rec);
-    w->cut_done = true;
-    w->cut.seq = seq;
-    w->cut.first_index = first_index;
+    cut_installed(w, fd, seq, first_index, 0);
+    return 0;
+}
+
+/* Creates dir/spare.tmp of len bytes: fallocate (where there is one), written zeros, fsync.
+ * On failure the file is removed and errmsg says which step failed. 0 or -errno. */
+static int spare_make(const struct cn_wal *w, uint64_t len, int *fd_out, char *errmsg)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", w->dir, SPARE_NAME);
+    *fd_out = -1;
+    int fd = w->fs->open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int rc = -errno;
+        cn_wal__errf(errmsg, "create %s: %s", path, cn_strerror(rc));
+        return rc;
+    }
+    const char *step = "fallocate";
+    int rc = 0;
+    struct statvfs st;
+    if (w->fs->fstatvfs != NULL && w->fs->fstatvfs(fd, &st) == 0 &&
+        (uint64_t)st.f_bavail * st.f_frsize / 2 < len) {
+        /* Half of what is free at most: the rest is for snapshots, metadata and the log. */
+        rc = -ENOSPC;
+        cn_wal__errf(errmsg, "preallocate %s (%llu bytes): only %llu bytes free", path,
+                     (unsigned long long)len,
+                     (unsigned long long)((uint64_t)st.f_bavail * st.f_frsize));
+        close(fd);
+        unlink(path);
+        return rc;
+    }
+    if (w->fs->fallocate != NULL) {
+        while (rc == 0 && w->fs->fallocate(fd, 0, (off_t)len) != 0) {
+            if (errno == EINTR) continue;
+            if (errno != EOPNOTSUPP) rc = -errno;
+            break;
+        }
+    }
+    if (rc == 0) {
+        step = "write zeros to";
+        rc = cn_wal__write_zeros(w->fs, fd, 0, len);
+    }
+    if (rc == 0 && w->fs->fsync(fd) != 0) {
+        rc = -errno;
+        step = "fsync";
+    }
+    if (rc != 0) {
+        close(fd);
+        unlink(path); /* give the space back: the log may need it */
+        cn_wal__errf(errmsg, "preallocate %s (%llu bytes): %s: %s", path, (unsigned long long)len,
+                     step, cn_strerror(rc));
+        return rc;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+/* Closes and deletes the spare (its fd is the caller's to give up). */
+static void spare_drop(const struct cn_wal *w, int fd)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", w->dir, SPARE_NAME);
+    if (fd >= 0) close(fd);
+    unlink(path);
+}
+
+/* Into the spare: the header at offset 0, fsync, rename to the segment's name, fsync dir. The
+ * spare is used up either way (a failed step leaves it half written; it is deleted). */
+static int cut_spare(struct cn_wal *w, uint64_t seq, uint64_t first_index, char *errmsg)
+{
+    uint8_t rec[HEAD_LEN];
+    head_encode(w, rec, seq, first_index);
+    char name[64], from[4096], to[4096];
+    seg_name(name, sizeof(name), seq, first_index);
+    snprintf(from, sizeof(from), "%s/%s", w->dir, SPARE_NAME);
+    snprintf(to, sizeof(to), "%s/%s", w->dir, name);
+    int fd = w->spare_fd;
+    w->spare_fd = -1;
+    const char *step = "write the header into";
+    int rc = cn_wal__pwrite_all(w->fs, fd, rec, sizeof(rec), 0);
+    if (rc == 0 && w->fs->fsync(fd) != 0) {
+        rc = -errno;
+        step = "fsync";
+    }
+    if (rc == 0 && w->fs->rename(from, to) != 0) {
+        rc = -errno;
+        step = "rename";
+    }
+    if (rc != 0) {
+        spare_drop(w, fd);
+        cn_wal__errf(errmsg, "cut %s from the spare: %s %s: %s", name, step, SPARE_NAME,
+                     cn_strerror(rc));
+        return rc;
+    }
+    rc = cn_wal__fsync_dir(w->fs, w->dir);
+    if (rc != 0) {
+        /* The name may not survive a crash: the flush fails, and its retry cuts again (growing,
+         * over this file). */
+        close(fd);
+        cn_wal__errf(errmsg, "fsync dir %s after cutting %s from the spare: %s", w->dir, name,
+                     cn_strerror(rc));
+        return rc;
+    }
+    cut_installed(w, fd, seq, first_index, w->spare_len);
     return 0;
 }
 
@@ -339,8 +532,8 @@ static int list_segs(struct cn_wal *w)
         size_t n = strlen(de->d_name);
         if (parse_seg_name(de->d_name, &s)) {
             push_seg(w, s);
-        } else if (n == SEG_NAME_LEN + 4 && strcmp(de->d_name + SEG_NAME_LEN, ".tmp") == 0) {
-            /* A cut that crashed before its rename: never part of the log. */
+        } else if (n > 4 && strcmp(de->d_name + n - 4, ".tmp") == 0) {
+            /* A cut that crashed before its rename, or a spare: never part of the log. */
             char path[4096];
             snprintf(path, sizeof(path), "%s/%s", w->dir, de->d_name);
             unlink(path);
@@ -360,38 +553,58 @@ static int list_segs(struct cn_wal *w)
     return 0;
 }
 
-/* Cuts the last segment at off (a torn or corrupt tail) and fills *repair. */
+/* Drops the last segment's damaged tail from off (see wal.h's "Damage") and fills *repair. gap is
+ * the first nonzero byte after a zero header at off (data past the end), or 0 when the frame at
+ * off is bad. *size_out: the file's length afterwards. */
 static int repair_tail(struct cn_wal *w, const char *name, const struct seg_map *m, size_t off,
-                       const char *why, struct cn_wal_repair *repair)
+                       size_t gap, const char *why, uint64_t *size_out,
+                       struct cn_wal_repair *repair)
 {
     /* Count the bad frame and whatever still parses after it, so the caller can tell a torn last
      * write (1) from damage with good records behind it (> 1). */
-    uint64_t n = 1;
-    size_t len_left = m->len - off;
-    if (len_left >= REC_HDR) {
-        uint32_t len = cn_wal__get32(m->p + off + 4);
-        if ((size_t)len <= len_left - REC_HDR) {
+    uint64_t n = 0;
+    struct rec r;
+    const char *w2;
+    /* The damage ends at the last nonzero byte, or at the end of the bad frame if that is
+     * later (its own zeros are part of it). */
+    size_t end = nonzero_end(m->p, off, m->len);
+    if (gap != 0) {
+        size_t pos = gap;
+        while (rec_next(m->p, m->len, &pos, &r, &w2) == 1)
+            n++;
+        if (n == 0) n = 1;
+    } else {
+        n = 1;
+        size_t len_left = m->len - off;
+        uint32_t len = len_left >= REC_HDR ? cn_wal__get32(m->p + off + 4) : 0;
+        if (len_left < REC_HDR || (size_t)len > len_left - REC_HDR) {
+            end = m->len; /* torn header, or a length that runs past the end of the file */
+        } else {
             size_t pos = off + REC_HDR + len;
-            struct rec r;
-            const char *w2;
+            if (pos > end) end = pos;
             while (rec_next(m->p, m->len, &pos, &r, &w2) == 1)
                 n++;
         }
     }
+    /* Damage that runs to the end of the file is cut off (a growing segment, as before
+     * preallocation); damage followed by zeros is zeroed, so the preallocated size stays. */
+    bool shrink = end == m->len;
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s", w->dir, name);
     int fd = w->fs->open(path, O_RDWR | O_CLOEXEC, 0);
     int rc = fd < 0 ? -errno : 0;
-    if (rc == 0 && w->fs->ftruncate(fd, (off_t)off) != 0) rc = -errno;
+    if (rc == 0 && shrink && w->fs->ftruncate(fd, (off_t)off) != 0) rc = -errno;
+    if (rc == 0 && !shrink) rc = cn_wal__write_zeros(w->fs, fd, off, end - off);
     if (rc == 0 && w->fs->fdatasync(fd) != 0) rc = -errno;
     if (fd >= 0) close(fd);
     if (rc != 0) {
-        cn_wal__errf(w->errmsg, "segment %s offset %zu: %s; truncating failed: %s", name, off, why,
-                     cn_strerror(rc));
+        cn_wal__errf(w->errmsg, "segment %s offset %zu: %s; %s failed: %s", name, off, why,
+                     shrink ? "truncating" : "zeroing", cn_strerror(rc));
         return rc;
     }
+    *size_out = shrink ? off : m->len;
     if (repair != NULL) {
-        repair->bytes_dropped = m->len - off;
+        repair->bytes_dropped = end - off;
         repair->records_dropped = n;
         repair->offset = off;
         snprintf(repair->segment, sizeof(repair->segment), "%s", name);
@@ -405,7 +618,7 @@ static int recover(struct cn_wal *w, struct cn_wal_repair *repair)
 {
     uint64_t last_index = 0;
     struct cn_wal_hard_state hs = {0, 0, 0};
-    uint64_t good = 0;
+    uint64_t good = 0, size = 0;
     for (size_t i = 0; i < w->n_segs; i++) {
         const struct seg *s = &w->segs[i];
         bool is_last = i + 1 == w->n_segs;
@@ -414,7 +627,7 @@ static int recover(struct cn_wal *w, struct cn_wal_repair *repair)
         struct seg_map m;
         int rc = map_seg(w, s, &m);
         if (rc != 0) return rc;
-        size_t off = 0, start = 0;
+        size_t off = 0, start = 0, gap = 0;
         struct rec r;
         const char *why = NULL;
         int got;
@@ -428,14 +641,30 @@ static int recover(struct cn_wal *w, struct cn_wal_repair *repair)
             }
             start = off;
         }
+        if (rc == 0 && got == 0 && start < m.len) {
+            /* Invariant 5: only zeros after the end of the data. */
+            gap = first_nonzero(m.p, start, m.len);
+            if (gap < m.len) {
+                got = -1;
+                why = "data after the zero frame header that ends the log";
+            } else {
+                gap = 0;
+            }
+        }
+        size = m.len;
         if (rc == 0 && got < 0) {
             if (!is_last || start == 0) {
                 /* Only the last segment's tail can be torn by a crash; a segment's header was
                  * fsynced before its rename. */
-                cn_wal__errf(w->errmsg, "segment %s offset %zu: %s", name, start, why);
+                if (gap != 0)
+                    cn_wal__errf(w->errmsg,
+                                 "segment %s offset %zu: %s (nonzero byte at offset %zu)", name,
+                                 start, why, gap);
+                else
+                    cn_wal__errf(w->errmsg, "segment %s offset %zu: %s", name, start, why);
                 rc = CN_ERR_CORRUPT;
             } else {
-                rc = repair_tail(w, name, &m, start, why, repair);
+                rc = repair_tail(w, name, &m, start, gap, why, &size, repair);
             }
         }
         if (rc == 0 && start == 0) {
@@ -459,9 +688,26 @@ static int recover(struct cn_wal *w, struct cn_wal_repair *repair)
     w->seq = s->seq;
     w->seg_first = s->first_index;
     w->seg_len = good;
+    w->alloc_len = size > good ? size : 0; /* a zero tail (invariant 5): preallocated */
     w->file_last_index = w->durable_index = w->last_index = last_index;
     w->file_hs = w->durable_hs = w->hs = hs;
     return 0;
+}
+
+/* A fresh log's first segment: preallocated when it can be, else growing. */
+static int first_segment(struct cn_wal *w)
+{
+    if (w->prealloc) {
+        int rc = spare_make(w, w->segment_size, &w->spare_fd, w->spare_errmsg);
+        if (rc == 0) {
+            w->spare_len = w->segment_size;
+            rc = cut_spare(w, 0, 0, w->spare_errmsg);
+            if (rc == 0) return 0;
+        }
+        w->prealloc_failures++;
+        snprintf(w->prealloc_errmsg, sizeof(w->prealloc_errmsg), "%s", w->spare_errmsg);
+    }
+    return cut_grow(w, 0, 0);
 }
 
 int cn_wal_open(const char *dir, const struct cn_wal_options *opts, struct cn_wal **out,
@@ -472,8 +718,11 @@ int cn_wal_open(const char *dir, const struct cn_wal_options *opts, struct cn_wa
     struct cn_wal *w = CN_NEW(struct cn_wal);
     w->dir = cn_xstrdup(dir);
     w->fd = -1;
+    w->spare_fd = -1;
+    w->fsync_ns = -1;
     w->fs = opts && opts->fs ? opts->fs : &cn_wal_fs_default;
     w->segment_size = opts && opts->segment_size ? opts->segment_size : CN_WAL_SEGMENT_SIZE_DEFAULT;
+    w->prealloc = !(opts && opts->no_prealloc);
     cn_buf_init(&w->pending);
     cn_buf_init(&w->batch);
 
@@ -485,7 +734,7 @@ int cn_wal_open(const char *dir, const struct cn_wal_options *opts, struct cn_wa
     rc = list_segs(w);
     if (rc != 0) goto err;
     if (w->n_segs == 0) {
-        rc = cut(w, 0, 0);
+        rc = first_segment(w);
         if (rc != 0) goto err;
         push_seg(w, w->cut);
         w->cut_done = false;
@@ -506,8 +755,9 @@ err:
 void cn_wal_close(struct cn_wal *w)
 {
     if (w == NULL) return;
-    CN_ASSERT(!w->flushing);
+    CN_ASSERT(!w->flushing && w->spare != SPARE_MAKING);
     if (w->fd >= 0) close(w->fd);
+    if (w->spare == SPARE_READY) spare_drop(w, w->spare_fd);
     cn_buf_free(&w->pending);
     cn_buf_free(&w->batch);
     cn_free(w->segs);
@@ -668,11 +918,34 @@ bool cn_wal_flush_begin(struct cn_wal *w)
     w->pending_has_entries = false;
     w->pending_has_hs = false;
     w->flushing = true;
+    w->flush_spare = w->spare == SPARE_READY;
+    if (w->flush_spare) w->spare = SPARE_LENT;
+    w->spare_used = w->spare_dropped = false;
+    w->spare_rc = 0;
     return true;
+}
+
+/* Erases a failed batch of len bytes written at good (invariant 2): truncates what lies past the
+ * preallocated size, zeroes what lies inside it, fdatasyncs. 0 or -errno. */
+static int erase_batch(struct cn_wal *w, uint64_t good, uint64_t len)
+{
+    uint64_t end = good + len;
+    int rc = 0;
+    if (good >= w->alloc_len) {
+        if (w->fs->ftruncate(w->fd, (off_t)good) != 0) rc = -errno;
+    } else {
+        if (end > w->alloc_len && w->fs->ftruncate(w->fd, (off_t)w->alloc_len) != 0) rc = -errno;
+        if (rc == 0)
+            rc = cn_wal__write_zeros(w->fs, w->fd, good,
+                                     (end < w->alloc_len ? end : w->alloc_len) - good);
+    }
+    if (rc == 0 && w->fs->fdatasync(w->fd) != 0) rc = -errno;
+    return rc;
 }
 
 int cn_wal_flush_run(struct cn_wal *w)
 {
+    w->fsync_ns = -1;
     if (w->broken) {
         cn_wal__errf(w->errmsg, "wal is broken after a failed rollback");
         return CN_ERR_IO;
@@ -680,29 +953,45 @@ int cn_wal_flush_run(struct cn_wal *w)
     if (w->seg_len >= w->segment_size) {
         /* Invariant 3: name the segment after the first entry it will hold. */
         uint64_t first = w->batch_has_entries ? w->batch_first_index : w->file_last_index + 1;
-        int rc = cut(w, w->seq + 1, first);
+        int rc = -1;
+        if (w->flush_spare) {
+            w->flush_spare = false;
+            w->spare_used = true;
+            rc = cut_spare(w, w->seq + 1, first, w->spare_errmsg);
+            w->spare_rc = rc;
+        }
+        if (rc != 0) rc = cut_grow(w, w->seq + 1, first); /* no spare, or it failed */
         if (rc != 0) return rc;
     }
     char name[64];
     uint64_t good = w->seg_len;
     int rc = cn_wal__pwrite_all(w->fs, w->fd, w->batch.p, w->batch.len, good);
     const char *step = "write";
-    if (rc == 0 && w->fs->fdatasync(w->fd) != 0) {
-        rc = -errno;
-        step = "fdatasync";
+    if (rc == 0) {
+        int64_t t0 = cn_clock_mono_ns();
+        int r = w->fs->fdatasync(w->fd);
+        w->fsync_ns = cn_clock_mono_ns() - t0;
+        if (r != 0) {
+            rc = -errno;
+            step = "fdatasync";
+        }
     }
     if (rc != 0) {
         /* Invariant 2: nothing of a failed batch may stay behind, or a restart would replay
          * records the caller was told had failed. */
         seg_name(name, sizeof(name), w->seq, w->seg_first);
-        int rc2 = 0;
-        if (w->fs->ftruncate(w->fd, (off_t)good) != 0 || w->fs->fdatasync(w->fd) != 0) {
-            rc2 = -errno;
-            w->broken = true;
+        int rc2 = erase_batch(w, good, w->batch.len);
+        if (rc2 != 0) w->broken = true;
+        if (rc == -ENOSPC && w->flush_spare) {
+            /* The spare's space is worth more to the log now; another is made after a cut. */
+            w->flush_spare = false;
+            w->spare_dropped = true;
+            spare_drop(w, w->spare_fd);
+            w->spare_fd = -1;
         }
         cn_wal__errf(w->errmsg, "segment %s offset %llu: %s of %zu bytes: %s%s%s", name,
                      (unsigned long long)good, step, w->batch.len, cn_strerror(rc),
-                     rc2 ? "; truncate back failed: " : "", rc2 ? cn_strerror(rc2) : "");
+                     rc2 ? "; erasing it failed: " : "", rc2 ? cn_strerror(rc2) : "");
         return rc2 ? CN_ERR_IO : rc;
     }
     w->seg_len += w->batch.len;
@@ -711,13 +1000,29 @@ int cn_wal_flush_run(struct cn_wal *w)
     return 0;
 }
 
+int64_t cn_wal_last_fsync_ns(const struct cn_wal *w)
+{
+    return w->fsync_ns;
+}
+
 void cn_wal_flush_end(struct cn_wal *w, int rc)
 {
     CN_ASSERT(w->flushing);
     w->flushing = false;
+    if (w->spare == SPARE_LENT) {
+        if (w->spare_dropped)
+            w->spare = SPARE_OFF;
+        else
+            w->spare = w->spare_used ? SPARE_NONE : SPARE_READY;
+        if (w->spare_rc != 0) {
+            w->prealloc_failures++;
+            snprintf(w->prealloc_errmsg, sizeof(w->prealloc_errmsg), "%s", w->spare_errmsg);
+        }
+    }
     if (w->cut_done) {
         push_seg(w, w->cut);
         w->cut_done = false;
+        if (w->spare == SPARE_OFF) w->spare = SPARE_NONE; /* try again after every cut */
     }
     if (rc == 0) {
         w->durable_index = w->file_last_index;
@@ -742,6 +1047,53 @@ int cn_wal_sync(struct cn_wal *w)
     int rc = cn_wal_flush_run(w);
     cn_wal_flush_end(w, rc);
     return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The spare. */
+
+bool cn_wal_prepare_begin(struct cn_wal *w)
+{
+    if (!w->prealloc || w->broken || w->spare != SPARE_NONE) return false;
+    w->spare = SPARE_MAKING;
+    return true;
+}
+
+int cn_wal_prepare_run(struct cn_wal *w)
+{
+    return spare_make(w, w->segment_size, &w->spare_fd, w->spare_errmsg);
+}
+
+void cn_wal_prepare_end(struct cn_wal *w, int rc)
+{
+    CN_ASSERT(w->spare == SPARE_MAKING);
+    if (rc == 0) {
+        w->spare = SPARE_READY;
+        w->spare_len = w->segment_size;
+        return;
+    }
+    w->spare = SPARE_OFF;
+    w->prealloc_failures++;
+    snprintf(w->prealloc_errmsg, sizeof(w->prealloc_errmsg), "%s", w->spare_errmsg);
+}
+
+int cn_wal_prepare(struct cn_wal *w)
+{
+    if (!cn_wal_prepare_begin(w)) return 0;
+    int rc = cn_wal_prepare_run(w);
+    cn_wal_prepare_end(w, rc);
+    return rc == 0 ? 1 : rc;
+}
+
+bool cn_wal_spare_ready(const struct cn_wal *w)
+{
+    return w->spare == SPARE_READY;
+}
+
+uint64_t cn_wal_prealloc_failures(const struct cn_wal *w, const char **errmsg)
+{
+    if (errmsg != NULL) *errmsg = w->prealloc_errmsg;
+    return w->prealloc_failures;
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 
 #include "common/buf.h"
@@ -26,21 +27,68 @@
  * {u64 term, u64 vote, u64 commit}. Every new segment repeats the current hard state after its
  * header, so deleting old segments never loses it.
  *
+ * Preallocation. A segment file is made at its full size (segment_size) before it holds a
+ * record, so that an append overwrites blocks that already exist and fdatasync has no file size
+ * or extent change to commit (etcd's filePipeline does the same). The spare, <dir>/spare.tmp, is
+ * fallocated and then filled with written zeros (fallocate alone leaves unwritten extents, and
+ * converting them costs a metadata commit on the next fdatasync; fallocate first fails early
+ * with ENOSPC and makes the zeroing faster on ext4) and fsynced, by cn_wal_prepare_run() off the
+ * loop. It is made only while the file system has at least twice its size free, so that
+ * preallocation never takes the last space the snapshots, the metadata and the log itself
+ * need (below that, segments grow as written). A cut writes the header into it, fsyncs it, renames
+ * it to the segment's name and fsyncs the directory. Records are written from offset 0; a segment's
+ * data ends at a frame header of 9 zero bytes (crc 0, len 0, type 0: type 0 does not exist, so no
+ * record has it), at fewer than 9 zero bytes before the end of the file, or at the end of the file.
+ * Segments that grow with each write (logs written before preallocation, segments cut when no spare
+ * was ready, cn_wal_options.no_prealloc) have no zero tail and read the same way. A batch may run
+ * past the preallocated size; the file then grows. The same version 1 format either way.
+ *
  * Invariants:
- *  1. Only the last segment is ever written. New segments are created as <name>.tmp, written,
- *     fsynced, renamed and the directory fsynced (wal_cut), so a segment file that exists is
- *     complete up to its header.
- *  2. A record is durable only once cn_wal_flush_run() returned 0 for its batch. A failed batch is
- *     truncated away (the file goes back to its last good length) before flush_run returns.
+ *  1. Only the last segment is ever written. A segment starts as a .tmp file (spare.tmp, or
+ *     <name>.tmp when no spare is ready), has its header written and fsynced, is renamed to its
+ *     name and the directory fsynced (cut_spare, cut_grow), so a segment file that exists is
+ *     complete up to its header. A .tmp file is never part of the log: open deletes every one.
+ *  2. A record is durable only once cn_wal_flush_run() returned 0 for its batch. A failed batch
+ *     is erased before flush_run returns: what lies past the preallocated size is truncated
+ *     away, what lies inside it is overwritten with zeros, so the file goes back to its last good
+ *     contents (data up to the last good length, then zeros).
  *  3. All entries in segment i have an index < the first index in segment i+1's name (the name is
  *     the first entry index the new segment will hold, or last index + 1). cn_wal_release_to()
  *     relies on it.
  *  4. An entry whose index is <= an earlier one truncates the log there (Raft's overwrite);
  *     replay yields the log as it stands after every overwrite.
+ *  5. After the end of its data a segment holds only zeros, to the end of the file. Open checks
+ *     it: a nonzero byte there is damage, as a bad frame is (a torn batch whose later pages
+ *     reached the disk while an earlier one did not looks like this).
  *
- * Threads: everything runs on the loop thread except cn_wal_flush_run(), which a threadpool worker
- * (uv_queue_work) calls between cn_wal_flush_begin() and cn_wal_flush_end(). flush_run touches only
- * the flushing batch and the segment file; the loop keeps appending to the pending batch meanwhile.
+ * Damage. In the last segment a torn or corrupt tail is repaired (cn_wal_open's *repair): the
+ * bytes from the first bad frame to the end of the damage (its last nonzero byte, or the end of
+ * the bad frame if that is later) are dropped: cut off with ftruncate when the damage runs to the
+ * end of the file (a growing segment, as before preallocation, or a length field that runs past
+ * the end), else overwritten with zeros, so a preallocated segment keeps its size and written
+ * extents. Anywhere else damage is CN_ERR_CORRUPT and nothing is modified. Checking invariant 5
+ * reads the zero tail: open reads up to segment_size more bytes of the last segment than it did.
+ *
+ * The spare (loop thread state; the function making each move):
+ *
+ *     NONE --prepare_begin--> MAKING --prepare_end(0)--> READY <--flush_end: no cut--+
+ *      ^  ^                     |                          |                         |
+ *      |  |              prepare_end(< 0)             flush_begin                    |
+ *      |  |                     v                          v                         |
+ *      |  +--flush_end: a cut-- OFF <--flush_end: ENOSPC-- LENT ---------------------+
+ *      |                                                   |
+ *      +--------------flush_end: a cut used (or spoiled) it+
+ *
+ * A cut that finds no spare lent (NONE, MAKING, OFF) makes a growing segment: a failed or slow
+ * preallocation never refuses or delays a write. OFF holds back new attempts until the next
+ * cut, so a full disk is not zeroed at in a loop; a flush that fails with ENOSPC deletes a lent
+ * spare to give its space back to the log.
+ *
+ * Threads: everything runs on the loop thread except cn_wal_flush_run() and
+ * cn_wal_prepare_run(), which threadpool workers (uv_queue_work) call between their _begin and
+ * _end, possibly at the same time. flush_run touches only the flushing batch, the segment file
+ * and, while LENT, the spare; prepare_run only the spare's file, descriptor and errmsg, which no
+ * flush holds while MAKING. The loop keeps appending to the pending batch meanwhile.
  * uv_queue_work's work_cb/after_work_cb hand-off orders the memory, so no locks are needed.
  */
 
@@ -60,6 +108,11 @@ struct cn_wal_fs {
     int (*fsync)(int fd); /* files after rename, and directories */
     int (*ftruncate)(int fd, off_t len);
     int (*rename)(const char *from, const char *to);
+    /* Reserves [off, off + len) as Linux fallocate(fd, 0, off, len) does. NULL, or -1 with
+     * EOPNOTSUPP, where the file system has none: the zeros are then written without it. */
+    int (*fallocate)(int fd, off_t off, off_t len);
+    /* Free space of the file system holding fd, asked before preallocating. NULL: not asked. */
+    int (*fstatvfs)(int fd, struct statvfs *st);
 };
 
 /* The real file system (libc). */
@@ -72,8 +125,11 @@ struct cn_wal; /* opaque */
 
 struct cn_wal_options {
     uint64_t segment_size;      /* cut a new segment once the current one reaches this; 0: default.
-                                 * A batch is never split, so a segment may exceed it by one batch */
+                                 * A batch is never split, so a segment may exceed it by one batch.
+                                 * Also the size segments are preallocated to */
     const struct cn_wal_fs *fs; /* NULL: cn_wal_fs_default */
+    bool no_prealloc;           /* segments grow with each write, as logs written before
+                                 * preallocation did (tests, tools) */
 };
 
 /* An entry as Raft sees it. In replay callbacks data is borrowed: valid during the callback only.
@@ -94,25 +150,29 @@ struct cn_wal_hard_state {
 
 /* What open did to the last segment's tail. All zero when nothing was dropped. */
 struct cn_wal_repair {
-    uint64_t bytes_dropped;   /* file length before - after truncation */
-    uint64_t records_dropped; /* the bad record plus every frame after it that still parsed */
-    uint64_t offset;          /* where the file was cut */
+    uint64_t bytes_dropped;   /* from offset to the end of the damage: cut off, or zeroed */
+    uint64_t records_dropped; /* the bad record plus every frame after it that still parsed (for
+                               * data after a zero header: the frames parsed there, at least 1) */
+    uint64_t offset;          /* where the log's data now ends */
     char segment[64];         /* the segment's file name */
     char reason[96];          /* "torn record", "crc mismatch", ... */
 };
 
 /* Opens (creating dir and a first segment when there is none) the log in dir, the caller's
- * <data-dir>/member/wal. Reads every segment and validates every record: a torn or corrupt tail
- * of the LAST segment is cut off with ftruncate and described in *repair (may be NULL; the caller
- * should log it); damage anywhere else fails with CN_ERR_CORRUPT and a precise errmsg, in which
- * case nothing was modified. On success *out is the caller's, freed with cn_wal_close().
- * On failure *out is NULL and, when errmsg is not NULL, errmsg (256 bytes) says why.
- * Errors: -errno from the file system, CN_ERR_CORRUPT, CN_ERR_VERSION, CN_ERR_INVAL. */
+ * <data-dir>/member/wal. A fresh log's first segment is preallocated here, on the calling
+ * thread (a failure falls back to a growing one: cn_wal_prealloc_failures()). Reads every
+ * segment and validates every record and every zero tail (invariant 5): a torn or corrupt tail
+ * of the LAST segment is dropped (cut off or zeroed, see "Damage") and described in *repair (may
+ * be NULL; the caller should log it); damage anywhere else fails with CN_ERR_CORRUPT and a
+ * precise errmsg, in which case nothing was modified. Deletes leftover .tmp files. On success *out
+ * is the caller's, freed with cn_wal_close(). On failure *out is NULL and, when errmsg is not NULL,
+ * errmsg (256 bytes) says why. Errors: -errno from the file system, CN_ERR_CORRUPT, CN_ERR_VERSION,
+ * CN_ERR_INVAL. */
 int cn_wal_open(const char *dir, const struct cn_wal_options *opts, struct cn_wal **out,
                 struct cn_wal_repair *repair, char *errmsg);
 
-/* Closes the files and frees w. No flush may be in flight; pending records are discarded (they
- * were never durable). */
+/* Closes the files, deletes an unused spare and frees w. No flush or prepare may be in flight;
+ * pending records are discarded (they were never durable). */
 void cn_wal_close(struct cn_wal *w);
 
 /* Whether dir holds at least one segment (the node's "is there an existing member?" test). */
@@ -148,11 +208,17 @@ void cn_wal_set_hard_state(struct cn_wal *w, const struct cn_wal_hard_state *hs)
  * call it again from flush_end's caller). */
 bool cn_wal_flush_begin(struct cn_wal *w);
 
-/* Worker thread. Cuts a new segment first if the current one reached segment_size, writes the
- * batch with one pwrite and fdatasyncs it. Returns 0, or -errno (ENOSPC, EIO...) after truncating
- * the segment back to its last good length; CN_ERR_IO if even that failed (the log is then
- * broken: every later flush fails). w->errmsg says where. */
+/* Worker thread. Cuts a new segment first if the current one reached segment_size (into the
+ * spare when one was lent by flush_begin, else a growing one), writes the batch with one pwrite
+ * and fdatasyncs it. Returns 0, or -errno (ENOSPC, EIO...) after erasing the batch (invariant
+ * 2); CN_ERR_IO if even that failed (the log is then broken: every later flush fails).
+ * w->errmsg says where. */
 int cn_wal_flush_run(struct cn_wal *w);
+
+/* How long the batch's fdatasync took in the last cn_wal_flush_run(), measured around the call
+ * (etcd's wal_fsync_duration_seconds), or -1 when that flush did not reach it. Read it on the
+ * worker right after flush_run, or on the loop thread after flush_end. */
+int64_t cn_wal_last_fsync_ns(const struct cn_wal *w);
 
 /* Loop thread, with flush_run's rc. On 0 the batch is durable: cn_wal_durable_index() moves on
  * and the caller may apply and acknowledge it. On failure the failed batch AND every record
@@ -190,6 +256,30 @@ int cn_wal_release_run(struct cn_wal_release *rel);
 void cn_wal_release_free(struct cn_wal_release *rel);
 /* The three steps on the calling thread, for tests and tools: deleted count or -errno. */
 int cn_wal_release_to(struct cn_wal *w, uint64_t index);
+
+/* Preparing the next segment ahead of need (see the spare's states above), so that a cut never
+ * waits for 64 MiB of zeros:
+ *   cn_wal_prepare_begin (loop thread) returns true when a spare should be made now (none is
+ *     ready or being made, preallocation is on and not held back after a failure);
+ *   cn_wal_prepare_run (worker thread; a flush may run meanwhile) creates <dir>/spare.tmp,
+ *     fallocates it to segment_size, writes the zeros and fsyncs it. 0 or -errno; on failure the
+ *     file is removed;
+ *   cn_wal_prepare_end (loop thread) with run's rc. A failure counts in
+ *     cn_wal_prealloc_failures(); the log goes on with growing segments.
+ * Call begin after open and after every flush_end. */
+bool cn_wal_prepare_begin(struct cn_wal *w);
+int cn_wal_prepare_run(struct cn_wal *w);
+void cn_wal_prepare_end(struct cn_wal *w, int rc);
+/* The three on the calling thread, for tests and tools: 1 when a spare was made, 0 when none
+ * was wanted, or run's -errno. */
+int cn_wal_prepare(struct cn_wal *w);
+/* Whether a spare is ready to be used by the next cut. */
+bool cn_wal_spare_ready(const struct cn_wal *w);
+
+/* Preallocations that failed since open (the first segment's in open, cn_wal_prepare_run's),
+ * with the last one's context in *errmsg (may be NULL; valid until the next cn_wal call). The
+ * caller logs the first; nothing is lost by them. Loop thread. */
+uint64_t cn_wal_prealloc_failures(const struct cn_wal *w, const char **errmsg);
 
 /* Number of segment files, for tests and metrics. */
 size_t cn_wal_segment_count(const struct cn_wal *w);

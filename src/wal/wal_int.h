@@ -19,6 +19,9 @@ void cn_wal__errf(char *errmsg, const char *fmt, ...) __attribute__((format(prin
  * Returns 0 or -errno. */
 int cn_wal__pwrite_all(const struct cn_wal_fs *fs, int fd, const void *p, size_t n, uint64_t off);
 
+/* Writes len zero bytes at off (preallocation, and erasing a failed batch). 0 or -errno. */
+int cn_wal__write_zeros(const struct cn_wal_fs *fs, int fd, uint64_t off, uint64_t len);
+
 /* fsync a directory. 0 or -errno. */
 int cn_wal__fsync_dir(const struct cn_wal_fs *fs, const char *dir);
 
