@@ -32,6 +32,13 @@ void cn_buf_reserve(struct cn_buf *b, size_t n)
     b->cap = cap;
 }
 
+void cn_buf_reserve_exact(struct cn_buf *b, size_t n)
+{
+    if (b->cap - b->len > n) return;
+    b->cap = b->len + n + 1;
+    b->p = cn_xrealloc(b->p, b->cap);
+}
+
 void cn_buf_reset(struct cn_buf *b)
 {
     b->len = 0;

@@ -25,6 +25,10 @@ void cn_buf_init(struct cn_buf *b);
 void cn_buf_free(struct cn_buf *b);
 /* Makes room for n more bytes. */
 void cn_buf_reserve(struct cn_buf *b, size_t n);
+/* The same, growing (when it must) to exactly n more bytes and the NUL rather than to the next
+ * power of two: for bytes whose final size is known and that a long-lived owner keeps (a log
+ * entry's payload), so that no slack is kept with them. */
+void cn_buf_reserve_exact(struct cn_buf *b, size_t n);
 void cn_buf_reset(struct cn_buf *b);
 void cn_buf_append(struct cn_buf *b, const void *p, size_t n);
 void cn_buf_appends(struct cn_buf *b, const char *z);
@@ -54,6 +58,16 @@ void cn_buf_put_u32(struct cn_buf *b, uint32_t v);
 void cn_buf_put_u64(struct cn_buf *b, uint64_t v);
 void cn_buf_put_i64(struct cn_buf *b, int64_t v);
 void cn_buf_put_uvarint(struct cn_buf *b, uint64_t v);
+/* How many bytes cn_buf_put_uvarint writes for v (1 to 10). */
+static inline size_t cn_uvarint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
 /* uvarint length then the bytes. */
 void cn_buf_put_bytes(struct cn_buf *b, const void *p, size_t n);
 

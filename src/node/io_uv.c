@@ -351,13 +351,16 @@ static bool persist(struct cn_node_io *io, const struct cn_node_batch *b)
 {
     struct io_uv *u = of(io);
     int rc = 0;
+    /* The log writes the payloads from Raft's entries, which stay unchanged until the node
+     * advances, after on_persisted (node_io.h contract 3, raft.h's payload rules), so after the
+     * flush_end of this batch: no copy. (A batch that needs no flush has no entries.) */
     for (size_t i = 0; i < b->n_entries && rc == 0; i++) {
         const struct cn_raft_entry *e = &b->entries[i];
         struct cn_wal_entry we = {e->term, e->index,
                                   e->type == CN_RAFT_ENTRY_CONF ? CN_NODE__WAL_CONF
                                                                 : CN_NODE__WAL_NORMAL,
                                   e->data, e->len};
-        rc = cn_wal_append_entry(u->wal, &we);
+        rc = cn_wal_append_entry_borrowed(u->wal, &we);
     }
     CN_ASSERT(rc == 0); /* raft bounds entries far below the WAL's record limit */
     if (b->has_hard_state) {
@@ -366,6 +369,7 @@ static bool persist(struct cn_node_io *io, const struct cn_node_batch *b)
         cn_wal_set_hard_state(u->wal, &hs);
     }
     u->flush_has_wal = b->must_sync && cn_wal_flush_begin(u->wal);
+    CN_ASSERT(b->n_entries == 0 || u->flush_has_wal); /* the entries' flush starts now */
     if (!u->flush_has_wal && b->snapshot == NULL) return false;
     u->install = b->snapshot;
     u->flush_final = false;

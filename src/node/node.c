@@ -64,6 +64,7 @@ static void node_free(struct cn_node *n)
     if (n->snap.frozen) n->fsm->thaw(n->fsm, n->snap.frozen); /* io never took it */
     cn_buf_free(&n->snap.buf);
     cn_buf_free(&n->send_snap);
+    cn_buf_free(&n->frame);
     cn_free(n);
 }
 
@@ -93,6 +94,7 @@ struct cn_node *cn_node_new(const struct cn_node_options *opt, struct cn_fsm *fs
     cn_list_init(&n->done);
     cn_buf_init(&n->snap.buf);
     cn_buf_init(&n->send_snap);
+    cn_buf_init(&n->frame);
     copy_members(n, opt);
 
     struct cn_raft_snapshot_meta meta = {st->snap_index, st->snap_term, {0}};

@@ -165,6 +165,27 @@ typedef void (*cn_node_done_cb)(void *ctx, int rc, const void *res);
 struct cn_node_req *cn_node_propose(struct cn_node *n, const void *cmd, size_t len,
                                     cn_node_done_cb cb, void *ctx);
 
+/* A command written in place, for the write path: its bytes are the log entry's from the start.
+ * cn_node_cmd_begin puts the node's entry header (origin, request number) in c->buf; the caller
+ * appends its command right after it (cn_store_cmd_encode(&cmd, &c->buf)); cn_node_propose_cmd
+ * takes the buffer, which becomes the Raft entry's payload as it is and is written to the log
+ * from there: nothing between the caller's encoding and the disk copies it. (A follower copies it
+ * once into the frame it forwards to the leader.) */
+struct cn_node_cmd {
+    struct cn_buf buf; /* the entry so far: append the command */
+    uint64_t seq;      /* private: the request number in the header */
+};
+
+/* Starts c in a buffer sized for the header and exactly cmd_len more bytes (give the command's
+ * encoded length, cn_store_cmd_encoded_len, so the entry keeps no slack; more still works). */
+void cn_node_cmd_begin(struct cn_node *n, struct cn_node_cmd *c, size_t cmd_len);
+/* Proposes c's command as cn_node_propose does. The node takes c->buf in every case (failures
+ * come through cb): the caller must not touch it again, and c is left empty. */
+struct cn_node_req *cn_node_propose_cmd(struct cn_node *n, struct cn_node_cmd *c,
+                                        cn_node_done_cb cb, void *ctx);
+/* Drops a begun command that is not proposed after all. */
+void cn_node_cmd_free(struct cn_node_cmd *c);
+
 /* Membership changes, each together with the member records it changes (a batch for the state
  * machine's apply_conf), applied in the same entry on every member. An added member catches up
  * as a learner and the leader promotes it to voter once it has the log. */

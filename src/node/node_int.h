@@ -15,6 +15,16 @@
  *   applies both the same way; the member whose id is origin also answers its request seq with
  *   the result of its own apply. An empty normal entry is a new leader's no-op.
  *
+ *   One copy per write. A normal request's data is the entry's payload itself, written by its
+ *   proposer after the header (cn_node_cmd_begin) and sized exactly. On the leader it moves into
+ *   Raft (cn_raft_propose_owned), and io persists Raft's entries without copying them (io_uv:
+ *   cn_wal_append_entry_borrowed), relying on raft.h's rule that no payload leaves the log while
+ *   a batch is out: the node gives Raft no input from cn_raft_ready until the persist completed
+ *   and finish_ready advanced (ticks, peer payloads and requests wait, see the loop above), so
+ *   a new leader's overwrite of those entries is stepped only after the write ended. A forwarded
+ *   request's body, copied once out of the peer's read buffer into its inbox item, moves into
+ *   Raft the same way on the leader.
+ *
  *   Requests (requests.c), a small state machine per request:
  *
  *       QUEUED --feed: leader proposes / follower sends PROP--> WAITING --applied--> answered
@@ -81,16 +91,18 @@ struct cn_node_req {
     uint64_t conf_id;
     int rc; /* for early failures */
     uint64_t index;
-    /* QUEUED: the PROP frame a follower sends ([uvarint seq][u8 kind] then the envelope or the
-     * conf change encoding); data + body_off is what a leader proposes */
+    /* QUEUED: what is proposed, the entry's payload (the envelope and command, sized exactly) or
+     * the conf change encoding. A leader hands a normal one to Raft (data is then empty); a
+     * follower keeps it for a retry, and sends it behind a PROP header ([uvarint seq][u8 kind]). */
     struct cn_buf data;
-    size_t body_off;
 };
 
 struct cn_node__inbox_item {
     uint8_t what; /* CN_PEER_KIND_RAFT, _PROP, _PROP_FAIL, or CN_NODE__IN_* */
     uint64_t from;
-    struct cn_buf data;
+    struct cn_buf data; /* PROP: the body alone, sized exactly (Raft may take it) */
+    uint64_t seq;       /* PROP: the follower's request */
+    uint8_t kind;       /* PROP: CN_NODE__K_* */
 };
 
 struct cn_node__follower_stats {
@@ -144,6 +156,7 @@ struct cn_node {
     struct cn_list queued, waiting, reads;
     struct cn_list done; /* failed early: answered on the next deferred call */
     uint64_t npending;
+    struct cn_buf frame; /* a follower's PROP frame, reused */
     struct cn_node__stats stats;
     /* snapshot creation */
     bool snapping;
@@ -177,23 +190,27 @@ static inline bool cn_node__accepting(const struct cn_node *n)
 /* transport.c */
 bool cn_node__alive(const struct cn_node *n);
 void cn_node__inbox_push(struct cn_node *n, uint8_t what, uint64_t from, const void *p, size_t len);
+/* A PROP frame from a follower: its body goes into the inbox alone (an undecodable frame names
+ * no request to answer: it is dropped). */
+void cn_node__inbox_push_prop(struct cn_node *n, uint64_t from, const void *p, size_t len);
 void cn_node__drain_inbox(struct cn_node *n);
 void cn_node__send_msg(struct cn_node *n, struct cn_raft_msg *m);
 /* Points the transport at every member of the configuration the state machine records. */
 void cn_node__refresh_peers(struct cn_node *n);
 
 /* requests.c */
-struct cn_node_req *cn_node__new_req(struct cn_node *n, bool is_read, cn_node_done_cb cb,
-                                     void *ctx);
+struct cn_node_req *cn_node__new_req(struct cn_node *n, bool is_read, uint64_t seq,
+                                     cn_node_done_cb cb, void *ctx);
 struct cn_node_req *cn_node__fail_later(struct cn_node *n, struct cn_node_req *r, int rc);
 void cn_node__finish_req(struct cn_node *n, struct cn_node_req *r, int rc, const void *res);
 struct cn_node_req *cn_node__find_waiting(struct cn_node *n, uint64_t seq);
-/* Leader: proposes a queued request's data, or a PROP frame's body. */
-int cn_node__raft_propose(struct cn_node *n, uint8_t kind, const void *p, size_t len);
+/* Leader: proposes a queued request's data or a forwarded body. A normal one moves into Raft
+ * on success (body is left empty); anything else stays in body. */
+int cn_node__raft_propose(struct cn_node *n, uint8_t kind, struct cn_buf *body);
 /* feed's part: queued proposals to Raft or to the leader, queued reads to ReadIndex. */
 void cn_node__submit(struct cn_node *n);
-/* A PROP frame from a follower / a PROP_FAIL from the leader. */
-void cn_node__on_prop(struct cn_node *n, uint64_t from, const void *p, size_t len);
+/* A forwarded proposal (an inbox item of a PROP frame) / a PROP_FAIL from the leader. */
+void cn_node__on_prop(struct cn_node *n, struct cn_node__inbox_item *it);
 void cn_node__on_prop_fail(struct cn_node *n, const void *p, size_t len);
 void cn_node__expire(struct cn_node *n, int64_t now_ns);
 void cn_node__answer_done(struct cn_node *n);

@@ -20,13 +20,14 @@ void cn_node__finish_req(struct cn_node *n, struct cn_node_req *r, int rc, const
     cn_free(r);
 }
 
-struct cn_node_req *cn_node__new_req(struct cn_node *n, bool is_read, cn_node_done_cb cb, void *ctx)
+struct cn_node_req *cn_node__new_req(struct cn_node *n, bool is_read, uint64_t seq,
+                                     cn_node_done_cb cb, void *ctx)
 {
     struct cn_node_req *r = CN_NEW(struct cn_node_req);
     r->cb = cb;
     r->ctx = ctx;
     r->is_read = is_read;
-    r->seq = n->next_seq++;
+    r->seq = seq;
     cn_buf_init(&r->data);
     r->deadline_ns = n->io->now_ns(n->io) + (5000 + 2 * (int64_t)n->opt.election_ms) * CN_NS_PER_MS;
     if (!is_read) n->npending++;
@@ -42,26 +43,46 @@ struct cn_node_req *cn_node__fail_later(struct cn_node *n, struct cn_node_req *r
     return r;
 }
 
-struct cn_node_req *cn_node_propose(struct cn_node *n, const void *cmd, size_t len,
-                                    cn_node_done_cb cb, void *ctx)
+void cn_node_cmd_begin(struct cn_node *n, struct cn_node_cmd *c, size_t cmd_len)
 {
-    struct cn_node_req *r = cn_node__new_req(n, false, cb, ctx);
+    c->seq = n->next_seq++;
+    cn_buf_init(&c->buf);
+    cn_buf_reserve_exact(&c->buf, 1 + cn_uvarint_len(n->id) + cn_uvarint_len(c->seq) + cmd_len);
+    cn_node__env_header(&c->buf, n->id, c->seq);
+}
+
+void cn_node_cmd_free(struct cn_node_cmd *c)
+{
+    cn_buf_free(&c->buf);
+}
+
+struct cn_node_req *cn_node_propose_cmd(struct cn_node *n, struct cn_node_cmd *c,
+                                        cn_node_done_cb cb, void *ctx)
+{
+    struct cn_node_req *r = cn_node__new_req(n, false, c->seq, cb, ctx);
+    r->data = c->buf; /* moved: the entry's payload from here on */
+    cn_buf_init(&c->buf);
     if (!cn_node__accepting(n)) return cn_node__fail_later(n, r, CN_ERR_STOPPED);
     r->kind = CN_NODE__K_NORMAL;
-    cn_node__prop_encode(&r->data, r->seq, CN_NODE__K_NORMAL);
-    r->body_off = r->data.len;
-    cn_node__env_header(&r->data, n->id, r->seq);
-    cn_buf_append(&r->data, cmd, len);
     r->state = CN_NODE__QUEUED;
     cn_list_insert_tail(&n->queued, &r->link);
     cn_node__kick(n);
     return r;
 }
 
+struct cn_node_req *cn_node_propose(struct cn_node *n, const void *cmd, size_t len,
+                                    cn_node_done_cb cb, void *ctx)
+{
+    struct cn_node_cmd c;
+    cn_node_cmd_begin(n, &c, len);
+    cn_buf_append(&c.buf, cmd, len);
+    return cn_node_propose_cmd(n, &c, cb, ctx);
+}
+
 static struct cn_node_req *propose_conf(struct cn_node *n, uint8_t op, uint64_t id,
                                         const struct cn_buf *records, cn_node_done_cb cb, void *ctx)
 {
-    struct cn_node_req *r = cn_node__new_req(n, false, cb, ctx);
+    struct cn_node_req *r = cn_node__new_req(n, false, n->next_seq++, cb, ctx);
     if (!cn_node__accepting(n)) return cn_node__fail_later(n, r, CN_ERR_STOPPED);
     r->kind = CN_NODE__K_CONF;
     r->conf_op = op;
@@ -70,8 +91,6 @@ static struct cn_node_req *propose_conf(struct cn_node *n, uint8_t op, uint64_t 
     cn_node__env_header(&c, n->id, r->seq);
     if (records) cn_buf_append(&c, records->p, records->len);
     struct cn_raft_conf_change cc = {op, id, c.p, c.len};
-    cn_node__prop_encode(&r->data, r->seq, CN_NODE__K_CONF);
-    r->body_off = r->data.len;
     cn_raft_conf_change_encode(&cc, &r->data);
     cn_buf_free(&c);
     r->state = CN_NODE__QUEUED;
@@ -95,7 +114,7 @@ struct cn_node_req *cn_node_remove_member(struct cn_node *n, uint64_t id,
 
 struct cn_node_req *cn_node_read_index(struct cn_node *n, cn_node_done_cb cb, void *ctx)
 {
-    struct cn_node_req *r = cn_node__new_req(n, true, cb, ctx);
+    struct cn_node_req *r = cn_node__new_req(n, true, n->next_seq++, cb, ctx);
     if (!cn_node__accepting(n)) return cn_node__fail_later(n, r, CN_ERR_STOPPED);
     r->state = CN_NODE__QUEUED;
     cn_list_insert_tail(&n->reads, &r->link);
@@ -118,11 +137,15 @@ struct cn_node_req *cn_node__find_waiting(struct cn_node *n, uint64_t seq)
     return NULL;
 }
 
-int cn_node__raft_propose(struct cn_node *n, uint8_t kind, const void *p, size_t len)
+int cn_node__raft_propose(struct cn_node *n, uint8_t kind, struct cn_buf *body)
 {
-    if (kind == CN_NODE__K_NORMAL) return cn_raft_propose(n->raft, p, len, NULL, NULL);
+    if (kind == CN_NODE__K_NORMAL) {
+        int rc = cn_raft_propose_owned(n->raft, body->p, body->len, NULL, NULL);
+        if (rc == 0) cn_buf_init(body); /* Raft's now */
+        return rc;
+    }
     struct cn_raft_conf_change cc;
-    if (cn_raft_conf_change_decode(p, len, &cc) != 0) return CN_ERR_INVAL;
+    if (cn_raft_conf_change_decode(body->p, body->len, &cc) != 0) return CN_ERR_INVAL;
     return cn_raft_propose_conf(n->raft, &cc, NULL, NULL);
 }
 
@@ -133,21 +156,15 @@ static bool retryable(int rc)
     return rc == CN_ERR_NO_LEADER || rc == -EBUSY || rc == -ENOBUFS || rc == -ENOTCONN;
 }
 
-void cn_node__on_prop(struct cn_node *n, uint64_t from, const void *p, size_t len)
+void cn_node__on_prop(struct cn_node *n, struct cn_node__inbox_item *it)
 {
-    uint64_t seq;
-    uint8_t kind;
-    const uint8_t *body;
-    size_t body_len;
-    int rc = CN_ERR_CORRUPT;
-    bool ok = cn_node__prop_decode(p, len, &seq, &kind, &body, &body_len);
-    if (ok) rc = cn_node__raft_propose(n, kind, body, body_len);
-    if (rc == 0 || !ok) return; /* an undecodable frame names no request to answer */
+    int rc = cn_node__raft_propose(n, it->kind, &it->data);
+    if (rc == 0) return;
     struct cn_buf b = CN_BUF_INIT;
-    cn_node__prop_fail_encode(&b, seq, rc);
+    cn_node__prop_fail_encode(&b, it->seq, rc);
     /* a lost answer costs the follower its deadline: nothing else to do about it */
-    if (n->io->send(n->io, from, CN_PEER_KIND_PROP_FAIL, b.p, b.len) != 0)
-        CN_LOGD("node", "cannot answer a forwarded proposal to=%" PRIx64, from);
+    if (n->io->send(n->io, it->from, CN_PEER_KIND_PROP_FAIL, b.p, b.len) != 0)
+        CN_LOGD("node", "cannot answer a forwarded proposal to=%" PRIx64, it->from);
     cn_buf_free(&b);
 }
 
@@ -177,11 +194,16 @@ void cn_node__submit(struct cn_node *n)
     CN_LIST_FOREACH(it, tmp, &n->queued) {
         struct cn_node_req *r = CN_CONTAINER_OF(it, struct cn_node_req, link);
         int rc;
-        if (leader)
-            rc = cn_node__raft_propose(n, r->kind, r->data.p + r->body_off,
-                                       r->data.len - r->body_off);
-        else
-            rc = n->io->send(n->io, n->lead, CN_PEER_KIND_PROP, r->data.p, r->data.len);
+        if (leader) {
+            rc = cn_node__raft_propose(n, r->kind, &r->data);
+        } else {
+            /* the one copy a forwarded write costs here, into the frame (the transport copies
+             * it onto the wire in any case) */
+            cn_buf_reset(&n->frame);
+            cn_node__prop_encode(&n->frame, r->seq, r->kind);
+            cn_buf_append(&n->frame, r->data.p, r->data.len);
+            rc = n->io->send(n->io, n->lead, CN_PEER_KIND_PROP, n->frame.p, n->frame.len);
+        }
         if (rc != 0 && retryable(rc)) continue;
         cn_list_remove(&r->link);
         cn_list_insert_tail(&n->waiting, &r->link);
@@ -192,13 +214,10 @@ void cn_node__submit(struct cn_node *n)
         }
         r->state = CN_NODE__WAITING;
         r->proposed = true;
-        /* A forwarded proposal keeps its frame: the leader may answer PROP_FAIL with a code that
+        /* A forwarded proposal keeps its data: the leader may answer PROP_FAIL with a code that
          * sends it back to the queue (a transfer in progress, its queue full), and it is sent
-         * again. One proposed here can only commit or fail. */
-        if (leader) {
-            cn_buf_free(&r->data);
-            cn_buf_init(&r->data);
-        }
+         * again. One proposed here can only commit or fail (a normal one's data is Raft's). */
+        if (leader) cn_buf_free(&r->data);
     }
     CN_LIST_FOREACH(it, tmp, &n->reads) {
         struct cn_node_req *r = CN_CONTAINER_OF(it, struct cn_node_req, link);

@@ -11,18 +11,40 @@
 #include "node_int.h"
 #include "peer/peer.h"
 
-void cn_node__inbox_push(struct cn_node *n, uint8_t what, uint64_t from, const void *p, size_t len)
+static struct cn_node__inbox_item *inbox_add(struct cn_node *n, uint8_t what, uint64_t from)
 {
-    if (n->ninbox >= CN_NODE__MAX_INBOX) return; /* Raft retries what is dropped */
+    if (n->ninbox >= CN_NODE__MAX_INBOX) return NULL; /* Raft retries what is dropped */
     if (n->ninbox == n->capinbox) {
         n->capinbox = n->capinbox ? n->capinbox * 2 : 64;
         n->inbox = cn_xrealloc(n->inbox, n->capinbox * sizeof(*n->inbox));
     }
     struct cn_node__inbox_item *it = &n->inbox[n->ninbox++];
+    memset(it, 0, sizeof(*it));
     it->what = what;
     it->from = from;
-    cn_buf_init(&it->data);
-    if (len) cn_buf_append(&it->data, p, len);
+    return it;
+}
+
+void cn_node__inbox_push(struct cn_node *n, uint8_t what, uint64_t from, const void *p, size_t len)
+{
+    struct cn_node__inbox_item *it = inbox_add(n, what, from);
+    if (it && len) cn_buf_append(&it->data, p, len);
+}
+
+void cn_node__inbox_push_prop(struct cn_node *n, uint64_t from, const void *p, size_t len)
+{
+    uint64_t seq;
+    uint8_t kind;
+    const uint8_t *body;
+    size_t body_len;
+    if (!cn_node__prop_decode(p, len, &seq, &kind, &body, &body_len)) return;
+    struct cn_node__inbox_item *it = inbox_add(n, CN_PEER_KIND_PROP, from);
+    if (it == NULL) return;
+    it->seq = seq;
+    it->kind = kind;
+    /* exactly sized: on the leader Raft takes these bytes as the entry's payload */
+    cn_buf_reserve_exact(&it->data, body_len);
+    cn_buf_append(&it->data, body, body_len);
 }
 
 bool cn_node__alive(const struct cn_node *n)
@@ -33,7 +55,9 @@ bool cn_node__alive(const struct cn_node *n)
 void cn_node_on_receive(struct cn_node *n, uint64_t from, uint8_t kind, const void *p, size_t len)
 {
     if (!cn_node__alive(n)) return;
-    if (kind == CN_PEER_KIND_RAFT || kind == CN_PEER_KIND_PROP || kind == CN_PEER_KIND_PROP_FAIL)
+    if (kind == CN_PEER_KIND_PROP)
+        cn_node__inbox_push_prop(n, from, p, len);
+    else if (kind == CN_PEER_KIND_RAFT || kind == CN_PEER_KIND_PROP_FAIL)
         cn_node__inbox_push(n, kind, from, p, len);
     cn_node__process(n);
 }
@@ -178,7 +202,7 @@ void cn_node__drain_inbox(struct cn_node *n)
                 CN_LOGW("node", "dropping undecodable raft message from=%" PRIx64, it->from);
             }
         } else if (it->what == CN_PEER_KIND_PROP) {
-            cn_node__on_prop(n, it->from, it->data.p, it->data.len);
+            cn_node__on_prop(n, it); /* Raft may take it->data */
         } else if (it->what == CN_PEER_KIND_PROP_FAIL) {
             cn_node__on_prop_fail(n, it->data.p, it->data.len);
         } else if (it->what == CN_NODE__IN_LEADER_GONE) {

@@ -376,21 +376,41 @@ void cn_raft_tick(struct cn_raft *r)
     cn_raft__election_tick(r);
 }
 
-int cn_raft_propose(struct cn_raft *r, const void *data, size_t len, uint64_t *index,
-                    uint64_t *term)
+/* Whether the leader takes a proposal of len bytes now: 0 or the error cn_raft_propose names. */
+static int admit(const struct cn_raft *r, size_t len)
 {
-    CN_ASSERT(r->loaded && !r->ready_out);
     if (r->role != CN_RAFT_LEADER) return CN_ERR_NO_LEADER;
     if (r->transferee != CN_RAFT_NONE) return -EBUSY;
     if (len > r->cfg.max_entry_bytes) return CN_ERR_TOO_LARGE;
     /* a bounded queue; an entry of any size is let in while nothing is pending */
     if (r->uncommitted > 0 && r->uncommitted + len > r->cfg.max_uncommitted_bytes) return -ENOBUFS;
+    return 0;
+}
+
+int cn_raft_propose_owned(struct cn_raft *r, void *data, size_t len, uint64_t *index,
+                          uint64_t *term)
+{
+    CN_ASSERT(r->loaded && !r->ready_out);
+    int rc = admit(r, len);
+    if (rc != 0) return rc; /* data stays the caller's */
+    if (len == 0) {
+        cn_free(data); /* taken all the same; an empty entry carries no bytes */
+        data = NULL;
+    }
     r->uncommitted += len;
-    void *copy = len ? cn_xmemdup(data, len) : NULL;
-    cn_raft__replication_leader_append(r, CN_RAFT_ENTRY_NORMAL, copy, len);
+    cn_raft__replication_leader_append(r, CN_RAFT_ENTRY_NORMAL, data, len);
     if (index) *index = cn_raft__log_last_index(&r->log);
     if (term) *term = r->term;
     return 0;
+}
+
+int cn_raft_propose(struct cn_raft *r, const void *data, size_t len, uint64_t *index,
+                    uint64_t *term)
+{
+    CN_ASSERT(r->loaded && !r->ready_out);
+    int rc = admit(r, len); /* before the copy: a refused proposal costs none */
+    if (rc != 0) return rc;
+    return cn_raft_propose_owned(r, len ? cn_xmemdup(data, len) : NULL, len, index, term);
 }
 
 /* ---- ready / advance -------------------------------------------------------------------- */

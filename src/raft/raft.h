@@ -28,6 +28,15 @@
  *     node that must wait for an fsync queues its inputs meanwhile, as tests/sim does.
  *   - Inputs are borrowed for the duration of the call: cn_raft_step() copies whatever of the
  *     message it keeps (entry payloads, snapshot data); cn_raft_propose() copies the payload.
+ *     The one exception is cn_raft_propose_owned(), which takes the payload itself.
+ *   - Entry payloads belong to the log. Each is allocated once (copied in by step, propose or
+ *     load, or taken by propose_owned) and freed once, with cn_free, when its entry leaves the
+ *     log: truncated by a new leader's conflicting entries, compacted (cn_raft_compact) or
+ *     replaced by a snapshot, or at cn_raft_free(). None of that can happen while a batch is
+ *     out (no input until cn_raft_advance()), so the caller may keep borrowing rd.entries'
+ *     payloads until then, e.g. for a write that completes on another thread; messages in a
+ *     batch point at the log's payloads and own none. A payload never changes while in the
+ *     log.
  *   - A message of type CN_RAFT_MSG_SNAP produced by the leader carries only the snapshot's
  *     metadata (snap_data == NULL): the caller attaches the bytes of the snapshot it saved at
  *     that index before sending. A received CN_RAFT_MSG_SNAP must carry them.
@@ -281,6 +290,11 @@ int cn_raft_step(struct cn_raft *r, const struct cn_raft_msg *m);
  * leader is cut off; retry later). */
 int cn_raft_propose(struct cn_raft *r, const void *data, size_t len, uint64_t *index,
                     uint64_t *term);
+/* The same without the copy: on success the log owns data (cn_alloc memory: cn_xmalloc, a
+ * cn_buf's bytes), which becomes the entry's payload as it is, and the caller must neither free
+ * nor change it; with len 0 data is freed. On failure data stays the caller's. */
+int cn_raft_propose_owned(struct cn_raft *r, void *data, size_t len, uint64_t *index,
+                          uint64_t *term);
 
 /* Proposes one membership change (thesis §4.1). Errors: CN_ERR_NO_LEADER, -EBUSY (a previous
  * change is not committed yet, the leader has not committed an entry of its term, or a

@@ -3,11 +3,13 @@
  * lock. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -28,6 +30,7 @@ static int sys_fallocate(int fd, off_t off, off_t len)
 const struct cn_wal_fs cn_wal_fs_default = {
     .open = sys_open,
     .pwrite = pwrite,
+    .pwritev = pwritev,
     .fdatasync = fdatasync,
     .fsync = fsync,
     .ftruncate = ftruncate,
@@ -94,6 +97,42 @@ int cn_wal__write_zeros(const struct cn_wal_fs *fs, int fd, uint64_t off, uint64
         if (rc != 0) return rc;
         off += n;
         len -= n;
+    }
+    return 0;
+}
+
+#ifndef IOV_MAX
+#define IOV_MAX 1024
+#endif
+
+int cn_wal__pwritev_all(const struct cn_wal_fs *fs, int fd, struct iovec *iov, size_t n,
+                        uint64_t off)
+{
+    while (n > 0) {
+        if (iov->iov_len == 0) {
+            iov++;
+            n--;
+            continue;
+        }
+        ssize_t w = fs->pwritev ? fs->pwritev(fd, iov, n > IOV_MAX ? IOV_MAX : (int)n, (off_t)off)
+                                : fs->pwrite(fd, iov->iov_base, iov->iov_len, (off_t)off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        if (w == 0) return -EIO;
+        off += (uint64_t)w;
+        /* a short write goes on from the first byte that did not land */
+        size_t done = (size_t)w;
+        while (n > 0 && done >= iov->iov_len) {
+            done -= iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (done > 0) {
+            iov->iov_base = (char *)iov->iov_base + done;
+            iov->iov_len -= done;
+        }
     }
     return 0;
 }

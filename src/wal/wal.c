@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/alloc.h"
@@ -35,10 +36,37 @@
 
 /* The spare's states (wal.h's diagram). */
 enum spare_state { SPARE_NONE, SPARE_MAKING, SPARE_READY, SPARE_LENT, SPARE_OFF };
+/* A borrowed payload shorter than this is copied into the batch after all: copying a few bytes
+ * costs less than an iovec of its own (the new leader's empty entry, SYNC commands). */
+#define INLINE_MAX 64u
 
 struct seg {
     uint64_t seq;
     uint64_t first_index; /* from the name */
+};
+
+/* A payload appended borrowed (cn_wal_append_entry_borrowed): written from where the caller
+ * keeps it, right after byte `at` of the batch's head. */
+struct ext {
+    size_t at;
+    const void *p;
+    size_t len;
+};
+
+/* Records waiting for a write: the pending batch (loop thread) or the flushing one (the worker's
+ * between flush_begin and flush_end). Their bytes are `head` (the frames, and the payloads that
+ * were copied) with the borrowed payloads spliced in; flush_begin lays the whole out as iov. */
+struct batch {
+    struct cn_buf head;
+    struct ext *ext;
+    size_t n_ext, cap_ext;
+    size_t len; /* bytes on disk: head.len + the borrowed payloads */
+    struct iovec *iov;
+    size_t n_iov, cap_iov;
+    bool has_entries;
+    uint64_t first_index, last_index;
+    bool has_hs;
+    struct cn_wal_hard_state hs;
 };
 
 struct cn_wal {
@@ -51,12 +79,9 @@ struct cn_wal {
     struct seg *segs; /* in sequence order; the last is the active one (or the one before a cut
                        * that flush_end has not merged yet) */
     size_t n_segs, cap_segs;
-    struct cn_buf pending;
-    bool pending_has_entries;
-    uint64_t pending_first_index;
+    struct batch pending;
     uint64_t last_index;         /* last appended entry, pending or durable */
     struct cn_wal_hard_state hs; /* last set, pending or durable */
-    bool pending_has_hs;
     uint64_t durable_index;
     struct cn_wal_hard_state durable_hs;
     bool flushing;
@@ -72,12 +97,7 @@ struct cn_wal {
     char spare_errmsg[256];
 
     /* The flushing batch: filled by flush_begin, read by the worker, reset by flush_end. */
-    struct cn_buf batch;
-    bool batch_has_entries;
-    uint64_t batch_first_index;
-    uint64_t batch_last_index;
-    bool batch_has_hs;
-    struct cn_wal_hard_state batch_hs;
+    struct batch batch;
 
     /* Worker state: touched only by flush_run, or by the loop thread when no flush is in
      * flight (open, flush_end, close). */
@@ -129,25 +149,47 @@ static int seg_cmp(const void *a, const void *b)
  * Record encoding. Appending reserves room once and writes in place: no allocation per record
  * beyond the buffer's own growth. */
 
-/* Fills in the frame around a payload already at h + REC_HDR. */
-static void frame_seal(uint8_t *h, uint8_t type, uint32_t len)
+/* Fills in the frame around a payload of len bytes: the first len - tail_len of them already at
+ * h + REC_HDR, the rest at tail (a borrowed payload, written from there). The CRC covers len,
+ * type and the whole payload, and is computed here, once. */
+static void frame_seal_tail(uint8_t *h, uint8_t type, uint32_t len, const void *tail,
+                            size_t tail_len)
 {
     cn_wal__put32(h + 4, len);
     h[8] = type;
-    cn_wal__put32(h, cn_wal__crc(0, h + 4, REC_HDR - 4 + (size_t)len));
+    uint32_t crc = cn_wal__crc(0, h + 4, REC_HDR - 4 + (size_t)len - tail_len);
+    if (tail_len) crc = cn_wal__crc(crc, tail, tail_len);
+    cn_wal__put32(h, crc);
 }
 
-static uint8_t *rec_begin(struct cn_buf *b, uint32_t len)
+static void frame_seal(uint8_t *h, uint8_t type, uint32_t len)
 {
-    cn_buf_reserve(b, REC_HDR + (size_t)len);
-    return (uint8_t *)b->p + b->len + REC_HDR;
+    frame_seal_tail(h, type, len, NULL, 0);
 }
 
-static void rec_end(struct cn_buf *b, uint8_t type, uint32_t len)
+/* Room for a record whose first in_head payload bytes go into the batch's head. */
+static uint8_t *rec_begin(struct batch *b, size_t in_head)
 {
-    frame_seal((uint8_t *)b->p + b->len, type, len);
+    cn_buf_reserve(&b->head, REC_HDR + in_head);
+    return (uint8_t *)b->head.p + b->head.len + REC_HDR;
+}
+
+/* Seals the record rec_begin made room for: len payload bytes, the last tail_len of them
+ * borrowed from tail. */
+static void rec_end(struct batch *b, uint8_t type, uint32_t len, const void *tail, size_t tail_len)
+{
+    struct cn_buf *h = &b->head;
+    frame_seal_tail((uint8_t *)h->p + h->len, type, len, tail, tail_len);
+    h->len += REC_HDR + (size_t)len - tail_len;
+    h->p[h->len] = '\0';
+    if (tail_len) {
+        if (b->n_ext == b->cap_ext) {
+            b->cap_ext = b->cap_ext ? b->cap_ext * 2 : 64;
+            b->ext = cn_xrealloc(b->ext, b->cap_ext * sizeof(*b->ext));
+        }
+        b->ext[b->n_ext++] = (struct ext){h->len, tail, tail_len};
+    }
     b->len += REC_HDR + (size_t)len;
-    b->p[b->len] = '\0';
 }
 
 static void hard_encode(uint8_t *p, const struct cn_wal_hard_state *hs)
@@ -157,10 +199,51 @@ static void hard_encode(uint8_t *p, const struct cn_wal_hard_state *hs)
     cn_wal__put64(p + 16, hs->commit);
 }
 
-static void put_hard(struct cn_buf *b, const struct cn_wal_hard_state *hs)
+static void put_hard(struct batch *b, const struct cn_wal_hard_state *hs)
 {
     hard_encode(rec_begin(b, HARD_LEN), hs);
-    rec_end(b, REC_HARD, HARD_LEN);
+    rec_end(b, REC_HARD, HARD_LEN, NULL, 0);
+}
+
+/* Forgets the records (keeping the memory for reuse, unless one huge batch grew it). */
+static void batch_reset(struct batch *b)
+{
+    if (b->head.cap > 16u * 1024u * 1024u)
+        cn_buf_free(&b->head); /* do not pin one huge batch's memory */
+    else
+        cn_buf_reset(&b->head);
+    b->n_ext = 0;
+    b->n_iov = 0;
+    b->len = 0;
+    b->has_entries = false;
+    b->has_hs = false;
+}
+
+static void batch_free(struct batch *b)
+{
+    cn_buf_free(&b->head);
+    cn_free(b->ext);
+    cn_free(b->iov);
+    memset(b, 0, sizeof(*b));
+}
+
+/* Lays the batch out for one gathered write: head pieces with the borrowed payloads between. */
+static void batch_layout(struct batch *b)
+{
+    size_t need = 2 * b->n_ext + 1;
+    if (need > b->cap_iov) {
+        b->cap_iov = need;
+        b->iov = cn_xrealloc(b->iov, need * sizeof(*b->iov));
+    }
+    size_t at = 0, n = 0;
+    for (size_t i = 0; i < b->n_ext; i++) {
+        const struct ext *x = &b->ext[i];
+        if (x->at > at) b->iov[n++] = (struct iovec){b->head.p + at, x->at - at};
+        b->iov[n++] = (struct iovec){(void *)x->p, x->len};
+        at = x->at;
+    }
+    if (b->head.len > at) b->iov[n++] = (struct iovec){b->head.p + at, b->head.len - at};
+    b->n_iov = n;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -723,8 +806,6 @@ int cn_wal_open(const char *dir, const struct cn_wal_options *opts, struct cn_wa
     w->fs = opts && opts->fs ? opts->fs : &cn_wal_fs_default;
     w->segment_size = opts && opts->segment_size ? opts->segment_size : CN_WAL_SEGMENT_SIZE_DEFAULT;
     w->prealloc = !(opts && opts->no_prealloc);
-    cn_buf_init(&w->pending);
-    cn_buf_init(&w->batch);
 
     int rc = strlen(dir) > CN_WAL__DIR_MAX ? -ENAMETOOLONG : cn_wal__mkdirs(dir);
     if (rc != 0) {
@@ -758,8 +839,8 @@ void cn_wal_close(struct cn_wal *w)
     CN_ASSERT(!w->flushing && w->spare != SPARE_MAKING);
     if (w->fd >= 0) close(w->fd);
     if (w->spare == SPARE_READY) spare_drop(w, w->spare_fd);
-    cn_buf_free(&w->pending);
-    cn_buf_free(&w->batch);
+    batch_free(&w->pending);
+    batch_free(&w->batch);
     cn_free(w->segs);
     cn_free(w->dir);
     cn_free(w);
@@ -875,48 +956,57 @@ struct cn_wal_hard_state cn_wal_hard_state(const struct cn_wal *w)
     return w->hs;
 }
 
-int cn_wal_append_entry(struct cn_wal *w, const struct cn_wal_entry *e)
+/* borrow: the payload (unless it is short) is written from e->data, not copied. */
+static int append_entry(struct cn_wal *w, const struct cn_wal_entry *e, bool borrow)
 {
     if (e->len > CN_WAL_MAX_RECORD - ENTRY_FIXED) {
         cn_wal__errf(w->errmsg, "entry %llu: %zu bytes exceed the record limit",
                      (unsigned long long)e->index, e->len);
         return CN_ERR_TOO_LARGE;
     }
+    struct batch *b = &w->pending;
+    size_t tail = borrow && e->len >= INLINE_MAX ? e->len : 0;
     uint32_t len = (uint32_t)(ENTRY_FIXED + e->len);
-    uint8_t *p = rec_begin(&w->pending, len);
+    uint8_t *p = rec_begin(b, len - tail);
     cn_wal__put64(p, e->term);
     cn_wal__put64(p + 8, e->index);
     p[16] = e->type;
-    if (e->len) memcpy(p + ENTRY_FIXED, e->data, e->len);
-    rec_end(&w->pending, REC_ENTRY, len);
-    if (!w->pending_has_entries) {
-        w->pending_has_entries = true;
-        w->pending_first_index = e->index;
+    if (e->len && !tail) memcpy(p + ENTRY_FIXED, e->data, e->len);
+    rec_end(b, REC_ENTRY, len, e->data, tail);
+    if (!b->has_entries) {
+        b->has_entries = true;
+        b->first_index = e->index;
     }
     w->last_index = e->index;
     return 0;
+}
+
+int cn_wal_append_entry(struct cn_wal *w, const struct cn_wal_entry *e)
+{
+    return append_entry(w, e, false);
+}
+
+int cn_wal_append_entry_borrowed(struct cn_wal *w, const struct cn_wal_entry *e)
+{
+    return append_entry(w, e, true);
 }
 
 void cn_wal_set_hard_state(struct cn_wal *w, const struct cn_wal_hard_state *hs)
 {
     put_hard(&w->pending, hs);
     w->hs = *hs;
-    w->pending_has_hs = true;
+    w->pending.has_hs = true;
 }
 
 bool cn_wal_flush_begin(struct cn_wal *w)
 {
     if (w->flushing || w->pending.len == 0) return false;
-    struct cn_buf t = w->batch; /* empty, but keeps its capacity for reuse */
+    struct batch t = w->batch; /* empty, but keeps its capacity for reuse */
     w->batch = w->pending;
     w->pending = t;
-    w->batch_has_entries = w->pending_has_entries;
-    w->batch_first_index = w->pending_first_index;
-    w->batch_last_index = w->last_index;
-    w->batch_has_hs = w->pending_has_hs;
-    w->batch_hs = w->hs;
-    w->pending_has_entries = false;
-    w->pending_has_hs = false;
+    w->batch.last_index = w->last_index;
+    w->batch.hs = w->hs;
+    batch_layout(&w->batch);
     w->flushing = true;
     w->flush_spare = w->spare == SPARE_READY;
     if (w->flush_spare) w->spare = SPARE_LENT;
@@ -946,13 +1036,14 @@ static int erase_batch(struct cn_wal *w, uint64_t good, uint64_t len)
 int cn_wal_flush_run(struct cn_wal *w)
 {
     w->fsync_ns = -1;
+    struct batch *b = &w->batch;
     if (w->broken) {
         cn_wal__errf(w->errmsg, "wal is broken after a failed rollback");
         return CN_ERR_IO;
     }
     if (w->seg_len >= w->segment_size) {
         /* Invariant 3: name the segment after the first entry it will hold. */
-        uint64_t first = w->batch_has_entries ? w->batch_first_index : w->file_last_index + 1;
+        uint64_t first = b->has_entries ? b->first_index : w->file_last_index + 1;
         int rc = -1;
         if (w->flush_spare) {
             w->flush_spare = false;
@@ -965,7 +1056,7 @@ int cn_wal_flush_run(struct cn_wal *w)
     }
     char name[64];
     uint64_t good = w->seg_len;
-    int rc = cn_wal__pwrite_all(w->fs, w->fd, w->batch.p, w->batch.len, good);
+    int rc = cn_wal__pwritev_all(w->fs, w->fd, b->iov, b->n_iov, good);
     const char *step = "write";
     if (rc == 0) {
         int64_t t0 = cn_clock_mono_ns();
@@ -990,13 +1081,13 @@ int cn_wal_flush_run(struct cn_wal *w)
             w->spare_fd = -1;
         }
         cn_wal__errf(w->errmsg, "segment %s offset %llu: %s of %zu bytes: %s%s%s", name,
-                     (unsigned long long)good, step, w->batch.len, cn_strerror(rc),
+                     (unsigned long long)good, step, b->len, cn_strerror(rc),
                      rc2 ? "; erasing it failed: " : "", rc2 ? cn_strerror(rc2) : "");
         return rc2 ? CN_ERR_IO : rc;
     }
-    w->seg_len += w->batch.len;
-    if (w->batch_has_entries) w->file_last_index = w->batch_last_index;
-    if (w->batch_has_hs) w->file_hs = w->batch_hs;
+    w->seg_len += b->len;
+    if (b->has_entries) w->file_last_index = b->last_index;
+    if (b->has_hs) w->file_hs = b->hs;
     return 0;
 }
 
@@ -1029,16 +1120,12 @@ void cn_wal_flush_end(struct cn_wal *w, int rc)
         w->durable_hs = w->file_hs;
     } else {
         /* What was appended after the failed batch follows it: drop it too (see wal.h). */
-        cn_buf_reset(&w->pending);
-        w->pending_has_entries = false;
-        w->pending_has_hs = false;
+        batch_reset(&w->pending);
         w->last_index = w->durable_index;
         w->hs = w->durable_hs;
     }
-    if (w->batch.cap > 16u * 1024u * 1024u)
-        cn_buf_free(&w->batch); /* do not pin one huge batch's memory */
-    else
-        cn_buf_reset(&w->batch);
+    /* from here on nothing of the batch is referenced: borrowed payloads are the caller's again */
+    batch_reset(&w->batch);
 }
 
 int cn_wal_sync(struct cn_wal *w)

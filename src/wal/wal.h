@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/statvfs.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "common/buf.h"
 
@@ -84,12 +85,23 @@
  * cut, so a full disk is not zeroed at in a loop; a flush that fails with ENOSPC deletes a lent
  * spare to give its space back to the log.
  *
+ * Batches. Appended records wait in the pending batch until cn_wal_flush_begin() makes it the
+ * flushing one, which cn_wal_flush_run() writes with one gathered write (pwritev) and one
+ * fdatasync. A batch is the record frames (and the payloads that were copied) in one buffer, plus
+ * the payloads appended borrowed (cn_wal_append_entry_borrowed), which are written from the
+ * caller's memory: the WAL keeps no copy of them. A borrowed payload is referenced from its append
+ * until the cn_wal_flush_end() of the batch that carries it returns, or until a failed flush_end
+ * or cn_wal_close() drops it; nothing of it is touched after that. Each record's CRC is computed
+ * once, at append, over the frame's len and type and the whole payload.
+ *
  * Threads: everything runs on the loop thread except cn_wal_flush_run() and
  * cn_wal_prepare_run(), which threadpool workers (uv_queue_work) call between their _begin and
- * _end, possibly at the same time. flush_run touches only the flushing batch, the segment file
- * and, while LENT, the spare; prepare_run only the spare's file, descriptor and errmsg, which no
- * flush holds while MAKING. The loop keeps appending to the pending batch meanwhile.
- * uv_queue_work's work_cb/after_work_cb hand-off orders the memory, so no locks are needed.
+ * _end, possibly at the same time. flush_run touches only the flushing batch (and reads its
+ * borrowed payloads), the segment file and, while LENT, the spare; prepare_run only the spare's
+ * file, descriptor and errmsg, which no flush holds while MAKING. The loop keeps appending to the
+ * pending batch meanwhile, and may read a borrowed payload while it is written (no one may
+ * change it). uv_queue_work's work_cb/after_work_cb hand-off orders the memory, so no locks are
+ * needed.
  */
 
 #define CN_WAL_SEGMENT_SIZE_DEFAULT (64u * 1024u * 1024u)
@@ -104,6 +116,8 @@
 struct cn_wal_fs {
     int (*open)(const char *path, int flags, mode_t mode);
     ssize_t (*pwrite)(int fd, const void *p, size_t n, off_t off);
+    /* The log's batches. NULL: each piece goes through pwrite instead. */
+    ssize_t (*pwritev)(int fd, const struct iovec *iov, int n, off_t off);
     int (*fdatasync)(int fd);
     int (*fsync)(int fd); /* files after rename, and directories */
     int (*ftruncate)(int fd, off_t len);
@@ -200,6 +214,12 @@ struct cn_wal_hard_state cn_wal_hard_state(const struct cn_wal *w);
  * installing a snapshot at S the next entry is S + 1 and later replays start from S.
  * Loop thread. Errors: CN_ERR_TOO_LARGE when e->len exceeds CN_WAL_MAX_RECORD - 17. */
 int cn_wal_append_entry(struct cn_wal *w, const struct cn_wal_entry *e);
+/* The same without a copy of the payload: e->data is borrowed, and must stay valid and unchanged
+ * until the cn_wal_flush_end() of the batch that carries it has returned (or a failed flush_end or
+ * cn_wal_close() dropped it; see "Batches" above). The node passes Raft's unstable entries, which
+ * Raft keeps unchanged until the batch is durable. A payload of a few bytes is copied after all
+ * (cheaper than a piece of its own in the write); e is never kept. */
+int cn_wal_append_entry_borrowed(struct cn_wal *w, const struct cn_wal_entry *e);
 void cn_wal_set_hard_state(struct cn_wal *w, const struct cn_wal_hard_state *hs);
 
 /* Group commit. Loop thread: if cn_wal_flush_begin() returns true, the pending batch became the
@@ -209,10 +229,10 @@ void cn_wal_set_hard_state(struct cn_wal *w, const struct cn_wal_hard_state *hs)
 bool cn_wal_flush_begin(struct cn_wal *w);
 
 /* Worker thread. Cuts a new segment first if the current one reached segment_size (into the
- * spare when one was lent by flush_begin, else a growing one), writes the batch with one pwrite
- * and fdatasyncs it. Returns 0, or -errno (ENOSPC, EIO...) after erasing the batch (invariant
- * 2); CN_ERR_IO if even that failed (the log is then broken: every later flush fails).
- * w->errmsg says where. */
+ * spare when one was lent by flush_begin, else a growing one), writes the batch with one gathered
+ * write (pwritev; more than one only past IOV_MAX pieces or on a short write) and fdatasyncs it.
+ * Returns 0, or -errno (ENOSPC, EIO...) after erasing the batch (invariant 2); CN_ERR_IO if even
+ * that failed (the log is then broken: every later flush fails). w->errmsg says where. */
 int cn_wal_flush_run(struct cn_wal *w);
 
 /* How long the batch's fdatasync took in the last cn_wal_flush_run(), measured around the call

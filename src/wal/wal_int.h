@@ -22,6 +22,13 @@ int cn_wal__pwrite_all(const struct cn_wal_fs *fs, int fd, const void *p, size_t
 /* Writes len zero bytes at off (preallocation, and erasing a failed batch). 0 or -errno. */
 int cn_wal__write_zeros(const struct cn_wal_fs *fs, int fd, uint64_t off, uint64_t len);
 
+/* pwritev until all the bytes of iov[0..n) are written, IOV_MAX pieces at a time (with pwrite,
+ * one piece at a time, when the seam has no pwritev). Short writes continue; a zero write is
+ * -EIO. The array is consumed: its entries are advanced past what was written. 0 or -errno. */
+struct iovec;
+int cn_wal__pwritev_all(const struct cn_wal_fs *fs, int fd, struct iovec *iov, size_t n,
+                        uint64_t off);
+
 /* fsync a directory. 0 or -errno. */
 int cn_wal__fsync_dir(const struct cn_wal_fs *fs, const char *dir);
 

@@ -40,7 +40,7 @@ struct sim_staged {
     bool has_snap;
     struct cn_raft_snapshot_meta snap_meta;
     struct cn_buf snap_data;
-    struct cn_raft_entry *ents;
+    struct cn_raft_entry *ents; /* payloads borrowed from the member's Raft log */
     size_t n, cap;
     bool has_hs;
     struct cn_raft_hard_state hs;

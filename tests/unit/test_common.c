@@ -123,6 +123,21 @@ static void binary_roundtrip(void **state)
     assert_false(cn_rd_ok(&r));
     assert_null(s.p);
     cn_buf_free(&b);
+    /* cn_uvarint_len says what cn_buf_put_uvarint writes */
+    static const uint64_t vs[] = {0, 1, 127, 128, 16383, 16384, UINT32_MAX, UINT64_MAX};
+    for (size_t i = 0; i < sizeof(vs) / sizeof(vs[0]); i++) {
+        cn_buf_reset(&b);
+        cn_buf_put_uvarint(&b, vs[i]);
+        assert_int_equal(cn_uvarint_len(vs[i]), b.len);
+    }
+    cn_buf_free(&b);
+    /* an exact reservation keeps no slack (one byte for the NUL), and is not shrunk */
+    cn_buf_append(&b, "ab", 2);
+    cn_buf_reserve_exact(&b, 300);
+    assert_int_equal(b.cap, 303);
+    cn_buf_reserve_exact(&b, 10);
+    assert_int_equal(b.cap, 303);
+    cn_buf_free(&b);
 }
 
 static void url_decode_and_parse(void **state)

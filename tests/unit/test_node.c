@@ -2,10 +2,13 @@
  * machine that is not the v2 store (a running sum) and an io of the test's own, which proves the
  * seams: a second state machine and a second io plug in without touching the node. */
 #include <errno.h>
+#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -15,6 +18,7 @@
 #include "common/log.h"
 #include "node/node_int.h"
 #include "peer/peer.h"
+#include "wal/wal.h"
 
 /* ---- envelope ----------------------------------------------------------------------------- */
 
@@ -197,6 +201,15 @@ struct test_io {
     size_t n_ents;
     uint64_t base;
     struct cn_raft_hard_state hs;
+    /* with a real log (test_io_wal): entries are appended borrowed, as io_uv does, and written
+     * only when the test completes the persist, as the pool thread would */
+    struct cn_wal *wal;
+    char wal_dir[64];
+    bool wal_flush;
+    const struct cn_raft_entry *late; /* the batch's entries, borrowed until the completion */
+    size_t n_late;
+    const void *watch; /* a payload the test looks for in the batches */
+    bool watch_seen;
 };
 
 static struct test_io *tio(struct cn_node_io *io)
@@ -220,11 +233,11 @@ static void t_defer(struct cn_node_io *io)
     tio(io)->deferred = true;
 }
 
-static bool t_persist(struct cn_node_io *io, const struct cn_node_batch *b)
+/* Records entries in the test's copy of the log (an index already there overwrites). */
+static void log_entries(struct test_io *t, const struct cn_raft_entry *ents, size_t n)
 {
-    struct test_io *t = tio(io);
-    for (size_t i = 0; i < b->n_entries; i++) {
-        const struct cn_raft_entry *e = &b->entries[i];
+    for (size_t i = 0; i < n; i++) {
+        const struct cn_raft_entry *e = &ents[i];
         size_t at = (size_t)(e->index - 1 - t->base);
         assert_true(at <= t->n_ents && at < 64);
         for (size_t k = at; k < t->n_ents; k++)
@@ -232,6 +245,30 @@ static bool t_persist(struct cn_node_io *io, const struct cn_node_batch *b)
         t->ents[at] = *e;
         t->ents[at].data = e->len ? cn_xmemdup(e->data, e->len) : NULL;
         t->n_ents = at + 1;
+    }
+}
+
+static bool t_persist(struct cn_node_io *io, const struct cn_node_batch *b)
+{
+    struct test_io *t = tio(io);
+    for (size_t i = 0; i < b->n_entries; i++)
+        t->watch_seen = t->watch_seen || (t->watch && b->entries[i].data == t->watch);
+    if (t->wal) {
+        for (size_t i = 0; i < b->n_entries; i++) {
+            const struct cn_raft_entry *e = &b->entries[i];
+            struct cn_wal_entry we = {e->term, e->index, e->type, e->data, e->len};
+            assert_int_equal(cn_wal_append_entry_borrowed(t->wal, &we), 0);
+        }
+        if (b->has_hard_state) {
+            struct cn_wal_hard_state hs = {b->hard_state.term, b->hard_state.vote,
+                                           b->hard_state.commit};
+            cn_wal_set_hard_state(t->wal, &hs);
+        }
+        t->late = b->entries;
+        t->n_late = b->n_entries;
+        t->wal_flush = b->must_sync && cn_wal_flush_begin(t->wal);
+    } else {
+        log_entries(t, b->entries, b->n_entries);
     }
     if (b->has_hard_state) t->hs = b->hard_state;
     t->staged++;
@@ -290,9 +327,19 @@ static void t_close(struct cn_node_io *io)
     tio(io)->closed = true;
 }
 
+static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
 static void t_free(struct cn_node_io *io)
 {
     struct test_io *t = tio(io);
+    if (t->wal) {
+        cn_wal_close(t->wal);
+        nftw(t->wal_dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    }
     for (size_t k = 0; k < t->n_ents; k++)
         cn_free(t->ents[k].data);
     cn_buf_free(&t->saved);
@@ -320,14 +367,42 @@ static struct test_io *test_io_new(void)
     return t;
 }
 
+/* The same on a real log in a temp dir. */
+static struct test_io *test_io_wal(void)
+{
+    struct test_io *t = test_io_new();
+    snprintf(t->wal_dir, sizeof(t->wal_dir), "/tmp/cn-node-XXXXXX");
+    assert_non_null(mkdtemp(t->wal_dir));
+    char err[256];
+    assert_int_equal(cn_wal_open(t->wal_dir, NULL, &t->wal, NULL, err), 0);
+    return t;
+}
+
+/* Completes the persist that is out: with a real log, writes the batch now (the entries it
+ * borrowed must still be Raft's, unchanged: the CRCs were computed at append). */
+static void complete_persist(struct cn_node *n, struct test_io *t)
+{
+    t->persist_pending = false;
+    int rc = t->fail_persist;
+    if (t->wal && rc == 0) {
+        if (t->wal_flush) {
+            rc = cn_wal_flush_run(t->wal);
+            cn_wal_flush_end(t->wal, rc);
+            t->wal_flush = false;
+        }
+        log_entries(t, t->late, t->n_late);
+        t->late = NULL;
+        t->n_late = 0;
+    }
+    cn_node_on_persisted(n, rc, 1000);
+}
+
 /* Runs what the io holds until nothing is left. */
 static void pump(struct cn_node *n, struct test_io *t)
 {
     for (int guard = 0; guard < 1000; guard++) {
         if (t->persist_pending) {
-            t->persist_pending = false;
-            int rc = t->fail_persist;
-            cn_node_on_persisted(n, rc, 1000);
+            complete_persist(n, t);
         } else if (t->snap_pending) {
             t->snap_pending = false;
             cn_node_on_snapshot_saved(n, 0);
@@ -669,6 +744,140 @@ static void failed_vote_sync_is_retried_as_a_sync(void **state)
     cn_node_destroy(n);
 }
 
+/* The log as the real WAL replays it must be the test's record of what was persisted. */
+struct replayed {
+    const struct test_io *t;
+    size_t n;
+};
+
+static int replay_check(void *arg, const struct cn_wal_entry *e)
+{
+    struct replayed *r = arg;
+    const struct cn_raft_entry *want = &r->t->ents[r->n++];
+    assert_true(e->index == want->index && e->term == want->term && e->type == want->type);
+    assert_int_equal(e->len, want->len);
+    if (e->len) assert_memory_equal(e->data, want->data, e->len);
+    return 0;
+}
+
+static void wal_matches(struct test_io *t)
+{
+    struct replayed r = {t, 0};
+    assert_int_equal(cn_wal_replay(t->wal, 0, replay_check, &r, NULL), 0);
+    assert_int_equal(r.n, t->n_ents);
+}
+
+/* One copy per write: the proposer writes its command after the node's header into a buffer the
+ * node takes, that very buffer is Raft's entry, and the log writes it from there (appended
+ * borrowed, written later). With the copying call, the proposer frees its bytes right after
+ * proposing. Under ASan any use of memory after it was given up or freed fails the test; the
+ * WAL's CRCs (computed at append) catch bytes that changed before the write. */
+static void command_written_in_place(void **state)
+{
+    (void)state;
+    struct sum_fsm f;
+    sum_init(&f);
+    struct test_io *t = test_io_wal();
+    struct cn_node *n = single(&f, t, 0, NULL);
+    struct cn_node_cmd c;
+    cn_node_cmd_begin(n, &c, 8);
+    uint64_t v = 40;
+    cn_buf_append(&c.buf, &v, 8);
+    assert_int_equal(c.buf.cap, c.buf.len + 1); /* sized exactly: the entry keeps no slack */
+    t->watch = c.buf.p;
+    struct answer a = {0};
+    cn_node_propose_cmd(n, &c, on_done, &a);
+    assert_null(c.buf.p); /* the node's now */
+    cn_node_cmd_free(&c); /* a no-op on what was given away */
+    char *mine = cn_xmalloc(8);
+    v = 2;
+    memcpy(mine, &v, 8);
+    struct answer b = {0};
+    cn_node_propose(n, mine, 8, on_done, &b);
+    cn_free(mine); /* copied: the proposer's bytes are its own again */
+    pump(n, t);
+    assert_true(t->watch_seen); /* the proposer's buffer reached the log as it was */
+    assert_true(a.calls == 1 && a.rc == 0 && a.result == 40);
+    assert_true(b.calls == 1 && b.rc == 0 && b.result == 42);
+    wal_matches(t);
+    /* a begun command may be dropped */
+    cn_node_cmd_begin(n, &c, 8);
+    cn_node_cmd_free(&c);
+    cn_node_destroy(n);
+}
+
+static void append_from(struct cn_node *n, uint64_t leader, uint64_t term, uint64_t prev,
+                        const struct cn_raft_entry *e)
+{
+    struct cn_raft_msg m = {.type = CN_RAFT_MSG_APP,
+                            .to = 2,
+                            .from = leader,
+                            .term = term,
+                            .index = prev,
+                            .log_term = 1,
+                            .commit = prev,
+                            .entries = e,
+                            .n_entries = 1};
+    struct cn_buf b = CN_BUF_INIT;
+    cn_raft_msg_encode(&m, &b);
+    cn_node_on_receive(n, leader, CN_PEER_KIND_RAFT, b.p, b.len);
+    cn_buf_free(&b);
+}
+
+/* A new leader's overwrite arrives while the write of the entries it replaces is in flight: the
+ * node must not step it (Raft would free those entries, which the log is writing from) until the
+ * write completed. The follower's log is written from Raft's payloads, borrowed; the first
+ * leader's entry must reach the disk intact, then the new leader's replace it. */
+static void overwrite_waits_for_the_write(void **state)
+{
+    (void)state;
+    struct sum_fsm f;
+    sum_init(&f);
+    struct test_io *t = test_io_wal();
+    struct cn_node_member three[] = {{1, 0, NULL}, {2, 0, NULL}, {3, 0, NULL}};
+    struct cn_node_options opt = {.member_id = 2,
+                                  .cluster_id = 7,
+                                  .seed = 9,
+                                  .heartbeat_ms = 10,
+                                  .election_ms = 100,
+                                  .members = three,
+                                  .nmembers = 3};
+    struct cn_node_state fresh = {.fresh = true};
+    char err[256];
+    struct cn_node *n = cn_node_new(&opt, &f.fsm, &t->io, &fresh, NULL, NULL, err, sizeof(err));
+    assert_non_null(n);
+    assert_int_equal(cn_node_start(n, err, sizeof(err)), 0);
+    pump(n, t);
+    assert_int_equal(t->n_ents, 3); /* the bootstrap's configuration entries */
+
+    char pa[300], pb[300];
+    memset(pa, 'a', sizeof(pa));
+    memset(pb, 'b', sizeof(pb));
+    struct cn_raft_entry ea = {2, 4, CN_RAFT_ENTRY_NORMAL, sizeof(pa), pa};
+    struct cn_raft_entry eb = {3, 4, CN_RAFT_ENTRY_NORMAL, sizeof(pb), pb};
+    append_from(n, 1, 2, 3, &ea); /* leader 1, term 2: entry 4 */
+    assert_true(t->persist_pending && t->wal_flush && t->n_late == 1);
+    append_from(n, 3, 3, 3, &eb); /* leader 3, term 3: another entry 4, while the write runs */
+    cn_node_on_tick(n);
+    struct cn_raft_status st;
+    cn_raft_status(cn_node_raft(n), &st);
+    assert_int_equal(st.term, 2); /* not stepped yet: it waits in the inbox */
+    assert_int_equal(t->late[0].term, 2);
+
+    complete_persist(n, t); /* the write of 1's entry, from Raft's payload, then 3's message */
+    assert_int_equal(t->n_ents, 4);
+    assert_int_equal(t->ents[3].term, 2);
+    assert_memory_equal(t->ents[3].data, pa, sizeof(pa));
+    pump(n, t);
+    cn_raft_status(cn_node_raft(n), &st);
+    assert_true(st.term == 3 && st.lead == 3);
+    assert_int_equal(t->n_ents, 4);
+    assert_int_equal(t->ents[3].term, 3); /* overwritten, once the first write was done */
+    assert_memory_equal(t->ents[3].data, pb, sizeof(pb));
+    wal_matches(t); /* the disk replays the final log; every record's CRC held */
+    cn_node_destroy(n);
+}
+
 static void stopped_node_refuses(void **state)
 {
     (void)state;
@@ -702,6 +911,8 @@ int main(void)
         cmocka_unit_test(forwarded_proposal_retried),
         cmocka_unit_test(failed_vote_sync_is_retried_as_a_sync),
         cmocka_unit_test(stopped_node_refuses),
+        cmocka_unit_test(command_written_in_place),
+        cmocka_unit_test(overwrite_waits_for_the_write),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
