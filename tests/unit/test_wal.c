@@ -113,7 +113,8 @@ static ssize_t t_pwrite(int fd, const void *p, size_t n, off_t off)
         return -1;
     }
     ssize_t w = pwrite(fd, p, n, off);
-    if (w > 0) inj.pwrite_bytes += (uint64_t)w;
+    if (w > 0) /* the spare's zeros may be written alongside a flush */
+        __atomic_fetch_add(&inj.pwrite_bytes, (uint64_t)w, __ATOMIC_RELAXED);
     return w;
 }
 
@@ -171,7 +172,7 @@ static int t_fsync(int fd)
 
 static int t_fallocate(int fd, off_t off, off_t len)
 {
-    inj.fallocate_calls++;
+    __atomic_fetch_add(&inj.fallocate_calls, 1, __ATOMIC_RELAXED);
     if (inj.fallocate_fail_n > 0) {
         inj.fallocate_fail_n--;
         errno = inj.fallocate_errno;
