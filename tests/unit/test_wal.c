@@ -146,7 +146,7 @@ static ssize_t t_pwritev(int fd, const struct iovec *iov, int n, off_t off)
         }
         w = pwritev(fd, cut, k, off);
     }
-    if (w > 0) inj.pwrite_bytes += (uint64_t)w;
+    if (w > 0) __atomic_fetch_add(&inj.pwrite_bytes, (uint64_t)w, __ATOMIC_RELAXED);
     return w;
 }
 
