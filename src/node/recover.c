@@ -299,7 +299,8 @@ static int open_dir(struct recovery *r, const struct cn_node_options *opt, struc
     struct cn_wal_repair rep;
     memset(&rep, 0, sizeof(rep));
     char werr[256] = "";
-    rc = cn_wal_open(wdir.p, NULL, &r->wal, &rep, werr);
+    struct cn_wal_options wopt = {.grow_first = true};
+    rc = cn_wal_open(wdir.p, &wopt, &r->wal, &rep, werr);
     cn_buf_free(&wdir);
     if (rc != 0) {
         snprintf(errmsg, errlen, "cannot open the write-ahead log: %s",

@@ -86,6 +86,7 @@ struct cn_wal {
     struct cn_wal_hard_state durable_hs;
     bool flushing;
     bool prealloc;          /* !no_prealloc */
+    bool grow_first;        /* cn_wal_options.grow_first */
     enum spare_state spare; /* see wal.h */
     uint64_t prealloc_failures;
     char prealloc_errmsg[256];
@@ -780,7 +781,7 @@ static int recover(struct cn_wal *w, struct cn_wal_repair *repair)
 /* A fresh log's first segment: preallocated when it can be, else growing. */
 static int first_segment(struct cn_wal *w)
 {
-    if (w->prealloc) {
+    if (w->prealloc && !w->grow_first) {
         int rc = spare_make(w, w->segment_size, &w->spare_fd, w->spare_errmsg);
         if (rc == 0) {
             w->spare_len = w->segment_size;
@@ -806,6 +807,7 @@ int cn_wal_open(const char *dir, const struct cn_wal_options *opts, struct cn_wa
     w->fs = opts && opts->fs ? opts->fs : &cn_wal_fs_default;
     w->segment_size = opts && opts->segment_size ? opts->segment_size : CN_WAL_SEGMENT_SIZE_DEFAULT;
     w->prealloc = !(opts && opts->no_prealloc);
+    w->grow_first = opts && opts->grow_first;
 
     int rc = strlen(dir) > CN_WAL__DIR_MAX ? -ENAMETOOLONG : cn_wal__mkdirs(dir);
     if (rc != 0) {
@@ -1041,7 +1043,9 @@ int cn_wal_flush_run(struct cn_wal *w)
         cn_wal__errf(w->errmsg, "wal is broken after a failed rollback");
         return CN_ERR_IO;
     }
-    if (w->seg_len >= w->segment_size) {
+    /* a growing segment (a fresh log's first, or one made when no spare was ready) is left for
+     * the spare as soon as one is lent: only the spare's fdatasyncs are cheap */
+    if (w->seg_len >= w->segment_size || (w->alloc_len == 0 && w->flush_spare)) {
         /* Invariant 3: name the segment after the first entry it will hold. */
         uint64_t first = b->has_entries ? b->first_index : w->file_last_index + 1;
         int rc = -1;

@@ -144,6 +144,10 @@ struct cn_wal_options {
     const struct cn_wal_fs *fs; /* NULL: cn_wal_fs_default */
     bool no_prealloc;           /* segments grow with each write, as logs written before
                                  * preallocation did (tests, tools) */
+    bool grow_first;            /* a fresh log's first segment grows instead of being zeroed
+                                 * in open (a new member serves in milliseconds); the first
+                                 * flush that is lent a spare cuts into it, as does any flush
+                                 * that finds the log in a growing segment */
 };
 
 /* An entry as Raft sees it. In replay callbacks data is borrowed: valid during the callback only.

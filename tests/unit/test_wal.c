@@ -243,7 +243,7 @@ static void append_n(struct cn_wal *w, uint64_t term, uint64_t from, uint64_t to
 static struct cn_wal *open_opts(const char *dir, uint64_t seg_size, bool no_prealloc,
                                 struct cn_wal_repair *rep)
 {
-    struct cn_wal_options o = {seg_size, &test_fs, no_prealloc};
+    struct cn_wal_options o = {seg_size, &test_fs, no_prealloc, false};
     struct cn_wal *w = NULL;
     char err[256] = "";
     int rc = cn_wal_open(dir, &o, &w, rep, err);
@@ -649,7 +649,7 @@ static void corrupt_older_segment_is_error(void **state)
     snprintf(path, sizeof(path), "%s/%s", f->wal, names[0]);
     flip_byte(path, SEG_HEAD_LEN + 9 + 17 + 2); /* e1's data */
     off_t before = file_size(path);
-    struct cn_wal_options o = {128, NULL, false};
+    struct cn_wal_options o = {128, NULL, false, false};
     struct cn_wal *w2 = NULL;
     char err[256] = "";
     assert_int_equal(cn_wal_open(f->wal, &o, &w2, NULL, err), CN_ERR_CORRUPT);
@@ -1163,7 +1163,7 @@ static void data_after_zero_header_older_segment_is_corrupt(void **state)
     char path[256];
     seg_path(f, 0, path, sizeof(path));
     write_at(path, 1000, "junk", 4);
-    struct cn_wal_options o = {128, &test_fs, false};
+    struct cn_wal_options o = {128, &test_fs, false, false};
     char err[256] = "";
     assert_int_equal(cn_wal_open(f->wal, &o, &w, NULL, err), CN_ERR_CORRUPT);
     assert_null(w);
