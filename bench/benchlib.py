@@ -381,10 +381,17 @@ def parse_wrk_output(text):
     """The result of one wrk run from its stdout: the JSON line that bench/wrk/common.lua's done()
     prints (after wrk's own report), in cn_loadgen's shape: latencies in ms, count = 2xx answers,
     errors = non-2xx (strict) or >= 400 answers plus socket errors, first_error a summary."""
-    lines = [ln for ln in text.splitlines() if ln.startswith("{") and '"loadgen":"wrk"' in ln]
-    if not lines:
+    raw = None
+    for ln in text.splitlines():
+        if ln.startswith("{"):
+            try:
+                doc = json.loads(ln)
+            except ValueError:
+                continue
+            if isinstance(doc, dict) and doc.get("loadgen") == "wrk":
+                raw = doc
+    if raw is None:
         raise BenchError("no result line from bench/wrk/*.lua in wrk's output")
-    raw = json.loads(lines[-1])
     res = {"loadgen": "wrk"}
     for k in ("op", "conns", "threads", "keys", "value_size", "requests", "count", "errors",
               "non2xx", "elapsed_s", "ops_per_s", "samples", "latency_source",
