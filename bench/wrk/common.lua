@@ -18,9 +18,9 @@
 --   answers >= 400 plus connect/read/write/timeout failures; strict needs a Lua response()
 --   hook, which makes wrk hand every response's headers and body to Lua (slower).
 --
--- done() prints one JSON line starting with {"loadgen":"wrk" (bench.py parses it; see
--- parse_wrk_output in bench/bench.py): requests, count (2xx), errors, p50/p90/p99/p999/max
--- and mean in microseconds, ops_per_s (2xx per second of wrk's run).
+-- done() prints, after wrk's own report, one JSON line with "loadgen":"wrk" (bench.py parses
+-- it: parse_wrk_output in bench/benchlib.py): requests, count (2xx), errors, p50/p90/p99/p999,
+-- max, min and mean in microseconds, ops_per_s (2xx per second of wrk's run).
 --
 -- Latencies. wrk keeps one counter per microsecond (up to --timeout) of the time from the first
 -- byte of a request written to its response parsed, recorded for every response. Before done()
