@@ -59,7 +59,9 @@ def goals_for(loadgen):
     """The targets, applied to loadgen's figures too (the same ratio must hold with wrk)."""
     if loadgen == "cn":
         return GOALS
-    return {loadgen + "." + k: v for k, v in GOALS.items() if k.split(".")[0] in OPS}
+    out = {k: v for k, v in GOALS.items() if k.split(".")[0] not in OPS}  # server figures
+    out.update({loadgen + "." + k: v for k, v in GOALS.items() if k.split(".")[0] in OPS})
+    return out
 
 
 # ---------------------------------------------------------------- small helpers
