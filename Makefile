@@ -5,13 +5,15 @@
 #                 the same again under AddressSanitizer+UBSan, then every fuzz target briefly
 #   make fuzz     every libFuzzer target (fuzz/*/) for FUZZ_SECONDS each (fuzz/run.sh)
 #   make bench    side-by-side benchmarks against etcd (when installed)
+#   make bench-p99  the tail check: p50/p99/p99.9/max of PUT and GET at 16/64/256 connections,
+#                 cairn and etcd, cn_loadgen and wrk, one busy core, median of 3 runs (~15 min)
 #   make bench-cluster   3-member clusters: PUT through leader/follower, failover, vs etcd
 #   make chaos    the linearizability check under a nemesis for 10 minutes (CHAOS_SECONDS)
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 PYTHON ?= /usr/bin/python3
 CMAKE_FLAGS ?=
 
-.PHONY: all build run test test-unit test-integration test-asan deps bench bench-cluster fuzz sim-long chaos clean format
+.PHONY: all build run test test-unit test-integration test-asan deps bench bench-p99 bench-cluster fuzz sim-long chaos clean format
 
 all: build
 
@@ -53,6 +55,12 @@ ASAN_SUITES ?= $(filter-out $(ASAN_SKIP),$(sort $(wildcard tests/integration/tes
 
 bench: deps build
 	$(PYTHON) bench/bench.py --cairn build/cairn --loadgen build/bench/cn_loadgen
+
+# Writes build/bench-p99.json and build/bench-p99.md (the Markdown for docs/benchmarks.md).
+bench-p99: deps build
+	$(PYTHON) bench/bench.py --cairn build/cairn --loadgen build/bench/cn_loadgen \
+		--runs 3 --phases load --conns 16,64,256 --ops put,get --loadgens cn,wrk --busy 1 \
+		--json build/bench-p99.json --markdown build/bench-p99.md
 
 bench-cluster: deps build
 	$(PYTHON) bench/cluster.py --cairn build/cairn --loadgen build/bench/cn_loadgen

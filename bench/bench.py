@@ -2,15 +2,17 @@
 """Side-by-side benchmarks of cairn and etcd on the v2 keys API.
 
 Starts each server itself (ephemeral loopback ports, a fresh temp data dir), drives it with
-cn_loadgen, measures start-up, memory, data-dir size and restart time, stops only the servers
-it started (by PID) and prints medians over --runs with the cairn/etcd ratio next to the
-project's targets. Builds nothing: see bench/README.md.
+cn_loadgen and/or wrk (--loadgens), optionally with busy cores beside it (--busy), measures
+start-up, memory, data-dir size and restart time, stops only the processes it started (by PID)
+and prints medians over --runs with the cairn/etcd ratio next to the project's targets. Builds
+nothing: see bench/README.md.
 """
 
 import argparse
 import http.client
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -20,12 +22,20 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402  (bench/benchlib.py: what bench.py and cluster.py share)
 from benchlib import (BenchError, children_cpu_s, free_port, http_request, log,  # noqa: E402
-                      proc_cpu_s, run_loadgen, system_busy_s)
+                      proc_cpu_s, run_loadgen, run_wrk, system_busy_s, wrk_command)
 
 benchlib.set_prog("bench")
 
 OPS = ("put", "get", "qget")
 OP_LABEL = {"put": "PUT", "get": "GET", "qget": "quorum GET"}
+LOADGENS = ("cn", "wrk")
+LOADGEN_NAME = {"cn": "cn_loadgen", "wrk": "wrk"}
+# per load: (field, label, unit, higher is better); the JSON has p90_ms and mean_ms too
+LOAD_FIELDS = (("ops_per_s", "ops/s", "", True),
+               ("p50_ms", "p50", "ms", False),
+               ("p99_ms", "p99", "ms", False),
+               ("p999_ms", "p99.9", "ms", False),
+               ("max_ms", "max", "ms", False))
 
 # Project targets, as ratio cairn/etcd. "ge": the ratio must be at least the bound
 # (higher is better); "le": at most (lower is better).
@@ -38,6 +48,20 @@ GOALS = {
     "startup_ms": ("le", 1.0 / 20.0, "<= 1/20"),
     "restart_get_ms": ("le", 1.0 / 5.0, "<= 1/5"),
 }
+
+
+def load_key(loadgen, op, conns):
+    """Metric prefix of one load: "put.c64" for cn_loadgen (as always), "wrk.put.c64" for wrk."""
+    return ("%s.c%d" if loadgen == "cn" else loadgen + ".%s.c%d") % (op, conns)
+
+
+def goals_for(loadgen):
+    """The targets, applied to loadgen's figures too (the same ratio must hold with wrk)."""
+    if loadgen == "cn":
+        return GOALS
+    out = {k: v for k, v in GOALS.items() if k.split(".")[0] not in OPS}  # server figures
+    out.update({loadgen + "." + k: v for k, v in GOALS.items() if k.split(".")[0] in OPS})
+    return out
 
 
 # ---------------------------------------------------------------- small helpers
@@ -206,6 +230,83 @@ def measure_startups(args, target, binary, workdir, metrics):
            " ".join("%.0f" % v for v in to_version)))
 
 
+def measure_load(args, target, srv, workdir, lg, op, conns, key, metrics, errors):
+    """One load (op at conns connections, by load generator lg) with --busy processes beside
+    it; records its figures under key. Returns True when other processes were busy (noisy)."""
+    busy = None
+    if args.busy:
+        busy = benchlib.BusyCores(args.busy, args.busy_kind, args.busy_path, workdir,
+                                  args.warmup_s + args.duration_s + 60)
+    try:
+        if busy:
+            busy.start()
+        if lg == "cn":
+            # cn_loadgen warms up inside the run; the window below includes its warm-up
+            window = lambda: run_loadgen(  # noqa: E731
+                args, srv.url, op, conns,
+                ["--keys", str(args.keys), "--prefix", "/bench", "--duration-s", str(args.duration_s),
+                 "--warmup-s", str(args.warmup_s)])
+            warm = args.warmup_s
+        else:
+            # wrk has no warm-up: the same load by cn_loadgen first, outside the window
+            if args.warmup_s > 0:
+                run_loadgen(args, srv.url, op, conns,
+                            ["--keys", str(args.keys), "--prefix", "/bench",
+                             "--duration-s", str(args.warmup_s)], log_errors=False)
+            cmd = wrk_command(args.wrk, srv.url, op, conns, args.wrk_threads, args.duration_s,
+                              args.keys, "/bench", args.value_size, strict=args.wrk_strict)
+            window = lambda: run_wrk(cmd, args.duration_s + 120)  # noqa: E731
+            warm = 0.0
+        cpu0 = proc_cpu_s(srv.proc.pid)
+        busy0 = busy.cpu_s() if busy else 0.0
+        sys0, kids0, wall0 = system_busy_s(), children_cpu_s(), time.monotonic()
+        res = window()
+        if srv.proc.poll() is not None:
+            raise BenchError("%s exited with status %s during %s\n%s"
+                             % (target, srv.proc.returncode, key, srv.log_tail()))
+        cpu = proc_cpu_s(srv.proc.pid) - cpu0
+        busy_cpu = (busy.cpu_s() - busy0) if busy else 0.0
+        wall = time.monotonic() - wall0
+        loadgen_cpu = children_cpu_s() - kids0
+        # CPU burnt by anything other than this server, the load generator and our busy cores
+        other = (system_busy_s() - sys0) - cpu - loadgen_cpu - busy_cpu
+    finally:
+        if busy:
+            busy.stop()
+    for field in ("ops_per_s", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms",
+                  "errors", "count"):
+        metrics["%s.%s" % (key, field)] = res[field]
+    if lg == "wrk":
+        for field in ("requests", "latency_source", "wrk_corrected_p99_ms", "wrk_corrected_p999_ms"):
+            if field in res:
+                metrics["%s.%s" % (key, field)] = res[field]
+        if res.get("latency_source") != "ffi":
+            log("%s: WARNING: wrk %s: latencies read via %s (see bench/wrk/common.lua)"
+                % (target, key, res.get("latency_source")))
+    # server CPU seconds per 1000 successful requests (cn_loadgen: warm-up included in cpu)
+    total = res["count"] * (1.0 + warm / max(args.duration_s, 1e-9))
+    metrics[key + ".cpu_ms_per_kop"] = cpu * 1e6 / total if total else None
+    metrics[key + ".server_cores"] = cpu / wall
+    metrics[key + ".other_cores"] = max(other, 0.0) / wall
+    metrics[key + ".loadgen_cores"] = loadgen_cpu / wall
+    if busy:
+        metrics[key + ".busy_cores"] = busy_cpu / wall
+    if res["errors"]:
+        errors.append("%s %s: %d errors (%s)" % (target, key, res["errors"], res["first_error"]))
+    name = LOADGEN_NAME[lg]
+    log("%s: %-4s conns=%-3d %-10s %9.0f ops/s  p50 %7.3f  p99 %7.3f  p99.9 %7.3f  max %7.3f ms"
+        "  errors %d  (cores: server %.2f, %s %.2f,%s other processes %.2f)"
+        % (target, op, conns, name, res["ops_per_s"], res["p50_ms"], res["p99_ms"], res["p999_ms"],
+           res["max_ms"], res["errors"], cpu / wall, name, loadgen_cpu / wall,
+           " busy %.2f," % (busy_cpu / wall) if busy else "", max(other, 0.0) / wall))
+    benchlib.warn_loadgen_bound(target, loadgen_cpu / wall, key, name,
+                                args.wrk_threads if lg == "wrk" else 1)
+    if busy and busy_cpu / wall < 0.5 * args.busy:
+        log("%s: WARNING: the %d busy process(es) got only %.2f cores during %s"
+            % (target, args.busy, busy_cpu / wall, key))
+    return other / wall > benchlib.NOISY_CORES
+
+
 def phase_load(args, target, binary, workdir, metrics, errors):
     """Start-up samples, then the throughput/latency matrix on --keys keys."""
     measure_startups(args, target, binary, workdir, metrics)
@@ -225,38 +326,10 @@ def phase_load(args, target, binary, workdir, metrics, errors):
         noisy = []
         for conns in args.conns:
             for op in args.ops:
-                cpu0 = proc_cpu_s(srv.proc.pid)
-                sys0, kids0, wall0 = system_busy_s(), children_cpu_s(), time.monotonic()
-                res = run_loadgen(args, srv.url, op, conns,
-                                  ["--keys", str(args.keys), "--prefix", "/bench",
-                                   "--duration-s", str(args.duration_s),
-                                   "--warmup-s", str(args.warmup_s)])
-                if srv.proc.poll() is not None:
-                    raise BenchError("%s exited with status %s during %s conns=%d\n%s"
-                                     % (target, srv.proc.returncode, op, conns, srv.log_tail()))
-                cpu = proc_cpu_s(srv.proc.pid) - cpu0
-                wall = time.monotonic() - wall0
-                loadgen_cpu = children_cpu_s() - kids0
-                # CPU burnt by anything other than this server and cn_loadgen, in cores
-                other = (system_busy_s() - sys0) - cpu - loadgen_cpu
-                key = "%s.c%d" % (op, conns)
-                for field in ("ops_per_s", "p50_ms", "p99_ms", "errors", "count"):
-                    metrics["%s.%s" % (key, field)] = res[field]
-                # server CPU seconds per 1000 successful requests (warm-up included in cpu)
-                total = res["count"] * (1.0 + args.warmup_s / max(args.duration_s, 1e-9))
-                metrics[key + ".cpu_ms_per_kop"] = cpu * 1e6 / total if total else None
-                metrics[key + ".server_cores"] = cpu / wall
-                metrics[key + ".other_cores"] = max(other, 0.0) / wall
-                metrics[key + ".loadgen_cores"] = loadgen_cpu / wall
-                if res["errors"]:
-                    errors.append("%s %s: %d errors (%s)" % (target, key, res["errors"], res["first_error"]))
-                log("%s: %-4s conns=%-3d %9.0f ops/s  p50 %7.3f ms  p99 %7.3f ms  errors %d"
-                    "  (cores: server %.2f, cn_loadgen %.2f, other processes %.2f)"
-                    % (target, op, conns, res["ops_per_s"], res["p50_ms"], res["p99_ms"], res["errors"],
-                       cpu / wall, loadgen_cpu / wall, max(other, 0.0) / wall))
-                benchlib.warn_loadgen_bound(target, loadgen_cpu / wall, key)
-                if other / wall > benchlib.NOISY_CORES:
-                    noisy.append(key)
+                for lg in args.loadgens:  # generators take turns on each load: drift hits both
+                    key = load_key(lg, op, conns)
+                    if measure_load(args, target, srv, workdir, lg, op, conns, key, metrics, errors):
+                        noisy.append(key)
         benchlib.warn_noisy(target, noisy)
         metrics["noisy_loads"] = noisy
     finally:
@@ -320,17 +393,23 @@ def run_once(args, target, binary, run_no):
 # ---------------------------------------------------------------- report
 
 
-def metric_rows(args):
-    """(key, label, unit, higher_is_better) in table order."""
+def load_rows(args, lg):
+    """(key, label, unit, higher_is_better) of lg's loads in table order."""
     rows = []
+    fields = LOAD_FIELDS
+    if args.busy:
+        fields += (("busy_cores", "busy-core CPU", "cores", None),)
     for op in args.ops:
         for c in args.conns:
-            for field, label, unit, hib in (("ops_per_s", "ops/s", "", True),
-                                             ("p50_ms", "p50", "ms", False),
-                                             ("p99_ms", "p99", "ms", False)):
-                rows.append(("%s.c%d.%s" % (op, c, field),
+            for field, label, unit, hib in fields:
+                rows.append(("%s.%s" % (load_key(lg, op, c), field),
                              "%s @%d conns %s" % (OP_LABEL[op], c, label), unit, hib))
-    rows += [
+    return rows
+
+
+def server_rows(args):
+    """The figures that do not depend on a load generator."""
+    return [
         ("startup_ms", "start-up to /version 200", "ms", False),
         ("startup_put_ms", "start-up to first PUT", "ms", False),
         ("rss_100k_mib", "RSS after %d keys" % args.big_keys, "MiB", False),
@@ -338,15 +417,61 @@ def metric_rows(args):
         ("datadir_100k_apparent_mib", "data dir, apparent size", "MiB", False),
         ("restart_get_ms", "restart to first GET", "ms", False),
     ]
-    return rows
 
 
-def print_table(args, results, rows):
+def sections(args, results):
+    """[(loadgen, comparison rows)]: one per load generator, the server figures in the first."""
+    out = []
+    for i, lg in enumerate(args.loadgens):
+        rows = load_rows(args, lg) + (server_rows(args) if i == 0 else [])
+        crows = benchlib.compare(rows, goals_for(lg), results)
+        for r in crows:
+            r["loadgen"] = LOADGEN_NAME[lg]
+        out.append((lg, crows))
+    return out
+
+
+def busy_text(args):
+    if not args.busy:
+        return ""
+    return "%d busy core%s (%s) during every load" % (args.busy, "" if args.busy == 1 else "s",
+                                                      benchlib.busy_label(args.busy_kind))
+
+
+def loadgen_text(args, lg):
+    """What a section's figures were taken with."""
+    if lg == "cn":
+        return "cn_loadgen (cairn's own; 1 thread, closed loop, %.1f s warm-up in the run)" % args.warmup_s
+    return ("%s (-t%d, closed loop, %d s loads after %.1f s of cn_loadgen warm-up; wrk's "
+            "coordinated-omission correction undone)"
+            % (args.wrk_version or "wrk", args.wrk_threads,
+               benchlib.wrk_duration_s(args.duration_s), args.warmup_s))
+
+
+def print_table(args, results, secs):
     runs = args.runs
-    benchlib.print_table(
-        results, rows,
-        "v2 API, %d-byte values, %d keys, %.0f s per load (+%.1f s warm-up), median of %d run%s"
-        % (args.value_size, args.keys, args.duration_s, args.warmup_s, runs, "" if runs == 1 else "s"))
+    title = ("v2 API, %d-byte values, %d keys, %.0f s per load (+%.1f s warm-up), median of %d run%s"
+             % (args.value_size, args.keys, args.duration_s, args.warmup_s, runs,
+                "" if runs == 1 else "s"))
+    if args.busy:
+        title += "\nWITH %s; its measured CPU is in the 'busy-core CPU' rows" % busy_text(args)
+    benchlib.print_table(results, None, title,
+                         sections=[("load generator: " + loadgen_text(args, lg), rows)
+                                   for lg, rows in secs])
+
+
+def markdown(args, secs):
+    """The --markdown text: with cn_loadgen alone and no busy core, just the table (as in
+    docs/benchmarks.md); otherwise one table per load generator, each under a caption line."""
+    if len(secs) == 1 and not args.busy:
+        return benchlib.markdown_table(secs[0][1])
+    parts = []
+    for lg, rows in secs:
+        caption = "**%s**: %s" % (LOADGEN_NAME[lg], loadgen_text(args, lg))
+        if args.busy:
+            caption += "; %s" % busy_text(args)
+        parts.append(caption + ".\n\n" + benchlib.markdown_table(rows))
+    return "\n".join(parts)
 
 
 # ---------------------------------------------------------------- main
@@ -381,6 +506,17 @@ def parse_args(argv):
     p.add_argument("--startup-timeout-s", type=float, default=60.0)
     p.add_argument("--tmpdir", help="where data dirs are created (its file system matters: fsync)")
     p.add_argument("--keep", action="store_true", help="keep data dirs and server logs")
+    p.add_argument("--loadgens",
+                   help="comma-separated load generators: cn (cn_loadgen), wrk [cn, plus wrk when installed]")
+    p.add_argument("--wrk", default=shutil.which("wrk"), help="wrk binary (Debian's wrk 4.1.0)")
+    p.add_argument("--wrk-threads", type=int, default=1,
+                   help="wrk -t (1: one thread, like cn_loadgen, so it competes for the same share of 2 cores)")
+    p.add_argument("--wrk-strict", action="store_true",
+                   help="count every non-2xx answer as an error under wrk (slower: a Lua hook per response)")
+    p.add_argument("--busy", type=int, default=0, metavar="N",
+                   help="N processes each spinning one core during every load")
+    p.add_argument("--busy-tool", choices=("auto", "stress-ng", "python"), default="auto",
+                   help="what spins: stress-ng --cpu 1, or a Python loop (auto: stress-ng when installed)")
     p.add_argument("--cairn-arg", action="append", default=[], metavar="ARG",
                    help="extra argument for cairn (repeatable)")
     p.add_argument("--etcd-arg", action="append", default=[], metavar="ARG",
@@ -409,6 +545,18 @@ def parse_args(argv):
         p.error("--runs must be at least 1")
     if a.big_keys < 1 or a.keys < 1:
         p.error("--keys and --big-keys must be positive")
+    if a.loadgens is None:
+        a.loadgens = "cn,wrk" if a.wrk and os.access(a.wrk, os.X_OK) else "cn"
+        a.loadgens_default = True
+    else:
+        a.loadgens_default = False
+    a.loadgens = [x for x in a.loadgens.split(",") if x]
+    if not a.loadgens or any(x not in LOADGENS for x in a.loadgens) or len(set(a.loadgens)) != len(a.loadgens):
+        p.error("--loadgens: a comma-separated list of cn and/or wrk")
+    if a.wrk_threads < 1:
+        p.error("--wrk-threads must be at least 1")
+    if a.busy < 0:
+        p.error("--busy must be 0 or more")
     a.kill_signal = signal.SIGKILL if a.kill_signal == "KILL" else signal.SIGTERM
     a.extra = {"cairn": a.cairn_arg, "etcd": a.etcd_arg}
     return a
@@ -418,8 +566,21 @@ def main(argv):
     args = parse_args(argv)
     benchlib.install_signal_handlers()
 
-    if benchlib.loadgen_missing(args.loadgen):
+    if benchlib.loadgen_missing(args.loadgen):  # needed with wrk too: preload, warm-up
         return 2
+    args.wrk_version = ""
+    if "wrk" in args.loadgens:
+        if not (args.wrk and os.access(args.wrk, os.X_OK)):
+            log("no wrk at %s; install it (apt-get install wrk, or scripts/deps.sh) or use --loadgens cn"
+                % (args.wrk or "PATH"))
+            return 2
+        args.wrk = os.path.abspath(args.wrk)
+        args.wrk_version = benchlib.wrk_version(args.wrk)
+    elif args.loadgens_default and "load" in args.phases:
+        log("wrk is not installed: cn_loadgen only (scripts/deps.sh installs it)")
+    args.busy_kind, args.busy_path = benchlib.busy_tool(args.busy_tool)
+    if args.busy:
+        log("%s" % busy_text(args))
 
     planned = benchlib.plan_targets(args, args.target)
     if planned is None:
@@ -427,8 +588,9 @@ def main(argv):
     results, plan = planned
 
     started, loadavg_start = benchlib.run_all(args, results, plan, run_once)
-    rows = benchlib.compare(metric_rows(args), GOALS, results)
-    print_table(args, results, rows)
+    secs = sections(args, results)
+    rows = [r for _, srows in secs for r in srows]
+    print_table(args, results, secs)
 
     benchlib.write_outputs(args, started, loadavg_start, {
         "params": {"runs": args.runs, "conns": args.conns, "ops": args.ops,
@@ -436,8 +598,15 @@ def main(argv):
                    "keys": args.keys, "value_size": args.value_size,
                    "big_keys": args.big_keys, "kill_signal": args.kill_signal.name,
                    "startup_samples": args.startup_samples,
-                   "restart_samples": args.restart_samples},
-    }, results, rows)
+                   "restart_samples": args.restart_samples,
+                   "loadgens": [LOADGEN_NAME[lg] for lg in args.loadgens],
+                   "wrk": ({"binary": args.wrk, "version": args.wrk_version,
+                            "threads": args.wrk_threads, "strict": args.wrk_strict,
+                            "duration_s": benchlib.wrk_duration_s(args.duration_s),
+                            "timeout_s": benchlib.WRK_TIMEOUT_S}
+                           if "wrk" in args.loadgens else None),
+                   "busy": {"n": args.busy, "tool": benchlib.busy_label(args.busy_kind) if args.busy else None}},
+    }, results, rows, markdown=markdown(args, secs))
     return benchlib.exit_status(results, plan)
 
 

@@ -27,8 +27,9 @@
 
 /*
  * Log-linear histogram of nanoseconds (HDR-style): values below 256 get a bucket each,
- * every power of two above that is split into 128 sub-buckets, so a reported
- * percentile is within 0.8% of the true value. 7424 counters, no allocation.
+ * every power of two above that is split into 128 sub-buckets, so a bucket is at most
+ * 1/128 (0.8%) wide and the midpoint reported for a percentile is within 0.4% of the
+ * true sample; the maximum is kept exactly beside it. 7424 counters, no allocation.
  */
 #define CN_LG_HIST_SUB    128
 #define CN_LG_HIST_LINEAR 256
@@ -569,7 +570,7 @@ static void usage(FILE *f)
           "  --seq                 walk keys in order (0,1,2,...) instead of at random\n"
           "  --seed N              random seed                              [time]\n"
           "  --timeout-s S         hard cap on the whole run                [duration+60 | 600]\n"
-          "Prints one JSON line: ops_per_s, p50_ms, p99_ms, errors, count, ...\n"
+          "Prints one JSON line: ops_per_s, p50/p90/p99/p999/max_ms, errors, count, ...\n"
           "Exit status: 0 ok, 1 usage or connect failure, 2 timed out, 3 finished with errors.\n",
           f);
 }
@@ -779,10 +780,13 @@ static void print_result(const struct cn_lg_bench *b)
            ",\"reconnects\":%" PRIu64 ",",
            b->ok, errors, b->io_errors, b->reconnects);
     printf("\"elapsed_s\":%.3f,\"ops_per_s\":%.1f,", elapsed_s, ops);
-    printf("\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,",
+    /* 0.1 us resolution: a 3-decimal ms figure would round a 90 us GET by up to 0.6%,
+     * more than the histogram's own error (half a bucket, at most 0.4%). */
+    printf("\"p50_ms\":%.4f,\"p90_ms\":%.4f,\"p99_ms\":%.4f,\"p999_ms\":%.4f,",
            hist_quantile(h, 0.50) / 1e6, hist_quantile(h, 0.90) / 1e6, hist_quantile(h, 0.99) / 1e6,
            hist_quantile(h, 0.999) / 1e6);
-    printf("\"mean_ms\":%.3f,\"max_ms\":%.3f,\"timed_out\":%s,\"bad_status\":{", mean_ms,
+    /* max is tracked exactly, not read from the histogram */
+    printf("\"mean_ms\":%.4f,\"max_ms\":%.4f,\"timed_out\":%s,\"bad_status\":{", mean_ms,
            (double)h->max_ns / 1e6, b->timed_out ? "true" : "false");
     int first = 1;
     for (int s = 0; s < 600; s++) {

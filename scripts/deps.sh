@@ -14,6 +14,11 @@ pkgs=(
 if [ "${CAIRN_WITH_ETCD:-1}" = 1 ]; then
     pkgs+=(etcd-server)
 fi
+# Optional: bench/ tools. wrk is a second, independent load generator (bench.py --loadgens
+# cn,wrk); stress-ng keeps a core busy for bench.py --busy N (a Python loop stands in without it).
+if [ "${CAIRN_WITH_BENCH_TOOLS:-1}" = 1 ]; then
+    pkgs+=(wrk stress-ng)
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do
