@@ -133,18 +133,26 @@ static void run_store(struct cn_str key, const struct cn_params *p)
     if (p->present[CN_P_DIR]) (void)cn_parse_bool(p->val[CN_P_DIR], &dir);
     c.dir = dir;
     c.value = p->present[CN_P_VALUE] ? p->val[CN_P_VALUE] : CN_STR(""); /* as keys.c */
+    struct cn_buf want = CN_BUF_INIT; /* the value, decoded the reference way */
+    if (p->present[CN_P_VALUE]) CHECK(cn_url_decode(&want, p->raw[CN_P_VALUE], true) == 0);
     uint64_t ttl = 0;
     if (p->present[CN_P_TTL] && cn_parse_u64(p->val[CN_P_TTL], &ttl) && ttl > 0)
         c.expire_ns = c.now_ns + (int64_t)(ttl % 1000000) * 1000000000LL;
     if (p->present[CN_P_PREV_EXIST] && cn_parse_bool(p->val[CN_P_PREV_EXIST], &prev_exist))
         c.op = prev_exist ? CN_OP_UPDATE : CN_OP_CREATE;
 
+    /* as keys.c: sized exactly, a lazy value decoded into its place */
     struct cn_buf cmd = CN_BUF_INIT;
-    cn_store_cmd_encode(&c, &cmd);
+    size_t len = cn_store_cmd_encoded_len(&c);
+    cn_buf_reserve_exact(&cmd, len);
+    char *hole = cn_store_cmd_encode_hole(&c, &cmd);
+    if (hole != NULL && c.value.p == NULL) cn_params_decode(p, CN_P_VALUE, hole);
+    CHECK(cmd.len == len && cmd.cap == len + 1);
     struct cn_store_cmd d;
     CHECK(cn_store_cmd_decode(cmd.p, cmd.len, &d) == 0);
     CHECK(d.op == c.op && d.ns == c.ns && d.dir == c.dir && d.expire_ns == c.expire_ns);
-    CHECK(cn_str_eq(d.key, c.key) && cn_str_eq(d.value, c.value));
+    CHECK(cn_str_eq(d.key, c.key) && cn_str_eq(d.value, cn_buf_str(&want)));
+    cn_buf_free(&want);
 
     struct cn_store *s = cn_store_new();
     struct cn_store_result res;
@@ -211,6 +219,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     struct cn_params p;
     cn_params_init(&p);
+    p.lazy = 1u << CN_P_VALUE; /* as keys.c */
     char err[256];
     int rq = cn_params_parse(&p, query, false, err, sizeof(err));
     int rb = rq == 0 ? cn_params_parse(&p, body, true, err, sizeof(err)) : -1;
@@ -224,8 +233,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(p.present[n] == (in_body || in_query));
             if (!p.present[n]) continue;
             CHECK(p.from_body[n] == in_body);
+            /* the value as sent lies in the source it came from */
+            struct cn_str src = in_body ? body : query;
+            struct cn_str raw = p.raw[n];
+            CHECK(raw.len == 0 || (raw.p >= src.p && raw.p + raw.len <= src.p + src.len));
+            if (p.val[n].p == NULL && p.val[n].len > 0) {
+                /* lazy, with escapes: decoded where the caller wants it */
+                CHECK(n == CN_P_VALUE);
+                char *dst = cn_xmalloc(p.val[n].len);
+                cn_params_decode(&p, n, dst);
+                CHECK(p.val[n].len == want.len && memcmp(dst, want.p, want.len) == 0);
+                cn_free(dst);
+                continue;
+            }
             CHECK(cn_str_eq(p.val[n], cn_buf_str(&want)));
-            CHECK(p.val[n].p == p.store.p + p.off[n] && p.val[n].p[p.val[n].len] == '\0');
+            /* borrowed when there was nothing to decode, else in the params' buffer */
+            bool borrowed = p.val[n].p == raw.p && p.val[n].len == raw.len;
+            bool stored =
+                p.val[n].len == 0 || (p.store.p != NULL && p.val[n].p >= p.store.p &&
+                                      p.val[n].p + p.val[n].len <= p.store.p + p.store.len);
+            CHECK(borrowed || stored);
             check_u64(p.val[n]);
             bool b;
             (void)cn_parse_bool(p.val[n], &b);

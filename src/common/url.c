@@ -41,6 +41,32 @@ int cn_url_decode(struct cn_buf *out, struct cn_str s, bool plus_is_space)
     return 0;
 }
 
+int cn_url_decoded_len(struct cn_str s, size_t *len)
+{
+    size_t n = s.len;
+    const char *p = s.p, *end = s.p + s.len;
+    while (p < end && (p = memchr(p, '%', (size_t)(end - p))) != NULL) {
+        if (end - p < 3 || unhex(p[1]) < 0 || unhex(p[2]) < 0) return CN_ERR_PARSE;
+        n -= 2;
+        p += 3;
+    }
+    *len = n;
+    return 0;
+}
+
+void cn_url_decode_to(char *dst, struct cn_str s, bool plus_is_space)
+{
+    for (size_t i = 0; i < s.len; i++) {
+        char c = s.p[i];
+        if (c == '%') {
+            *dst++ = (char)(unhex(s.p[i + 1]) * 16 + unhex(s.p[i + 2]));
+            i += 2;
+        } else {
+            *dst++ = plus_is_space && c == '+' ? ' ' : c;
+        }
+    }
+}
+
 static bool unreserved(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||

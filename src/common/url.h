@@ -13,6 +13,12 @@
 /* Appends the percent-decoded form of s to out. plus_is_space: decode '+' as ' ' (forms and
  * query strings). Returns 0, or CN_ERR_PARSE on a malformed %-escape (as Go's url package). */
 int cn_url_decode(struct cn_buf *out, struct cn_str s, bool plus_is_space);
+/* Checks s's %-escapes as cn_url_decode does, without decoding: 0 with the length s decodes to
+ * in *len (each escape is 3 bytes that decode to 1), or CN_ERR_PARSE. */
+int cn_url_decoded_len(struct cn_str s, size_t *len);
+/* Decodes s, whose escapes cn_url_decoded_len accepted, into dst, which has room for the length
+ * it gave: for a caller that decodes straight to where the bytes go. */
+void cn_url_decode_to(char *dst, struct cn_str s, bool plus_is_space);
 
 /* Appends s percent-encoded for use in a URL path (unreserved bytes and '/' kept). */
 void cn_url_encode_path(struct cn_buf *out, struct cn_str s);

@@ -39,7 +39,7 @@
 #define CMD_PREV_INDEX 0x20
 #define CMD_EXPIRE     0x40
 
-void cn_store_cmd_encode(const struct cn_store_cmd *c, struct cn_buf *out)
+static uint8_t cmd_flags(const struct cn_store_cmd *c)
 {
     uint8_t f = 0;
     if (c->dir) f |= CMD_DIR;
@@ -49,17 +49,46 @@ void cn_store_cmd_encode(const struct cn_store_cmd *c, struct cn_buf *out)
     if (c->value.len) f |= CMD_VALUE;
     if (c->prev_index) f |= CMD_PREV_INDEX;
     if (c->expire_ns) f |= CMD_EXPIRE;
-    cn_buf_reserve(out, 16 + c->key.len + c->value.len + c->prev_value.len);
+    return f;
+}
+
+size_t cn_store_cmd_encoded_len(const struct cn_store_cmd *c)
+{
+    uint8_t f = cmd_flags(c);
+    size_t n = 4 + cn_uvarint_len(c->key.len) + c->key.len + 8;
+    if (f & CMD_VALUE) n += cn_uvarint_len(c->value.len) + c->value.len;
+    if (f & CMD_PREV_VALUE) n += cn_uvarint_len(c->prev_value.len) + c->prev_value.len;
+    if (f & CMD_PREV_INDEX) n += cn_uvarint_len(c->prev_index);
+    if (f & CMD_EXPIRE) n += 8;
+    return n;
+}
+
+char *cn_store_cmd_encode_hole(const struct cn_store_cmd *c, struct cn_buf *out)
+{
+    uint8_t f = cmd_flags(c);
+    cn_buf_reserve(out, cn_store_cmd_encoded_len(c)); /* one allocation at most, exact fit */
     cn_buf_put_u8(out, CMD_VERSION);
     cn_buf_put_u8(out, c->op);
     cn_buf_put_u8(out, c->ns);
     cn_buf_put_u8(out, f);
     cn_buf_put_bytes(out, c->key.p, c->key.len);
-    if (f & CMD_VALUE) cn_buf_put_bytes(out, c->value.p, c->value.len);
+    char *hole = NULL;
+    if (f & CMD_VALUE) {
+        cn_buf_put_uvarint(out, c->value.len);
+        hole = out->p + out->len;
+        if (c->value.p) memcpy(hole, c->value.p, c->value.len);
+        out->len += c->value.len;
+    }
     if (f & CMD_PREV_VALUE) cn_buf_put_bytes(out, c->prev_value.p, c->prev_value.len);
     if (f & CMD_PREV_INDEX) cn_buf_put_uvarint(out, c->prev_index);
     if (f & CMD_EXPIRE) cn_buf_put_i64(out, c->expire_ns);
     cn_buf_put_i64(out, c->now_ns);
+    return hole;
+}
+
+void cn_store_cmd_encode(const struct cn_store_cmd *c, struct cn_buf *out)
+{
+    (void)cn_store_cmd_encode_hole(c, out); /* with c->value.p set, the value is in place */
 }
 
 int cn_store_cmd_decode(const void *p, size_t len, struct cn_store_cmd *c)

@@ -57,6 +57,13 @@ struct cn_store_cmd {
 
 /* Encodes c (versioned binary format) by appending to out. */
 void cn_store_cmd_encode(const struct cn_store_cmd *c, struct cn_buf *out);
+/* The number of bytes cn_store_cmd_encode appends for c. */
+size_t cn_store_cmd_encoded_len(const struct cn_store_cmd *c);
+/* Encodes c as cn_store_cmd_encode does, except that when c->value.p is NULL (c->value.len > 0)
+ * the value's bytes are left for the caller to write: the return value points at the
+ * c->value.len bytes where they go, valid until out changes again (NULL when c has no value).
+ * This lets a caller decode a value straight into the command (the API does, from a form). */
+char *cn_store_cmd_encode_hole(const struct cn_store_cmd *c, struct cn_buf *out);
 /* Decodes a command; borrowed fields point into p. Returns 0, CN_ERR_CORRUPT or CN_ERR_VERSION. */
 int cn_store_cmd_decode(const void *p, size_t len, struct cn_store_cmd *c);
 

@@ -156,6 +156,21 @@ static void url_decode_and_parse(void **state)
     assert_int_equal(cn_url_decode(&b, CN_STR("%"), false), CN_ERR_PARSE);
     assert_int_equal(cn_url_decode(&b, CN_STR("%zz"), false), CN_ERR_PARSE);
     cn_buf_free(&b);
+    /* checked and measured first, then decoded in place: the same bytes */
+    size_t n = 0;
+    assert_int_equal(cn_url_decoded_len(CN_STR("a%20b+c%2F"), &n), 0);
+    assert_int_equal(n, 6);
+    char dst[6];
+    cn_url_decode_to(dst, CN_STR("a%20b+c%2F"), true);
+    assert_memory_equal(dst, "a b c/", 6);
+    cn_url_decode_to(dst, CN_STR("a+%2b"), false);
+    assert_memory_equal(dst, "a++", 3);
+    assert_int_equal(cn_url_decoded_len(CN_STR("plain"), &n), 0);
+    assert_int_equal(n, 5);
+    assert_int_equal(cn_url_decoded_len(CN_STR("a%2"), &n), CN_ERR_PARSE);
+    assert_int_equal(cn_url_decoded_len(CN_STR("%"), &n), CN_ERR_PARSE);
+    assert_int_equal(cn_url_decoded_len(CN_STR("%zz"), &n), CN_ERR_PARSE);
+    assert_int_equal(cn_url_decoded_len(CN_STR("ok%4"), &n), CN_ERR_PARSE);
 
     struct cn_url u;
     char err[256];

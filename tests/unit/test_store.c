@@ -1333,6 +1333,44 @@ static void cmd_codec(void **state)
     cn_buf_free(&b);
 }
 
+/* cn_store_cmd_encoded_len is exact for every field's presence and size, and a value left as a
+ * hole and written there gives the same bytes as one encoded from memory. */
+static void cmd_encoded_len_and_hole(void **state)
+{
+    (void)state;
+    char big[20000];
+    memset(big, 'v', sizeof(big));
+    struct cn_store_cmd cs[] = {
+        {.op = CN_OP_SYNC, .now_ns = NOW},
+        {.op = CN_OP_SET, .key = CN_STR("/k"), .value = CN_STR("x"), .now_ns = NOW},
+        {.op = CN_OP_CAS,
+         .key = CN_STR("/a/b"),
+         .value = {big, sizeof(big)},
+         .has_prev_value = true,
+         .prev_value = {big, 200},
+         .prev_index = 1u << 20,
+         .expire_ns = NOW + 5,
+         .now_ns = NOW},
+        {.op = CN_OP_DELETE, .key = {big, 130}, .recursive = true, .dir = true, .now_ns = NOW},
+    };
+    for (size_t i = 0; i < sizeof(cs) / sizeof(cs[0]); i++) {
+        struct cn_buf a = CN_BUF_INIT, b = CN_BUF_INIT;
+        cn_store_cmd_encode(&cs[i], &a);
+        assert_int_equal(cn_store_cmd_encoded_len(&cs[i]), a.len);
+        struct cn_store_cmd h = cs[i];
+        h.value.p = NULL;
+        cn_buf_reserve_exact(&b, a.len);
+        char *hole = cn_store_cmd_encode_hole(&h, &b);
+        assert_true((hole != NULL) == (cs[i].value.len > 0));
+        if (hole) memcpy(hole, cs[i].value.p, cs[i].value.len);
+        assert_int_equal(b.len, a.len);
+        assert_int_equal(b.cap, a.len + 1); /* no growth past the exact reservation */
+        assert_memory_equal(a.p, b.p, a.len);
+        cn_buf_free(&a);
+        cn_buf_free(&b);
+    }
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1370,6 +1408,7 @@ int main(void)
         T(frozen_encode_on_a_thread),
         T(history_shares_values),
         T(cmd_codec),
+        T(cmd_encoded_len_and_hole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -328,8 +328,8 @@ void cn_api__keys(struct cn_api *api, struct cn_http_req *req, struct cn_str res
     int64_t start_ns = cn_clock_mono_ns();
     struct cn_params p;
     cn_params_init(&p);
+    p.lazy = 1u << CN_P_VALUE; /* decoded straight into the command, if it must be */
     struct cn_buf key = CN_BUF_INIT;
-    struct cn_buf cmdbuf = CN_BUF_INIT;
     int method = cn_api__method_index(req, false);
     char err[256];
     char cause[320];
@@ -341,7 +341,9 @@ void cn_api__keys(struct cn_api *api, struct cn_http_req *req, struct cn_str res
     if ((req->method == CN_HTTP_PUT || req->method == CN_HTTP_POST) && is_form(req) &&
         cn_params_parse(&p, req->body, true, err, sizeof(err)) != 0)
         REQ_ERR(CN_V2_INVALID_FORM, err);
-    if (cn_url_decode(&key, rest, false) != 0)
+    /* a path without escapes is the key as it is: borrowed, like the values */
+    bool key_escaped = rest.len > 0 && memchr(rest.p, '%', rest.len) != NULL;
+    if (key_escaped && cn_url_decode(&key, rest, false) != 0)
         REQ_ERR(CN_V2_INVALID_FORM, "invalid URL escape in path");
 
     uint64_t prev_index = 0, wait_index = 0, ttl = 0;
@@ -387,7 +389,7 @@ void cn_api__keys(struct cn_api *api, struct cn_http_req *req, struct cn_str res
         !cn_parse_bool(p.val[CN_P_NO_VALUE_ON_SUCCESS], &no_value))
         REQ_ERR(CN_V2_INVALID_FIELD, "invalid value for \"noValueOnSuccess\"");
 
-    struct cn_str k = cn_buf_str(&key);
+    struct cn_str k = key_escaped ? cn_buf_str(&key) : rest;
     if (k.p == NULL) k = CN_STR("");
 
     if (req->method == CN_HTTP_GET || req->method == CN_HTTP_HEAD) {
@@ -457,12 +459,18 @@ void cn_api__keys(struct cn_api *api, struct cn_http_req *req, struct cn_str res
             c.recursive = recursive;
         }
     }
-    cn_store_cmd_encode(&c, &cmdbuf);
+    /* One copy per write: the command is encoded once, into the node's buffer after its entry
+     * header, and that buffer is the log entry from here to the disk. A value with escapes is
+     * decoded into its place in it (c.value.p is NULL then); one without is copied from the
+     * request body. */
+    struct cn_node_cmd nc;
+    cn_node_cmd_begin(api->node, &nc, cn_store_cmd_encoded_len(&c));
+    char *hole = cn_store_cmd_encode_hole(&c, &nc.buf);
+    if (hole != NULL && c.value.p == NULL) cn_params_decode(&p, CN_P_VALUE, hole);
     struct pending *pd = pending_new(api, req, method, start_ns);
     pd->no_value = no_value && req->method != CN_HTTP_DELETE;
-    pd->nreq = cn_node_propose(api->node, cmdbuf.p, cmdbuf.len, write_done, pd);
+    pd->nreq = cn_node_propose_cmd(api->node, &nc, write_done, pd);
 out:
-    cn_buf_free(&cmdbuf);
     cn_buf_free(&key);
     cn_params_free(&p);
 }
