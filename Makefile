@@ -8,6 +8,7 @@
 #   make bench-p99  the tail check: p50/p99/p99.9/max of PUT and GET at 16/64/256 connections,
 #                 cairn and etcd, cn_loadgen and wrk, one busy core, median of 3 runs (~15 min)
 #   make bench-cluster   3-member clusters: PUT through leader/follower, failover, vs etcd
+#   make bench-v3 the v3 API (gRPC): Put and Range at 1-256 streams, RSS, restart, vs etcd
 #   make chaos    the linearizability check under a nemesis for 10 minutes (CHAOS_SECONDS)
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 PYTHON ?= /usr/bin/python3
@@ -64,6 +65,13 @@ bench-p99: deps build
 
 bench-cluster: deps build
 	$(PYTHON) bench/cluster.py --cairn build/cairn --loadgen build/bench/cn_loadgen
+
+# The v3 (gRPC) bench; writes build/bench-v3.json and build/bench-v3.md. etcd's own benchmark is
+# the second load generator once scripts/etcd_benchmark.sh has built build/bench/etcd-benchmark.
+.PHONY: bench-v3
+bench-v3: deps build
+	$(PYTHON) bench/bench_v3.py --cairn build/cairn --v3load build/bench/cn_v3load \
+		--json build/bench-v3.json --markdown build/bench-v3.md
 
 CHAOS_SECONDS ?= 600
 chaos: deps build

@@ -34,6 +34,14 @@ static const struct flag flags[] = {
     {"election-timeout", K_UINT, "1000", "time (in milliseconds) for an election to timeout"},
     {"max-request-bytes", K_UINT, "10485760",
      "maximum client request size in bytes the server will accept"},
+    {"max-txn-ops", K_UINT, "128", "maximum number of operations permitted in a v3 transaction"},
+    {"auto-compaction-mode", K_STR, "periodic",
+     "interpret 'auto-compaction-retention' one of: periodic|revision"},
+    {"auto-compaction-retention", K_STR, "0",
+     "auto compaction retention for mvcc key value store (0 disables; periodic: a duration "
+     "such as 1h or hours as a number, revision: a revision count)"},
+    {"enable-grpc-gateway", K_BOOL, "true",
+     "enable the v3 JSON gateway (/v3/...) on the client URLs"},
     {"listen-peer-urls", K_URLS, "http://localhost:2380,http://localhost:7001",
      "list of URLs to listen on for peer traffic"},
     {"listen-client-urls", K_URLS, "http://localhost:2379,http://localhost:4001",
@@ -534,6 +542,31 @@ int cn_config_load(struct cn_config *cfg, int argc, char **argv, char **envp)
     cfg->max_snapshots = (unsigned)get_uint(&st, "max-snapshots");
     cfg->max_wals = (unsigned)get_uint(&st, "max-wals");
     cfg->max_request_bytes = get_uint(&st, "max-request-bytes");
+    /* etcd 3.4's limit for v3 requests is 1.5 MiB unless the flag says otherwise; the v2 API
+     * keeps cairn's 10 MiB default (etcd 2.3 had no limit). */
+    cfg->max_request_bytes_v3 = is_set(&st, "max-request-bytes") ? cfg->max_request_bytes : 1572864;
+    cfg->max_txn_ops = get_uint(&st, "max-txn-ops");
+    cfg->enable_grpc_gateway = get_bool(&st, "enable-grpc-gateway");
+    {
+        const char *mode = get(&st, "auto-compaction-mode");
+        if (strcmp(mode, "periodic") == 0) {
+            cfg->auto_compaction_revision = false;
+        } else if (strcmp(mode, "revision") == 0) {
+            cfg->auto_compaction_revision = true;
+        } else {
+            fprintf(stderr, "cairn: unknown auto-compaction-mode %s\n", mode);
+            rc = CN_CONFIG_ERROR;
+            goto out;
+        }
+        if (cn_config_parse_retention(get(&st, "auto-compaction-retention"),
+                                      cfg->auto_compaction_revision,
+                                      &cfg->auto_compaction_retention) != 0) {
+            fprintf(stderr, "cairn: invalid auto-compaction-retention %s\n",
+                    get(&st, "auto-compaction-retention"));
+            rc = CN_CONFIG_ERROR;
+            goto out;
+        }
+    }
     uint64_t hb = get_uint(&st, "heartbeat-interval"), el = get_uint(&st, "election-timeout");
     if (hb == 0) {
         fprintf(stderr, "cairn: -heartbeat-interval must be positive\n");
@@ -700,4 +733,54 @@ void cn_config_free(struct cn_config *cfg)
         free_urls(&cfg->initial[i].peer_urls);
     }
     cfg->ninitial = 0;
+}
+
+/* A Go duration: a sequence of decimal numbers, each with an optional fraction and a unit (h, m,
+ * s, ms, us, ns), e.g. "1h30m" or "2.5s". Into ms. */
+static int parse_go_duration(const char *s, uint64_t *out_ms)
+{
+    static const struct {
+        const char *unit;
+        double ms;
+    } units[] = {{"ms", 1},     {"us", 1e-3}, {"µs", 1e-3}, {"ns", 1e-6},
+                 {"h", 3600e3}, {"m", 60e3},  {"s", 1e3}};
+    double total = 0;
+    if (*s == '\0') return -1;
+    while (*s) {
+        char *end;
+        errno = 0;
+        double v = strtod(s, &end);
+        if (end == s || errno != 0 || v < 0 || *s == '+' || *s == '-') return -1;
+        s = end;
+        size_t i;
+        for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+            size_t n = strlen(units[i].unit);
+            if (strncmp(s, units[i].unit, n) == 0) break;
+        }
+        if (i == sizeof(units) / sizeof(units[0])) return -1;
+        total += v * units[i].ms;
+        s += strlen(units[i].unit);
+    }
+    if (total > 1e15) return -1;
+    *out_ms = (uint64_t)total;
+    return 0;
+}
+
+int cn_config_parse_retention(const char *s, bool revision_mode, uint64_t *out)
+{
+    uint64_t n;
+    if (revision_mode) {
+        if (!cn_parse_u64(cn_str_c(s), &n)) return -1;
+        *out = n;
+        return 0;
+    }
+    /* periodic: a bare number is hours (etcd 3.4: "1" = 1h), otherwise a duration */
+    char *end;
+    errno = 0;
+    double h = strtod(s, &end);
+    if (end != s && *end == '\0' && errno == 0 && h >= 0 && h < 1e9 && *s != '-' && *s != '+') {
+        *out = (uint64_t)(h * 3600e3);
+        return 0;
+    }
+    return parse_go_duration(s, out);
 }

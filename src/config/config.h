@@ -36,7 +36,14 @@ struct cn_config {
     unsigned max_wals;
     unsigned heartbeat_ms;
     unsigned election_ms;
-    uint64_t max_request_bytes;
+    uint64_t max_request_bytes;    /* v2 */
+    uint64_t max_request_bytes_v3; /* gRPC and the gateway: 1.5 MiB unless the flag is set */
+    uint64_t max_txn_ops;
+    bool enable_grpc_gateway;
+    /* --auto-compaction-*: revision mode keeps the last `retention` revisions; periodic mode
+     * keeps `retention` ms of history (0: off) */
+    bool auto_compaction_revision;
+    uint64_t auto_compaction_retention;
     struct cn_url_list listen_client;
     struct cn_url_list advertise_client;
     struct cn_url_list listen_peer;
@@ -69,6 +76,11 @@ enum cn_config_result {
     CN_CONFIG_ERROR = 2,   /* message printed on stderr: exit 1 */
     CN_CONFIG_USAGE = 3,   /* unknown flag (Go's flag package): exit 2 */
 };
+
+/* --auto-compaction-retention as etcd 3.4 reads it: revision mode takes a count; periodic mode
+ * a Go duration ("1h30m", "90s") or a bare number of hours ("1", "0.5"). Into *out (revisions,
+ * or ms). 0 or -1. */
+int cn_config_parse_retention(const char *s, bool revision_mode, uint64_t *out);
 
 /* Parses argv and the environment into cfg. Prints --help/--version output on stdout and one
  * error line on stderr. */

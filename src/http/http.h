@@ -117,6 +117,16 @@ int cn_http_server_listen(struct cn_http_server *srv, const char *host, uint16_t
  * caller keeps the stream). */
 int cn_http_server_adopt(struct cn_http_server *srv, struct cn_stream *s, const void *head,
                          size_t head_len);
+/* Hands a connection over to another protocol on the same port. head holds the bytes read so
+ * far (the whole 24-byte HTTP/2 preface, and whatever came with it), borrowed for the call.
+ * Return 0 when the stream is taken (the HTTP server has let go of it: reading stopped, s->data
+ * free for the new owner), negative to refuse (the connection is then closed). */
+typedef int (*cn_http_h2_hook)(void *ctx, struct cn_stream *s, const void *head, size_t head_len);
+/* Sets (fn NULL: clears) the hook that takes connections opening with the HTTP/2 client preface
+ * "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" (h2c with prior knowledge: gRPC, as etcd's cmux sorts them).
+ * Only connections this server accepted are sniffed, before their first byte is parsed; without
+ * a hook nothing is sniffed and such a connection gets http-parser's 400 as before. */
+void cn_http_server_set_h2(struct cn_http_server *srv, cn_http_h2_hook fn, void *ctx);
 /* Stops accepting, aborts streaming responses (on_abort runs for each, inside this call; the
  * client then gets the stream's last chunk, i.e. a complete response), closes idle connections,
  * and lets connections with a request in flight finish it (its response says "Connection: close",

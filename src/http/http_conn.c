@@ -576,10 +576,51 @@ static void conn_on_eof(struct conn *c)
     conn_check_done(c);
 }
 
+/* The HTTP/2 client preface (RFC 7540 3.5): etcd's cmux sends such connections to gRPC. */
+static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+#define H2_PREFACE_LEN (sizeof(h2_preface) - 1)
+
+/* Parks the bytes until the preface matches (hand the stream over) or one byte differs (parse
+ * them as HTTP/1.1). */
+static void conn_sniff(struct conn *c, const char *p, size_t n)
+{
+    cn_buf_append(&c->in, p, n);
+    size_t m = c->in.len < H2_PREFACE_LEN ? c->in.len : H2_PREFACE_LEN;
+    if (memcmp(c->in.p, h2_preface, m) != 0) {
+        c->sniff = false;
+        conn_parse(c, c->in.p, c->in.len, true);
+        return;
+    }
+    if (c->in.len < H2_PREFACE_LEN) return;
+    struct cn_http_server *srv = c->srv;
+    struct cn_stream *s = c->s;
+    cn_stream_read_stop(s);
+    c->reading = false;
+    if (srv->h2_hook(srv->h2_ctx, s, c->in.p, c->in.len) != 0) {
+        cn_http__conn_close(c);
+        return;
+    }
+    /* the stream is the hook's now: the connection goes without closing it */
+    cn_list_remove(&c->resume_link);
+    cn_list_remove(&c->linger_link);
+    cn_list_remove(&c->link);
+    srv->nconns--;
+    cn_buf_free(&c->in);
+    cn_buf_free(&c->wout);
+    cn_buf_free(&c->wfly);
+    if (c->cur) cn_http__req_free(c->cur);
+    cn_free(c);
+    cn_http__server_maybe_done(srv);
+}
+
 static void on_read(struct cn_stream *s, ssize_t nread, const struct cn_stream_buf *buf)
 {
     struct conn *c = s->data;
     if (c->closing) return;
+    if (nread > 0 && c->sniff) {
+        conn_sniff(c, buf->p, (size_t)nread);
+        return;
+    }
     if (nread > 0) {
         if (c->no_more || c->shutting) return; /* draining */
         if (c->in.len > 0 || !conn_can_take(c)) {
@@ -617,7 +658,7 @@ void cn_http__conn_update_read(struct conn *c)
         cn_stream_read_stop(c->s);
         c->reading = false;
     }
-    if (!draining && !c->in_parse && c->in.len > 0 && conn_can_take(c) &&
+    if (!draining && !c->in_parse && !c->sniff && c->in.len > 0 && conn_can_take(c) &&
         cn_list_empty(&c->resume_link) && !srv->aux_closed) {
         cn_list_insert_tail(&srv->resume, &c->resume_link);
         uv_idle_start(&srv->resume_idle, on_resume);

@@ -29,6 +29,7 @@ static void on_connection(struct cn_stream_listener *l, int status, struct cn_st
         return;
     }
     struct conn *c = cn_http__conn_new(srv, s);
+    c->sniff = srv->h2_hook != NULL;
     (void)cn_stream_set_nodelay(s, true); /* an optimisation only: the connection works without */
     cn_http__conn_update_read(c);
 }
@@ -42,6 +43,12 @@ int cn_http_server_adopt(struct cn_http_server *srv, struct cn_stream *s, const 
     if (head_len > 0) cn_buf_append(&c->in, head, head_len); /* parsed from the resume handle */
     cn_http__conn_update_read(c);
     return 0;
+}
+
+void cn_http_server_set_h2(struct cn_http_server *srv, cn_http_h2_hook fn, void *ctx)
+{
+    srv->h2_hook = fn;
+    srv->h2_ctx = ctx;
 }
 
 /* ---- server ------------------------------------------------------------------------------ */

@@ -112,6 +112,7 @@ struct conn {
     int err_status;     /* 431 when a callback refused the headers */
     bool reading, writing, in_parse;
     bool no_more, final_sent, shutting, closing, peer_eof;
+    bool sniff; /* still matching the HTTP/2 preface (srv->h2_hook set), bytes parked in in */
 };
 
 struct cn_http_server {
@@ -140,6 +141,8 @@ struct cn_http_server {
     bool closing, aux_closed;
     void (*close_cb)(void *ctx);
     void *close_ctx;
+    cn_http_h2_hook h2_hook;
+    void *h2_ctx;
 };
 
 #define REQ(p) CN_CONTAINER_OF((p), struct req, pub)

@@ -101,6 +101,7 @@ static void sync_tick(uv_timer_t *t)
     struct server *s = t->data;
     if (s->stopping) return;
     publish_version(s);
+    cn_v3_tick(s->v3, (uint64_t)cn_clock_mono_ns() / 1000000);
     if (s->sync_inflight) return;
     int64_t next = cn_store_next_expiry(s->store);
     int64_t now = cn_clock_real_ns();

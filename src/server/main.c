@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "h2/grpc.h"
 #include "proxy/proxy.h"
 #include "server_int.h"
 
@@ -109,6 +110,16 @@ static int listen_clients(struct server *s)
         .send_date = true,
     };
     s->http = cn_http_server_new(s->loop, &lim, cn_server__handle, cn_server__too_large, s);
+    /* gRPC: a connection that opens with the HTTP/2 preface is the v3 API's (etcd's cmux) */
+    struct cn_grpc_method *methods;
+    size_t nmethods;
+    cn_v3_register_grpc(s->v3, &methods, &nmethods);
+    struct cn_grpc_limits glim = {
+        .max_recv_msg = s->cfg.max_request_bytes_v3 + 512 * 1024,
+    };
+    int grc = cn_grpc_server_new(s->loop, &glim, methods, nmethods, &s->grpc);
+    CN_ASSERT(grc == 0);
+    cn_http_server_set_h2(s->http, cn_grpc_server_adopt_hook, s->grpc);
     for (size_t i = 0; i < s->cfg.listen_client.n; i++) {
         const struct cn_url *u = &s->cfg.listen_client.u[i];
         char err[256] = "";
@@ -189,6 +200,21 @@ int main(int argc, char **argv, char **envp)
     s.loop = uv_default_loop();
     s.store = cn_store_new();
     cn_fsm_v2_init(&s.fsm, s.store);
+    s.mvcc = cn_mvcc_new();
+    s.lessor = cn_mvcc_lessor_new();
+    cn_fsm_v3_init(&s.fsm3, s.mvcc, s.lessor);
+    cn_fsm_both_init(&s.fsm_both, &s.fsm.fsm, &s.fsm3.fsm);
+    struct cn_v3_options v3opt = {
+        .max_request_bytes = s.cfg.max_request_bytes_v3,
+        .max_txn_ops = s.cfg.max_txn_ops,
+        .election_ms = s.cfg.election_ms,
+        .heartbeat_ms = s.cfg.heartbeat_ms,
+        .gateway = s.cfg.enable_grpc_gateway,
+        .auto_compaction_revision = s.cfg.auto_compaction_revision,
+        .auto_compaction_retention = s.cfg.auto_compaction_retention,
+        .members = s.store,
+    };
+    s.v3 = cn_v3_new(s.loop, &v3opt, &s.fsm3.ap, NULL);
     cn_list_init(&s.waiting);
     s.initial = s.cfg.initial;
     s.ninitial = s.cfg.ninitial;
@@ -203,6 +229,10 @@ int main(int argc, char **argv, char **envp)
         uv_loop_close(s.loop);
     }
     cn_api_free(s.api);
+    cn_v3_free(s.v3);
+    cn_fsm_v3_free(&s.fsm3);
+    cn_mvcc_lessor_free(s.lessor);
+    cn_mvcc_free(s.mvcc);
     cn_store_free(s.store);
     cn_server__free_discovered(&s);
     cn_config_free(&s.cfg);

@@ -7,7 +7,9 @@
  *   duties.c    what a running member does on its own: publish its attributes and the
  *               cluster version, and (on the leader) propose TTL expiry with its clock
  *   shutdown.c  the signals and the shutdown order
- *   fsm_v2.c    the v2 key space as the node's state machine
+ *   fsm.c       the node's state machine: the v2 part and the v3 part in one log
+ *   fsm_v2.c    the v2 key space (and the member records)
+ *   fsm_v3.c    the v3 key space
  *
  * Design notes: start-up states (startup.c)
  *
@@ -30,9 +32,12 @@
 #include <uv.h>
 
 #include "api/v2/api.h"
+#include "api/v3/v3.h"
 #include "common/list.h"
 #include "config/config.h"
+#include "fsm.h"
 #include "fsm_v2.h"
+#include "fsm_v3.h"
 #include "http/http.h"
 #include "http/http_client.h"
 #include "node/node.h"
@@ -48,9 +53,16 @@ struct server {
     struct cn_config cfg;
     struct cn_store *store;
     struct cn_fsm_v2 fsm;
+    struct cn_mvcc *mvcc;           /* the v3 key space */
+    struct cn_mvcc_lessor *lessor;  /* its leases' expiry on this member */
+    struct cn_fsm_v3 fsm3;
+    struct cn_fsm_both fsm_both;    /* what the node applies: both key spaces */
     struct cn_node *node;
     struct cn_api *api;
+    struct cn_v3 *v3;               /* from the start; calls wait until the node is ready */
     struct cn_http_server *http;
+    struct cn_grpc_server *grpc;    /* h2c connections on the client port */
+    bool http_closing;
     uv_signal_t sigterm, sigint;
     int exit_code;
     int64_t t0;

@@ -6,6 +6,7 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "discovery/discovery.h"
+#include "h2/grpc.h"
 #include "proxy/proxy.h"
 #include "server_int.h"
 
@@ -28,15 +29,33 @@ void cn_server__node_stopped(void *ctx)
     cn_server__close_all(s);
 }
 
+static void grpc_closed(void *ctx);
+static void http_closed(void *ctx);
+
+static void http_closed_cb(void *ctx)
+{
+    struct server *s = ctx;
+    s->http_closing = false;
+    http_closed(s);
+}
+
 static void http_closed(void *ctx)
 {
     struct server *s = ctx;
     s->http = NULL;
+    if (s->grpc) return;    /* grpc_closed goes on */
     if (s->opening) return; /* open_after stops the node once recovery returns */
     if (s->node)
         cn_node_stop(s->node, cn_server__node_stopped, s);
     else
         cn_server__node_stopped(s);
+}
+
+static void grpc_closed(void *ctx)
+{
+    struct server *s = ctx;
+    s->grpc = NULL;
+    if (s->http == NULL && !s->http_closing) http_closed(s);
 }
 
 static void proxy_stopped(void *ctx)
@@ -69,11 +88,16 @@ void cn_server__shutdown(struct server *s, const char *why)
         s->client = NULL;
     }
     if (s->api) cn_api_end_watches(s->api);
+    if (s->v3) cn_v3_stop(s->v3);
     cn_server__drop_waiting(s);
-    if (s->http)
-        cn_http_server_close(s->http, http_closed, s);
-    else
+    /* the HTTP and gRPC servers close together; the node stops once both are closed */
+    if (s->grpc) cn_grpc_server_close(s->grpc, grpc_closed, s);
+    if (s->http) {
+        s->http_closing = true;
+        cn_http_server_close(s->http, http_closed_cb, s);
+    } else if (!s->grpc) {
         http_closed(s);
+    }
 }
 
 static void on_signal(uv_signal_t *h, int signum)

@@ -314,7 +314,7 @@ static void open_work(uv_work_t *w)
 {
     struct server *s = w->data;
     /* Nothing on the loop touches the store or the node until open_after (invariant 2). */
-    s->open_rc = cn_node_open(s->loop, &s->nopt, &s->fsm.fsm, &s->node, &s->boot, s->open_err,
+    s->open_rc = cn_node_open(s->loop, &s->nopt, &s->fsm_both.fsm, &s->node, &s->boot, s->open_err,
                               sizeof(s->open_err));
 }
 
@@ -328,7 +328,7 @@ static void serve_waiting(struct server *s)
         w->req->data = NULL;
         struct cn_http_req *req = w->req;
         cn_free(w);
-        cn_api_handle(req, s->api);
+        if (!cn_v3_gateway_handle(s->v3, req)) cn_api_handle(req, s->api);
     }
     s->nwaiting = 0;
 }
@@ -365,6 +365,7 @@ static void start_serving(struct server *s)
         .discovery_ttl_s = s->cfg.discovery_token_ttl,
     };
     s->api = cn_api_new(s->loop, &aopt, s->store, s->node);
+    cn_v3_set_ids(s->v3, boot->member_id, boot->cluster_id);
     char err[512] = "";
     if (cn_node_start(s->node, err, sizeof(err)) != 0) {
         fprintf(stderr, "cairn: %s\n", err);
@@ -375,6 +376,7 @@ static void start_serving(struct server *s)
     }
     cn_server__duties_start(s);
     s->ready = true;
+    cn_v3_set_node(s->v3, s->node);
     serve_waiting(s);
     cn_server__notify("READY=1");
     CN_LOGN("server", "ready to serve client requests startup_ms=%.1f",
@@ -447,7 +449,7 @@ void cn_server__handle(struct cn_http_req *req, void *ctx)
 {
     struct server *s = ctx;
     if (s->ready) {
-        cn_api_handle(req, s->api);
+        if (!cn_v3_gateway_handle(s->v3, req)) cn_api_handle(req, s->api);
         return;
     }
     if (cn_str_eqz(req->path, "/version") && req->method == CN_HTTP_GET) {

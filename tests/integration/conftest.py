@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-pytest.register_assert_rewrite("harness", "cluster", "linearizability")
+pytest.register_assert_rewrite("harness", "cluster", "linearizability", "v3harness")
 
 import harness  # noqa: E402
 from harness import IS_ETCD, Member  # noqa: E402
@@ -16,6 +16,8 @@ MARKERS = {
     "etcd_only": "etcd 3.4 behaviour cairn does not mirror (skipped unless CAIRN_TARGET=etcd)",
     "slow": "takes more than a few seconds (deselect with -m 'not slow')",
     "needs_root": "needs root (tmpfs mounts)",
+    "v3": "etcd v3 API suite (test_v3_*.py): run against cairn and etcd alike (-m 'not v3' "
+          "leaves it out)",
 }
 
 
@@ -179,3 +181,58 @@ def ns(request):
 @pytest.fixture
 def etcdctl_env():
     return harness.clean_env({"ETCDCTL_API": "2"})
+
+
+# -- v3 suite (test_v3_*.py) ---------------------------------------------------------------
+
+@pytest.fixture
+def ctl3(member):
+    """etcdctl with ETCDCTL_API=3 against the test's fresh member."""
+    import v3harness
+    return v3harness.Ctl3(member)
+
+
+@pytest.fixture
+def etcd3_client(member):
+    """A python3-etcd3 client (Debian's 0.12, grpcio) for the test's fresh member."""
+    import v3harness
+    c = v3harness.client(member)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def gw(member):
+    """The JSON gateway of the test's fresh member (v3harness.Gateway)."""
+    import v3harness
+    return v3harness.Gateway(member)
+
+
+@pytest.fixture(scope="session")
+def npm_etcd3():
+    """The npm etcd3 client (grpc-js), installed once per session by ``npm ci`` into
+    tests/integration/js (node_modules is not committed). Skips when node/npm are missing or
+    the registry cannot be reached. xdist workers serialise on a lock file; a stamp holding
+    package-lock.json's contents avoids reinstalling."""
+    import fcntl
+    import subprocess
+    import v3harness
+    js = v3harness.JS_DIR
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        pytest.skip("npm etcd3 tests need node and npm on PATH")
+    lock_path = os.path.join(js, "package-lock.json")
+    stamp = os.path.join(js, "node_modules", ".cairn-installed")
+    want = open(lock_path, "rb").read()
+    with open(os.path.join(js, ".install.lock"), "w") as lk:
+        fcntl.flock(lk, fcntl.LOCK_EX)
+        if not (os.path.exists(stamp) and open(stamp, "rb").read() == want):
+            p = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                               cwd=js, capture_output=True, timeout=300,
+                               env=harness.clean_env())
+            if p.returncode != 0:
+                pytest.skip("npm ci in tests/integration/js failed (offline or registry "
+                            f"unreachable?): {p.stderr.decode(errors='replace')[-400:]}")
+            with open(stamp, "wb") as f:
+                f.write(want)
+    return js
