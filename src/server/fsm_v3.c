@@ -72,7 +72,8 @@ static int restore(struct cn_fsm *fsm, const void *p, size_t len)
     } else {
         rc = cn_mvcc_snapshot_load(f->ap.kv, p, len);
     }
-    if (rc == 0 && f->ap.lessor) cn_mvcc_lessor_sync(f->ap.lessor, f->ap.kv, mono_ms(NULL));
+    if (rc == 0 && f->ap.lessor)
+        cn_mvcc_lessor_sync(f->ap.lessor, f->ap.kv, f->ap.now_ms(f->ap.ctx));
     return rc;
 }
 

@@ -12,7 +12,8 @@ struct cn_fsm_v3 {
     struct cn_v3_result res; /* the last apply's: what a proposer's callback borrows */
 };
 
-/* kv and lessor are borrowed for f's life. */
+/* kv and lessor are borrowed for f's life. The lessor's clock is the monotonic one; a caller may
+ * set f->ap.now_ms / f->ap.ctx after init to run it on another (the simulation's virtual time). */
 void cn_fsm_v3_init(struct cn_fsm_v3 *f, struct cn_mvcc *kv, struct cn_mvcc_lessor *lessor);
 void cn_fsm_v3_free(struct cn_fsm_v3 *f);
 

@@ -10,7 +10,7 @@
 #include "sim_int.h"
 #include "store/store.h"
 
-static struct sim_req *new_req(struct sim *s, int member, bool is_read, uint64_t id)
+struct sim_req *sim_new_req(struct sim *s, int member, bool is_read, uint64_t id)
 {
     struct sim_req *r = CN_NEW(struct sim_req);
     r->s = s;
@@ -18,6 +18,7 @@ static struct sim_req *new_req(struct sim *s, int member, bool is_read, uint64_t
     r->incarnation = s->m[member].incarnation;
     r->is_read = is_read;
     r->id = id;
+    r->v3_key = -1;
     if (s->n_reqs == s->cap_reqs) {
         s->cap_reqs = s->cap_reqs ? s->cap_reqs * 2 : 256;
         s->reqs = cn_xrealloc(s->reqs, s->cap_reqs * sizeof(*s->reqs));
@@ -26,7 +27,7 @@ static struct sim_req *new_req(struct sim *s, int member, bool is_read, uint64_t
     return r;
 }
 
-static bool answered_once(struct sim_req *r, int rc)
+bool sim_answered_once(struct sim_req *r, int rc)
 {
     if (r->answered) {
         char why[128];
@@ -44,7 +45,7 @@ static void prop_done(void *ctx, int rc, const void *res)
 {
     struct sim_req *r = ctx;
     struct sim *s = r->s;
-    if (!answered_once(r, rc) || rc != 0) return;
+    if (!sim_answered_once(r, rc) || rc != 0) return;
     const struct sim_result *x = res;
     if (x == NULL || x->id != r->id) {
         sim_fail(s, "a proposal was answered with another one's result");
@@ -64,7 +65,7 @@ static void read_done(void *ctx, int rc, const void *res)
     (void)res;
     struct sim_req *r = ctx;
     struct sim *s = r->s;
-    if (!answered_once(r, rc) || rc != 0) return;
+    if (!sim_answered_once(r, rc) || rc != 0) return;
     uint64_t applied, term;
     cn_node_raft_position(s->m[r->member].node, &applied, &term);
     if (applied < r->watermark) {
@@ -96,9 +97,10 @@ struct sim_req *sim_propose(struct sim *s, int i, uint64_t id)
     c.value = cn_str_c(val);
     c.now_ns = (int64_t)s->now * 1000000;
     struct cn_buf b = CN_BUF_INIT;
+    cn_buf_put_u8(&b, SIM_V2_TAG);
     cn_buf_append(&b, &id, 8);
     cn_store_cmd_encode(&c, &b);
-    struct sim_req *r = new_req(s, i, false, id);
+    struct sim_req *r = sim_new_req(s, i, false, id);
     cn_node_propose(m->node, b.p, b.len, prop_done, r);
     cn_buf_free(&b);
     sim_trace(s, "propose %llu on %llu", (unsigned long long)id, (unsigned long long)m->id);
@@ -107,7 +109,7 @@ struct sim_req *sim_propose(struct sim *s, int i, uint64_t id)
 
 static void read_on(struct sim *s, int i, uint64_t ctx)
 {
-    struct sim_req *r = new_req(s, i, true, ctx);
+    struct sim_req *r = sim_new_req(s, i, true, ctx);
     r->watermark = check_ack_watermark(s->check);
     cn_node_read_index(s->m[i].node, read_done, r);
     sim_trace(s, "read %llu on %llu (must see index %llu)", (unsigned long long)ctx,
@@ -117,7 +119,7 @@ static void read_on(struct sim *s, int i, uint64_t ctx)
 static void change_done(void *ctx, int rc, const void *res)
 {
     (void)res;
-    answered_once(ctx, rc);
+    sim_answered_once(ctx, rc);
 }
 
 /* A membership change asked of member i, the leader: add a learner (it joins empty and the
@@ -129,14 +131,14 @@ static void change_membership(struct sim *s, int i)
     struct sim_req *r;
     if (s->n < SIM_MAX && (st.conf.n_voters <= 3 || sim_chance(s, 50))) {
         uint64_t id = (uint64_t)s->n + 1;
-        r = new_req(s, i, false, 0);
+        r = sim_new_req(s, i, false, 0);
         cn_node_add_member(s->m[i].node, id, NULL, change_done, r);
         sim_trace(s, "membership: add learner %llu proposed on %llu", (unsigned long long)id,
                   (unsigned long long)s->m[i].id);
         sim_start_joiner(s);
     } else if (st.conf.n_voters > 3) {
         uint64_t id = st.conf.voters[sim_rndn(s, st.conf.n_voters)];
-        r = new_req(s, i, false, 0);
+        r = sim_new_req(s, i, false, 0);
         cn_node_remove_member(s->m[i].node, id, NULL, change_done, r);
         sim_trace(s, "membership: remove %llu proposed on %llu", (unsigned long long)id,
                   (unsigned long long)s->m[i].id);
@@ -149,8 +151,10 @@ void sim_client(struct sim *s)
     struct sim_member *m = &s->m[i];
     if (m->up) {
         unsigned what = (unsigned)sim_rndn(s, 100);
-        if (what < 65) {
+        if (what < 32) {
             sim_propose(s, i, ++s->next_prop);
+        } else if (what < 65) {
+            sim_propose_v3(s, i, ++s->next_prop);
         } else if (what < 97) {
             read_on(s, i, ++s->next_ctx);
         } else if (!s->faults_off) {

@@ -6,6 +6,7 @@
  *   raft_sim replay SEED             run one seed with a readable trace of every event
  *   --break-figure8                  run the core with the commit rule (§3.6.2) broken
  *   --break-vote                     run the core with the election restriction (§3.6.1) broken
+ *   --break-v3-snapshot              snapshots carry an empty v3 key space
  *   --expect-failure                 succeed only if some seed fails (proves the checks bite)
  *   --fault-ms MS                    length of the fault phase (default 3000) */
 #include <stdio.h>
@@ -25,9 +26,10 @@ static double wall_seconds(void)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: raft_sim --seeds N [--start S] [--break-figure8|--break-vote] "
-                    "[--expect-failure]\n"
-                    "       raft_sim replay SEED [--break-figure8|--break-vote]\n");
+    fprintf(stderr,
+            "usage: raft_sim --seeds N [--start S] [--break-figure8|--break-vote|"
+            "--break-v3-snapshot] [--expect-failure]\n"
+            "       raft_sim replay SEED [--break-figure8|--break-vote|--break-v3-snapshot]\n");
     return 2;
 }
 
@@ -57,6 +59,8 @@ int main(int argc, char **argv)
             o.break_figure8 = true;
         } else if (strcmp(argv[i], "--break-vote") == 0) {
             o.break_vote = true;
+        } else if (strcmp(argv[i], "--break-v3-snapshot") == 0) {
+            o.break_v3_snapshot = true;
         } else if (strcmp(argv[i], "--expect-failure") == 0) {
             expect_failure = true;
         } else {
@@ -77,10 +81,11 @@ int main(int argc, char **argv)
         o.seed = seed;
         if (sim_run(&o) != 0) {
             if (failures++ == 0) first_failed = seed;
-            const char *flags = o.break_figure8 ? " --break-figure8"
-                                : o.break_vote  ? " --break-vote"
-                                : o.unreachable ? " --unreachable"
-                                                : "";
+            const char *flags = o.break_figure8       ? " --break-figure8"
+                                : o.break_vote        ? " --break-vote"
+                                : o.break_v3_snapshot ? " --break-v3-snapshot"
+                                : o.unreachable       ? " --unreachable"
+                                                      : "";
             printf("replay with: tests/sim/replay %llu%s   (or: %s replay %llu%s)\n", seed, flags,
                    argv[0], seed, flags);
             if (expect_failure) break;

@@ -2,13 +2,15 @@
  * ticks, message deliveries, fsync and snapshot completions, deferred calls, crashes, restarts,
  * client requests and network changes by (time, sequence), so a seed fixes the whole run.
  *
- * Every member is the real node (src/node) on its io_sim.c io and on a state machine wrapping the
- * real v2 store; clients talk to any member, which forwards to its leader as a cairn member does.
- * Checks, after every event (check.c): one leader per term, log matching, leader completeness,
- * state machine safety; and, client-visible: no request is answered twice, a read sees every
- * write acknowledged before it started, a proposal is applied at one index only, every
- * acknowledged write is applied at the index it was acknowledged at, on every member, and (at
- * the end) the members' stores are byte-identical. */
+ * Every member is the real node (src/node) on its io_sim.c io and on the server's composite state
+ * machine (server/fsm.h) over a v2 part wrapping the real v2 store and the server's v3 part over
+ * src/mvcc (v3.c, which checks every v3 reply against the other members' and a model); clients talk
+ * to any member, which forwards to its leader as a cairn member does. Checks, after every event
+ * (check.c): one leader per term, log matching, leader completeness, state machine safety; and,
+ * client-visible: no request is answered twice, a read sees every write acknowledged before it
+ * started, a proposal is applied at one index only, every acknowledged write is applied at the
+ * index it was acknowledged at, on every member, and (at the end) the members' stores are
+ * byte-identical and their v3 key spaces equal (v3.c). */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,10 +19,12 @@
 
 #include "common/alloc.h"
 #include "common/err.h"
+#include "server/fsm.h"
 #include "sim_int.h"
 #include "store/store.h"
 
 #define LIVENESS_MS (10 * SIM_ELECTION_T * SIM_TICK_MS)
+_Static_assert(SIM_V2_TAG != CN_FSM_V3_TAG, "the sim's v2 commands must go to the v2 part");
 
 /* ---- utilities --------------------------------------------------------------------------- */
 
@@ -135,12 +139,14 @@ static struct sim_ev pop(struct sim *s)
     return top;
 }
 
-/* ---- the state machine: the v2 store, commands tagged with the proposal's id ------------- */
+/* ---- the state machine: the server's composite of a v2 and a v3 part ---------------------- */
 
-/* The v2 store, and the ids removed from the cluster, as cairn's fsm_v2 keeps them in its member
- * records: the transport refuses a removed member and tells it so (io_sim.c does the same). */
+/* The v2 part: the v2 store, commands tagged with the proposal's id, and the ids removed from the
+ * cluster, as cairn's fsm_v2 keeps them in its member records: the transport refuses a removed
+ * member and tells it so (io_sim.c does the same). The v3 part is the server's (v3.c). */
 struct sim_fsm {
-    struct cn_fsm fsm;
+    struct cn_fsm fsm;       /* the v2 part */
+    struct cn_fsm_both both; /* what the node runs: cn_fsm_both over fsm and the v3 part */
     struct sim *s;
     int member;
     struct sim_result res;
@@ -153,11 +159,14 @@ static int fsm_apply(struct cn_fsm *fsm, uint64_t index, const void *cmd, size_t
 {
     struct sim_fsm *f = fsm->data;
     struct sim_member *m = &f->s->m[f->member];
-    if (len < 8) return CN_ERR_CORRUPT;
+    if (len < 9 || ((const uint8_t *)cmd)[0] != SIM_V2_TAG) {
+        sim_fail(f->s, "the v2 part was handed a command not its own");
+        return CN_ERR_CORRUPT;
+    }
     uint64_t id;
-    memcpy(&id, cmd, 8);
+    memcpy(&id, (const uint8_t *)cmd + 1, 8);
     struct cn_store_result res;
-    if (cn_store_apply(m->store, (const uint8_t *)cmd + 8, len - 8, &res) != 0)
+    if (cn_store_apply(m->store, (const uint8_t *)cmd + 9, len - 9, &res) != 0)
         sim_fail(f->s, "store rejected a command");
     m->applying_prop = id;
     f->res = (struct sim_result){index, id};
@@ -180,6 +189,23 @@ static bool fsm_is_removed(struct cn_fsm *fsm, uint64_t id)
     for (uint32_t i = 0; i < f->n_removed; i++)
         if (f->removed[i] == id) return true;
     return false;
+}
+
+/* No member records (the world routes by id): no URLs, empty records. */
+static bool fsm_peer_url(struct cn_fsm *fsm, uint64_t id, char *url, size_t len)
+{
+    (void)fsm, (void)id, (void)url, (void)len;
+    return false;
+}
+
+static void fsm_records_join(struct cn_fsm *fsm, const struct cn_node_member *m, struct cn_buf *out)
+{
+    (void)fsm, (void)m, (void)out;
+}
+
+static void fsm_records_remove(struct cn_fsm *fsm, uint64_t id, struct cn_buf *out)
+{
+    (void)fsm, (void)id, (void)out;
 }
 
 static void fsm_snapshot(struct cn_fsm *fsm, struct cn_buf *out)
@@ -249,6 +275,8 @@ void sim_on_apply(void *ctx, const struct cn_raft_entry *e)
     struct sim_member *m = &s->m[a->member];
     uint64_t prop = m->applying_prop;
     m->applying_prop = 0;
+    if (prop == 0 && e->type == CN_RAFT_ENTRY_NORMAL && e->len)
+        prop = sim_v3_prop_of(s, e->data, e->len);
     if (e->index != m->applied + 1) {
         sim_fail(s, "committed entries applied out of order");
         return;
@@ -312,7 +340,12 @@ static void start_member(struct sim *s, int i)
                              .apply_conf = fsm_apply_conf,
                              .snapshot = fsm_snapshot,
                              .restore = fsm_restore,
-                             .is_removed = fsm_is_removed};
+                             .peer_url = fsm_peer_url,
+                             .is_removed = fsm_is_removed,
+                             .records_join = fsm_records_join,
+                             .records_remove = fsm_records_remove};
+    m->v3 = sim_v3_new(s, i);
+    cn_fsm_both_init(&f->both, &f->fsm, sim_v3_fsm(m->v3));
     struct sim_disk *d = &m->disk;
     struct cn_node_state st = {
         .fresh = d->n == 0 && d->snap.index == 0 && d->hs.term == 0,
@@ -343,7 +376,7 @@ static void start_member(struct sim *s, int i)
     m->io = sim_io_new(s, i);
     char err[256];
     m->node =
-        cn_node_new(&opt, &f->fsm, (struct cn_node_io *)m->io, &st, tune, s, err, sizeof(err));
+        cn_node_new(&opt, &f->both.fsm, (struct cn_node_io *)m->io, &st, tune, s, err, sizeof(err));
     if (m->node == NULL) {
         sim_fail(s, "the node refused the member's own disk");
         return;
@@ -374,6 +407,8 @@ static void crash(struct sim *s, int i)
     m->store = NULL;
     cn_free(m->fsm);
     m->fsm = NULL;
+    sim_v3_free(m->v3);
+    m->v3 = NULL;
     m->up = false;
     m->incarnation++;
     if (s->o.unreachable) {
@@ -722,6 +757,10 @@ static void liveness(struct sim *s)
         }
         cn_buf_free(&b0);
         cn_buf_free(&bi);
+        bool in[SIM_MAX];
+        for (int i = 0; i < s->n; i++)
+            in[i] = is_member(s, i);
+        if (!s->failed) sim_v3_final(s, in);
     }
 }
 
@@ -755,7 +794,9 @@ int sim_run(const struct sim_opts *o)
     s->o = *o;
     s->rng = o->seed * 0x2545F4914F6CDD1Dull + 7;
     s->rng2 = o->seed * 0xD1342543DE82EF95ull + 11;
+    s->rng3 = o->seed * 0xAF251AF3B0F025B5ull + 13;
     s->check = check_new();
+    sim_v3_world_init(s);
     s->delay_max = 1 + (unsigned)sim_rndn(s, 20);
     s->long_delay_pct = (unsigned)sim_rndn(s, 5);
     static const unsigned compact[] = {8, 30, 1000000};
@@ -795,14 +836,14 @@ int sim_run(const struct sim_opts *o)
     trace_final(s);
     if (o->trace || s->failed)
         printf("seed=%llu members=%d storm=%d msg_bytes=%zu inflight=%u pv=%d cq=%d events=%llu "
-               "msgs=%llu committed=%llu acked=%llu reads=%llu "
+               "msgs=%llu committed=%llu acked=%llu (v3 %llu) reads=%llu "
                "crashes=%llu snapshots=%llu%s%s\n",
                (unsigned long long)o->seed, s->n, s->storm, s->msg_bytes, s->inflight, s->pre_vote,
                s->check_quorum, (unsigned long long)s->n_events, (unsigned long long)s->n_msgs,
                (unsigned long long)check_committed_len(s->check), (unsigned long long)s->n_acked,
-               (unsigned long long)s->n_reads_served, (unsigned long long)s->n_crashes,
-               (unsigned long long)s->n_snap_installs, s->failed ? " FAILED: " : "",
-               s->failed ? s->why : "");
+               (unsigned long long)s->n_v3_acked, (unsigned long long)s->n_reads_served,
+               (unsigned long long)s->n_crashes, (unsigned long long)s->n_snap_installs,
+               s->failed ? " FAILED: " : "", s->failed ? s->why : "");
     int rc = s->failed ? 1 : 0;
     /* teardown: the members crash for good, their requests unanswered */
     for (int i = 0; i < s->n; i++) {
@@ -811,6 +852,7 @@ int sim_run(const struct sim_opts *o)
             cn_node_destroy(m->node);
             cn_store_free(m->store);
             cn_free(m->fsm);
+            sim_v3_free(m->v3);
         }
         sim_staged_reset(&m->staged);
         cn_free(m->staged.ents);
@@ -827,6 +869,7 @@ int sim_run(const struct sim_opts *o)
     cn_free(s->applied_at);
     cn_free(s->snaps);
     check_free(s->check);
+    sim_v3_world_free(s);
     cn_free(s);
     return rc;
 }

@@ -1,7 +1,8 @@
 /* sim: the Raft simulation. 3 or 5 members, each the real node (src/node: request matching,
  * forwarded proposals, the entry envelope, snapshot framing, the ready loop) on cairn's raft core
- * with the real v2 store as its state machine, driven through a cn_node_io of virtual time, disk
- * and network (io_sim.c), in one process on a virtual clock and a virtual network that
+ * with the server's state machine (server/fsm.h: a v2 part over the real v2 store and the server's
+ * v3 part over src/mvcc, snapshot "CNFS" holding both), driven through a cn_node_io of virtual
+ * time, disk and network (io_sim.c), in one process on a virtual clock and a virtual network that
  * partitions (any split, one-way too), delays, drops, duplicates and reorders messages, and
  * crashes members (losing whatever was not fsynced) and restarts them from their disk. Every
  * run is fixed by one seed. Some seeds also change the membership (add learners, promote them,
@@ -24,6 +25,7 @@ struct sim_io;
 struct cn_node;
 struct cn_store;
 struct sim_fsm;
+struct sim_v3;
 
 /* What a member has on disk: survives crashes. */
 struct sim_disk {
@@ -56,6 +58,7 @@ struct sim_member {
     struct sim_io *io;
     struct cn_store *store; /* the state machine's */
     struct sim_fsm *fsm;
+    struct sim_v3 *v3; /* the v3 part of the state machine (v3.c) */
     struct sim_disk disk;
     struct sim_staged staged;
     bool fsync_pending;
@@ -77,6 +80,9 @@ struct sim_opts {
      * cn_raft_leader_unreachable): to every member when one crashes, and now and then falsely,
      * to check a wrong notice costs at most an election. Drawn from a generator of its own. */
     bool unreachable;
+    /* the v3 part of the state machine leaves its key space out of snapshots (an empty one
+     * instead): the checks must notice */
+    bool break_v3_snapshot;
 };
 
 /* Runs one seed. Returns 0, or 1 after printing what failed. */

@@ -8,6 +8,9 @@
 
 #define SIM_TICK_MS    10
 #define SIM_ELECTION_T 10 /* ticks: election timeout in [100, 200) ms */
+/* The sim's v2 commands: this byte, the proposal id (8 bytes), the store's command. The first
+ * byte is what the composite state machine dispatches on: anything but CN_FSM_V3_TAG is v2. */
+#define SIM_V2_TAG 1
 
 enum sim_ev_type {
     EV_TICK,
@@ -40,6 +43,7 @@ struct sim {
     struct sim_opts o;
     uint64_t rng;
     uint64_t rng2; /* the unreachable notices' own generator */
+    uint64_t rng3; /* the v3 writes' own (v3.c) */
     uint64_t now, seq;
     struct sim_ev *heap;
     size_t n_heap, cap_heap;
@@ -65,10 +69,12 @@ struct sim {
     uint64_t *ack_index;  /* by proposal id: index it was acknowledged at, 0 if not (yet) */
     uint64_t *applied_at; /* by proposal id: index it was first applied at, 0 if not (yet) */
     size_t n_by_id;
+    struct sim_v3_world *v3; /* the v3 model and replies (v3.c) */
     bool failed;
     char why[512];
     /* stats */
     uint64_t n_events, n_msgs, n_acked, n_reads_served, n_crashes, n_snap_installs;
+    uint64_t n_v3_acked;
 };
 
 /* What the simulation's state machine answers a proposal with. */
@@ -86,6 +92,16 @@ struct sim_req {
     uint64_t watermark; /* read: the highest index acknowledged when it started */
     bool answered;
     int rc;
+    int v3_key;      /* a v3 put: its key (0..7), else -1 */
+    char v3_val[24]; /* and its value */
+};
+
+struct cn_v3_result;
+/* What the simulation's v3 part answers a proposal with: the index, the reply's digest, the
+ * server's result. */
+struct sim_v3_result {
+    uint64_t index, digest;
+    const struct cn_v3_result *res;
 };
 
 /* sim.c */
@@ -107,8 +123,24 @@ void sim_grow_by_id(struct sim *s, uint64_t id);
 
 /* client.c */
 void sim_client(struct sim *s);
+struct sim_req *sim_new_req(struct sim *s, int member, bool is_read, uint64_t id);
+/* Marks r answered with rc; false (and the run failed) if it was answered before. */
+bool sim_answered_once(struct sim_req *r, int rc);
 /* A client's write on member i (which forwards it to its leader when it is not the leader). */
 struct sim_req *sim_propose(struct sim *s, int i, uint64_t id);
+
+/* v3.c */
+struct sim_v3 *sim_v3_new(struct sim *s, int member);
+void sim_v3_free(struct sim_v3 *v);
+struct cn_fsm *sim_v3_fsm(struct sim_v3 *v);
+void sim_v3_world_init(struct sim *s);
+void sim_v3_world_free(struct sim *s);
+/* The v3 proposal whose entry has these bytes (envelope included), 0 if none. */
+uint64_t sim_v3_prop_of(struct sim *s, const void *entry, size_t len);
+/* A client's v3 write on member i (Put, DeleteRange, Txn, LeaseGrant/Revoke, Compaction). */
+struct sim_req *sim_propose_v3(struct sim *s, int i, uint64_t id);
+/* The end: every member in[i] has the same v3 key space as the model and the others. */
+void sim_v3_final(struct sim *s, const bool *in);
 
 /* io_sim.c */
 struct sim_io *sim_io_new(struct sim *s, int member);
