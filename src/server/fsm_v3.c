@@ -74,6 +74,7 @@ static int restore(struct cn_fsm *fsm, const void *p, size_t len)
     }
     if (rc == 0 && f->ap.lessor)
         cn_mvcc_lessor_sync(f->ap.lessor, f->ap.kv, f->ap.now_ms(f->ap.ctx));
+    if (rc == 0 && f->ap.on_restore) f->ap.on_restore(f->ap.events_ctx);
     return rc;
 }
 

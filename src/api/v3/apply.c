@@ -500,7 +500,7 @@ static enum cn_v3_err do_txn(struct cn_v3_apply *a, struct cn_arena *ar,
         size_t nev;
         int64_t rev = cn_mvcc_txn_end(w, &ev, &nev);
         resp->header->revision = rev;
-        if (nev > 0 && a->on_events) a->on_events(a->ctx, ev, nev, rev);
+        if (nev > 0 && a->on_events) a->on_events(a->events_ctx, ev, nev, rev);
     } else {
         apply_txn_ops(a, NULL, ar, t, &p, &at, resp);
         resp->header->revision = cn_mvcc_rev(a->kv);
@@ -520,7 +520,7 @@ enum cn_v3_err cn_v3_txn_read(struct cn_v3_apply *a, struct cn_arena *arena,
 static void lease_revoked_keys(struct cn_v3_apply *a, const struct cn_mvcc_event *ev, size_t n,
                                int64_t rev)
 {
-    if (n > 0 && a->on_events) a->on_events(a->ctx, ev, n, rev);
+    if (n > 0 && a->on_events) a->on_events(a->events_ctx, ev, n, rev);
 }
 
 int cn_v3_apply_cmd(struct cn_v3_apply *a, const void *cmd, size_t len, struct cn_v3_result *res)
@@ -578,7 +578,7 @@ int cn_v3_apply_cmd(struct cn_v3_apply *a, const void *cmd, size_t len, struct c
         const struct cn_mvcc_event *ev;
         size_t nev;
         int64_t rev = cn_mvcc_txn_end(w, &ev, &nev);
-        if (nev > 0 && a->on_events) a->on_events(a->ctx, ev, nev, rev);
+        if (nev > 0 && a->on_events) a->on_events(a->events_ctx, ev, nev, rev);
         res->resp = (ProtobufCMessage *)resp;
         break;
     }
@@ -589,7 +589,7 @@ int cn_v3_apply_cmd(struct cn_v3_apply *a, const void *cmd, size_t len, struct c
         const struct cn_mvcc_event *ev;
         size_t nev;
         int64_t rev = cn_mvcc_txn_end(w, &ev, &nev);
-        if (nev > 0 && a->on_events) a->on_events(a->ctx, ev, nev, rev);
+        if (nev > 0 && a->on_events) a->on_events(a->events_ctx, ev, nev, rev);
         res->resp = (ProtobufCMessage *)resp;
         break;
     }

@@ -46,9 +46,11 @@ struct cn_v3_apply {
     struct cn_mvcc *kv;
     /* member-local lease expiry, told of every grant and revoke applied (not replicated) */
     struct cn_mvcc_lessor *lessor;
-    int64_t (*now_ms)(void *ctx); /* the lessor's clock (monotonic ms) */
-    cn_v3_events_cb on_events;    /* may be NULL */
-    void *ctx;
+    int64_t (*now_ms)(void *ctx);         /* the lessor's clock (monotonic ms) */
+    void *ctx;                            /* now_ms's */
+    cn_v3_events_cb on_events;            /* may be NULL */
+    void (*on_restore)(void *events_ctx); /* a snapshot replaced the key space; may be NULL */
+    void *events_ctx;                     /* on_events' and on_restore's */
     /* private */
     struct cn_arena arena; /* the last apply's response */
     struct cn_mvcc_range_result rr, del;

@@ -270,7 +270,7 @@ void cn_v3_register_grpc(struct cn_v3 *api, struct cn_grpc_method **table, size_
     for (size_t i = 0; i < cn_v3__nmethods; i++)
         if (cn_v3__methods[i].grpc_path) k++;
     api->bindings = cn_xcalloc(k, sizeof(*api->bindings));
-    api->grpc_methods = cn_xcalloc(k + 1, sizeof(*api->grpc_methods));
+    api->grpc_methods = cn_xcalloc(k + 2, sizeof(*api->grpc_methods));
     size_t j = 0;
     for (size_t i = 0; i < cn_v3__nmethods; i++) {
         const struct v3method *m = &cn_v3__methods[i];
@@ -293,8 +293,17 @@ void cn_v3_register_grpc(struct cn_v3 *api, struct cn_grpc_method **table, size_
         .on_cancel = cn_v3__keepalive_cancel,
         .ctx = api,
     };
+    api->grpc_methods[j + 1] = (struct cn_grpc_method){
+        .path = "/etcdserverpb.Watch/Watch",
+        .client_stream = true,
+        .server_stream = true,
+        .on_message = cn_v3__watch_message,
+        .on_half_close = cn_v3__watch_half_close,
+        .on_cancel = cn_v3__watch_cancel,
+        .ctx = api,
+    };
     *table = api->grpc_methods;
-    *n = j + 1;
+    *n = j + 2;
 }
 
 void cn_v3__call_drop(struct v3call *c)

@@ -22,6 +22,12 @@ struct cn_v3 *cn_v3_new(uv_loop_t *loop, const struct cn_v3_options *opt, struct
     cn_list_init(&api->calls);
     cn_list_init(&api->keepalives);
     cn_list_init(&api->forwards);
+    cn_list_init(&api->wstreams);
+    cn_list_init(&api->wsynced);
+    cn_list_init(&api->wunsynced);
+    ap->on_events = cn_v3__watch_events;
+    ap->on_restore = cn_v3__watch_restored;
+    ap->events_ctx = api;
     return api;
 }
 
@@ -41,6 +47,7 @@ void cn_v3_stop(struct cn_v3 *api)
 {
     cn_v3__forwards_stop(api);
     cn_v3__keepalives_close(api);
+    cn_v3__watches_close(api);
 }
 
 void cn_v3_free(struct cn_v3 *api)
@@ -49,6 +56,11 @@ void cn_v3_free(struct cn_v3 *api)
     cn_v3__forwards_stop(api);
     cn_v3__calls_stop(api);
     cn_v3__keepalives_close(api);
+    cn_v3__watches_free(api);
+    if (api->ap->on_events == cn_v3__watch_events) {
+        api->ap->on_events = NULL;
+        api->ap->on_restore = NULL;
+    }
     if (api->compact_req) cn_node_req_detach(api->compact_req);
     if (api->revoke_req) cn_node_req_detach(api->revoke_req);
     cn_free(api->bindings);
@@ -125,6 +137,7 @@ void cn_v3_tick(struct cn_v3 *api, uint64_t now_ms)
 {
     if (!api->node) return;
     cn_v3__lease_tick(api, now_ms);
+    cn_v3__watch_tick(api, now_ms);
     if (api->leader)
         auto_compact(api, now_ms);
     else

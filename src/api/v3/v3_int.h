@@ -4,6 +4,7 @@
  *   kv.c       KV: Range, Put, DeleteRange, Txn, Compact
  *   lease.c    Lease: Grant, Revoke, KeepAlive (a bidi stream), TimeToLive, Leases; expiry
  *   maint.c    Maintenance.Status
+ *   watch.c    Watch: the bidi stream, synced and unsynced watchers
  *   gateway.c  the JSON routes
  *   apply.c    the replicated half (apply.h), check.c the v3rpc checks
  *
@@ -64,6 +65,15 @@ struct cn_v3 {
     struct cn_http_client *client; /* for them, made on first use */
     struct v3binding *bindings;
     struct cn_grpc_method *grpc_methods;
+    /* Watch (watch.c) */
+    struct cn_list wstreams;           /* struct wstream */
+    struct cn_list wsynced, wunsynced; /* struct watcher */
+    size_t nwatchers;
+    uv_timer_t wtimer; /* catches unsynced watchers up */
+    bool wtimer_init, wstopped;
+    uint64_t wprogress_at;
+    struct cn_mvcc_event *wbuf; /* catch-up scratch */
+    size_t wbuf_n, wbuf_cap;
 };
 
 enum v3wire { V3_GRPC, V3_GATEWAY };
@@ -123,6 +133,16 @@ void cn_v3__lease_ttl(struct v3call *c);
 void cn_v3__lease_leases(struct v3call *c);
 void cn_v3__status(struct v3call *c);
 void cn_v3__member_list(struct v3call *c);
+
+/* watch.c: the Watch stream's gRPC callbacks, the apply's hooks, the tick, shutdown. */
+void cn_v3__watch_message(struct cn_grpc_call *gc, const void *msg, size_t len, void *ctx);
+void cn_v3__watch_half_close(struct cn_grpc_call *gc, void *ctx);
+void cn_v3__watch_cancel(struct cn_grpc_call *gc, void *ctx);
+void cn_v3__watch_events(void *ctx, const struct cn_mvcc_event *ev, size_t n, int64_t rev);
+void cn_v3__watch_restored(void *ctx);
+void cn_v3__watch_tick(struct cn_v3 *api, uint64_t now_ms);
+void cn_v3__watches_close(struct cn_v3 *api);
+void cn_v3__watches_free(struct cn_v3 *api);
 
 /* The unary method table and its size (call.c). */
 extern const struct v3method cn_v3__methods[];
